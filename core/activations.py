@@ -1,0 +1,156 @@
+"""Activation functions with their first and second derivatives.
+
+Every activation is an :class:`Activation` holding three elementwise functions
+σ, σ′, σ″ written out in closed form, so that the structured Hessian in
+:mod:`core.objectives` never needs nested autodiff of the activation.  The
+closed forms are checked against ``jax.grad`` in ``tests/test_activations.py``.
+
+Conventions (as in MLPGradientFlow.jl):
+
+* ``erf``:  σ(z) = erf(z/√2), so that σ is the odd "normal erf" whose Gaussian
+  expectations have the arcsine kernel closed form.
+* ``normal_cdf``: σ(z) = Φ(z) = ½(1 + erf(z/√2)).
+* ``gelu``: σ(z) = z·Φ(z) (exact, not the tanh approximation).
+* ``silu``: σ(z) = z·sigmoid(z).
+* ``relu``: σ′(0) = 0 and σ″ = 0 (the a.e. derivative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf as _erf
+
+Array = jax.Array
+Elementwise = Callable[[Array], Array]
+
+_SQRT2 = 2.0**0.5
+_INV_SQRT_2PI = (2.0 * jnp.pi) ** -0.5
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation σ with closed-form σ′ and σ″."""
+
+    name: str
+    f: Elementwise
+    df: Elementwise
+    d2f: Elementwise
+
+    def __call__(self, z: Array) -> Array:
+        return self.f(z)
+
+
+def _phi(z: Array) -> Array:
+    """Standard normal density φ(z)."""
+    return _INV_SQRT_2PI * jnp.exp(-0.5 * z * z)
+
+
+def _Phi(z: Array) -> Array:
+    """Standard normal CDF Φ(z)."""
+    return 0.5 * (1.0 + _erf(z / _SQRT2))
+
+
+def _softplus(z: Array) -> Array:
+    return jnp.logaddexp(z, 0.0)
+
+
+def _sigmoid(z: Array) -> Array:
+    return jax.nn.sigmoid(z)
+
+
+def _d_sigmoid(z: Array) -> Array:
+    s = jax.nn.sigmoid(z)
+    return s * (1.0 - s)
+
+
+def _d2_sigmoid(z: Array) -> Array:
+    s = jax.nn.sigmoid(z)
+    return s * (1.0 - s) * (1.0 - 2.0 * s)
+
+
+def _tanh_d(z: Array) -> Array:
+    t = jnp.tanh(z)
+    return 1.0 - t * t
+
+
+def _tanh_d2(z: Array) -> Array:
+    t = jnp.tanh(z)
+    return -2.0 * t * (1.0 - t * t)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("softplus", _softplus, _sigmoid, _d_sigmoid),
+        Activation(
+            "relu",
+            lambda z: jnp.maximum(z, 0.0),
+            lambda z: jnp.where(z > 0.0, 1.0, 0.0).astype(z.dtype),
+            jnp.zeros_like,
+        ),
+        Activation("sigmoid", _sigmoid, _d_sigmoid, _d2_sigmoid),
+        Activation("tanh", jnp.tanh, _tanh_d, _tanh_d2),
+        Activation(
+            "erf",
+            lambda z: _erf(z / _SQRT2),
+            lambda z: 2.0 * _phi(z),
+            lambda z: -2.0 * z * _phi(z),
+        ),
+        Activation("normal_cdf", _Phi, _phi, lambda z: -z * _phi(z)),
+        Activation(
+            "gelu",
+            lambda z: z * _Phi(z),
+            lambda z: _Phi(z) + z * _phi(z),
+            lambda z: (2.0 - z * z) * _phi(z),
+        ),
+        Activation(
+            "silu",
+            lambda z: z * _sigmoid(z),
+            lambda z: _sigmoid(z) + z * _d_sigmoid(z),
+            lambda z: 2.0 * _d_sigmoid(z) + z * _d2_sigmoid(z),
+        ),
+        Activation("square", lambda z: z * z, lambda z: 2.0 * z, lambda z: 2.0 * jnp.ones_like(z)),
+        Activation("cube", lambda z: z**3, lambda z: 3.0 * z * z, lambda z: 6.0 * z),
+        Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
+    ]
+}
+ALIASES = {"linear": "identity", "id": "identity", "g": "erf"}
+
+
+def activation_names() -> list[str]:
+    """All accepted activation names, canonical names first, then aliases."""
+    return sorted(ACTIVATIONS) + sorted(ALIASES)
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name (or alias); raise ``ValueError`` naming the options."""
+    key = ALIASES.get(name, name)
+    try:
+        return ACTIVATIONS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {', '.join(activation_names())}"
+        ) from None
+
+
+def apply_per_neuron(names: tuple[str, ...], z: Array, order: int = 0) -> Array:
+    """Apply σ^(order) column-wise where column ``i`` of ``z`` (shape (..., k)) uses ``names[i]``.
+
+    For a single distinct name this is just the elementwise function; for a mixed
+    tuple each distinct activation is evaluated on the whole array and the columns
+    are selected with a mask (k is small, so this costs a few extra elementwise ops).
+    """
+    distinct = sorted(set(names))
+    fns = [get_activation(n) for n in distinct]
+    pick = (lambda a: a.f, lambda a: a.df, lambda a: a.d2f)[order]
+    if len(distinct) == 1:
+        return pick(fns[0])(z)
+    out = jnp.zeros_like(z)
+    for name, act in zip(distinct, fns, strict=True):
+        mask = jnp.asarray([n == name for n in names])
+        out = jnp.where(mask, pick(act)(z), out)
+    return out

@@ -1,0 +1,207 @@
+"""Multilayer perceptrons as a static spec plus one flat parameter vector.
+
+A network with hidden widths (k₁, …, k_{L−1}) and output dimension k_L maps
+x ∈ ℝ^{d} (d = ``input_dim``) through
+
+    h⁰ = x,   z^l = W_l h^{l−1} + b_l,   h^l = σ_l(z^l)  (l < L),   f(x) = W_L h^{L−1} + b_L,
+
+with W_l of shape (k_l, k_{l−1}) ("out × in") and b_l present only where
+``bias[l-1]`` is true.  The output layer is linear.  Each hidden layer has one
+activation name per neuron (MLPGradientFlow 0.3 allows mixed layers).
+
+All numerics see θ ∈ ℝ^P, the layers concatenated in order
+``w1, b1, w2, b2, …`` with each W_l flattened row-major.  Humans see the named
+view ``{"w1": (k₁, d), "b1": (k₁,), "w2": …}`` from :func:`unflatten`.
+Batches of inputs are row-major: ``x`` has shape (N, d) and ``forward`` returns
+(N, k_L).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from core.activations import apply_per_neuron, get_activation
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Static description of an MLP; hashable so it can key jit caches.
+
+    Attributes:
+        input_dim: d, the input dimension.
+        widths: hidden layer widths (k₁, …, k_{L−1}); may be empty (a linear model).
+        output_dim: k_L.
+        activations: per hidden layer, a tuple of canonical activation names, one per neuron.
+        bias: per layer (hidden layers then output layer), whether it has a bias.
+    """
+
+    input_dim: int
+    widths: tuple[int, ...]
+    output_dim: int
+    activations: tuple[tuple[str, ...], ...]
+    bias: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if self.input_dim < 1:
+            raise ValueError(f"input_dim must be ≥ 1, got {self.input_dim}")
+        if any(k < 1 for k in self.widths):
+            raise ValueError(f"hidden widths must be ≥ 1, got {list(self.widths)}")
+        if self.output_dim < 1:
+            raise ValueError(f"output_dim must be ≥ 1, got {self.output_dim}")
+        if len(self.activations) != len(self.widths):
+            raise ValueError("need one activation tuple per hidden layer")
+        for k, acts in zip(self.widths, self.activations, strict=True):
+            if len(acts) != k:
+                raise ValueError(f"layer of width {k} has {len(acts)} activations")
+        if len(self.bias) != len(self.widths) + 1:
+            raise ValueError("need one bias flag per layer (hidden layers and output)")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """(d, k₁, …, k_L)."""
+        return (self.input_dim, *self.widths, self.output_dim)
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of weight matrices."""
+        return len(self.widths) + 1
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Named parameter shapes in flat order."""
+        out: dict[str, tuple[int, ...]] = {}
+        sizes = self.layer_sizes
+        for l in range(1, self.n_layers + 1):
+            out[f"w{l}"] = (sizes[l], sizes[l - 1])
+            if self.bias[l - 1]:
+                out[f"b{l}"] = (sizes[l],)
+        return out
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of θ."""
+        return int(sum(np.prod(s) for s in self.shapes.values()))
+
+    def offsets(self) -> dict[str, slice]:
+        """Slice of θ occupied by each named parameter."""
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            out[name] = slice(start, start + size)
+            start += size
+        return out
+
+
+def make_spec(
+    input_dim: int,
+    widths: Sequence[int],
+    activation: str | Sequence[str] | Sequence[Sequence[str]] = "softplus",
+    bias: bool | Sequence[bool] = True,
+    output_dim: int = 1,
+) -> NetworkSpec:
+    """Build a :class:`NetworkSpec` from user-friendly arguments.
+
+    ``activation`` is one name for every hidden neuron, a list with one name per
+    hidden layer, or a list of per-neuron tuples (one per hidden layer).  For a
+    single hidden layer a flat list of length k₁ is read as per-neuron names.
+    ``bias`` is one flag for every layer or one per layer (hidden and output).
+    """
+    widths = tuple(int(k) for k in widths)
+    if isinstance(activation, str):
+        per_layer: list = [activation] * len(widths)
+    else:
+        per_layer = list(activation)
+        if (
+            len(widths) == 1
+            and len(per_layer) == widths[0]
+            and all(isinstance(a, str) for a in per_layer)
+            and widths[0] != 1
+        ):
+            per_layer = [tuple(per_layer)]
+        if len(per_layer) != len(widths):
+            raise ValueError(
+                f"activation list has {len(per_layer)} entries for {len(widths)} hidden layers"
+            )
+    acts: list[tuple[str, ...]] = []
+    for k, a in zip(widths, per_layer, strict=True):
+        names = (a,) * k if isinstance(a, str) else tuple(a)
+        acts.append(tuple(get_activation(n).name for n in names))
+    if isinstance(bias, bool | np.bool_):
+        bias_t = (bool(bias),) * (len(widths) + 1)
+    else:
+        bias_t = tuple(bool(b) for b in bias)
+    return NetworkSpec(int(input_dim), widths, int(output_dim), tuple(acts), bias_t)
+
+
+def unflatten(spec: NetworkSpec, theta: Array) -> dict[str, Array]:
+    """Named view of θ: ``{"w1": (k₁, d), "b1": (k₁,), …}`` (works under jit and on NumPy)."""
+    out = {}
+    for name, sl in spec.offsets().items():
+        out[name] = theta[sl].reshape(spec.shapes[name])
+    return out
+
+
+def flatten(spec: NetworkSpec, params: Mapping[str, Array]) -> Array:
+    """Inverse of :func:`unflatten`; checks every named shape."""
+    parts = []
+    for name, shape in spec.shapes.items():
+        if name not in params:
+            raise ValueError(f"missing parameter {name!r}")
+        value = jnp.asarray(params[name], dtype=jnp.float64)
+        if value.shape != shape:
+            raise ValueError(f"parameter {name!r} has shape {value.shape}, expected {shape}")
+        parts.append(value.reshape(-1))
+    extra = set(params) - set(spec.shapes)
+    if extra:
+        raise ValueError(f"unexpected parameters {sorted(extra)}")
+    return jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+
+def forward(spec: NetworkSpec, theta: Array, x: Array) -> Array:
+    """f(x; θ) for a batch: x (N, d) → (N, k_L)."""
+    p = unflatten(spec, theta)
+    h = x
+    for l in range(1, spec.n_layers + 1):
+        z = h @ p[f"w{l}"].T
+        if spec.bias[l - 1]:
+            z = z + p[f"b{l}"]
+        h = apply_per_neuron(spec.activations[l - 1], z) if l < spec.n_layers else z
+    return h
+
+
+def hidden_preactivations(spec: NetworkSpec, theta: Array, x: Array) -> list[Array]:
+    """[z¹, …, z^{L−1}], each (N, k_l): the hidden pre-activations of a batch."""
+    p = unflatten(spec, theta)
+    h, zs = x, []
+    for l in range(1, spec.n_layers):
+        z = h @ p[f"w{l}"].T
+        if spec.bias[l - 1]:
+            z = z + p[f"b{l}"]
+        zs.append(z)
+        h = apply_per_neuron(spec.activations[l - 1], z)
+    return zs
+
+
+def init_params(spec: NetworkSpec, key: Array, scale: float = 1.0) -> Array:
+    """Random θ: W_l ~ N(0, scale²/k_{l−1}) entrywise (LeCun-normal times ``scale``), biases 0."""
+    parts = []
+    sizes = spec.layer_sizes
+    for l in range(1, spec.n_layers + 1):
+        key, sub = jax.random.split(key)
+        w = scale * jax.random.normal(sub, (sizes[l], sizes[l - 1])) / jnp.sqrt(sizes[l - 1])
+        parts.append(w.reshape(-1))
+        if spec.bias[l - 1]:
+            parts.append(jnp.zeros(sizes[l]))
+    return jnp.concatenate(parts)
+
+
+def params_to_lists(spec: NetworkSpec, theta: Array) -> dict[str, list]:
+    """Named view as nested Python lists (for JSON reports)."""
+    return {k: np.asarray(v).tolist() for k, v in unflatten(spec, np.asarray(theta)).items()}

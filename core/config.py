@@ -1,0 +1,630 @@
+"""Run configuration: the TOML file of DESIGN.md as validated, frozen dataclasses.
+
+A configuration names everything a run depends on — teacher, student, data,
+dynamics and refinement settings, and one integer ``seed`` — so that a run is
+reproducible from its config alone.  Every key has a default (those of
+:func:`default_config`'s tables), every value is checked with a reason, and
+unknown keys are errors that name the closest known key.
+
+Errors are :class:`ConfigError` whose ``str()`` is the single line
+``"<file>: <field>: <problem>"``, e.g.
+``cfg.toml: student.widths: must be a non-empty list of positive integers, got [0]``.
+
+Paths (``teacher.path``) are resolved relative to the config file and stored
+absolute, so a config copied into a session folder still finds its teacher.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.activations import activation_names, get_activation
+from core.networks import NetworkSpec, make_spec
+
+TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit")
+DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite")
+LOSSES = ("mse", "correlation")
+DYNAMICS_METHODS = ("flow", "gd", "sgd", "adam")
+SOLVERS = ("auto", "tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5")
+REFINE_METHODS = ("newton", "trust-region", "auto", "none")
+MIN_SAMPLES, MAX_SAMPLES = 10, 100_000
+MAX_T = 1e10
+
+#: Named network parameters as nested tuples: (("w1", ((…), …)), ("b1", (…)), …).
+ParamTuples = tuple[tuple[str, tuple], ...]
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``str()`` is ``"<file>: <field>: <problem>"`` on one line."""
+
+    def __init__(self, source: str, field: str | None, message: str) -> None:
+        self.source = str(source)
+        self.field = field
+        self.message = " ".join(str(message).split())  # one line, always
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.field:
+            return f"{self.source}: {self.field}: {self.message}"
+        return f"{self.source}: {self.message}"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The target.  ``kind`` picks the builder in :mod:`core.teachers`.
+
+    * random / file / explicit: an MLP (input_dim, widths, activation, bias, output_dim);
+      weights i.i.d. N(0,1) (random), from an ``.npz`` (file, ``path``) or inline (explicit,
+      ``params``).
+    * orthonormal: Σ_j σ(v_j·x), bias-free, one hidden layer with widths[0] ≤ input_dim.
+    * glu: y = (v·x) σ′(u·x) with ``u``, ``v`` of length input_dim.
+    * rosenbrock: the standardized Rosenbrock function of input_dim ≥ 2 variables.
+    """
+
+    kind: str = "random"
+    input_dim: int = 2
+    widths: tuple[int, ...] = (4,)
+    activation: str = "softplus"
+    bias: bool = True
+    output_dim: int = 1
+    u: tuple[float, ...] | None = None
+    v: tuple[float, ...] | None = None
+    path: str | None = None
+    params: ParamTuples | None = None
+
+    @property
+    def is_network(self) -> bool:
+        """Whether the teacher is an MLP (and so has a spec and named parameters)."""
+        return self.kind in ("random", "orthonormal", "file", "explicit")
+
+    def spec(self) -> NetworkSpec:
+        """The teacher network's spec (for network kinds)."""
+        return make_spec(self.input_dim, self.widths, self.activation, self.bias, self.output_dim)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The student MLP; its input/output dimensions are the teacher's.
+
+    ``activation`` is one name or (one hidden layer) one name per neuron.  ``params``
+    optionally fixes θ₀ (named view); otherwise θ₀ is LeCun-normal × ``init_scale``.
+    """
+
+    widths: tuple[int, ...] = (4,)
+    activation: str | tuple[str, ...] = "softplus"
+    bias: bool = True
+    init_scale: float = 1.0
+    params: ParamTuples | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Inputs: ``samples`` draws of ``kind`` (seeded by ``seed``, default the top-level seed),
+    or the exact Gaussian expectation (``gaussian-infinite``, where ``samples`` is unused)."""
+
+    kind: str = "gaussian"
+    samples: int = 1000
+    loss: str = "mse"
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Training dynamics; mirrors :class:`core.flow.DynamicsSettings`."""
+
+    method: str = "flow"
+    solver: str = "auto"
+    t_max: float = 1e6
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_seconds: float = 60.0
+    max_steps: int = 10**7
+    grad_tol: float = 1e-12
+    lr: float = 1e-2
+    batch_size: int = 32
+    maxnorm: float | None = None
+    tauinv: tuple[float, ...] | None = None
+    n_saves: int = 200
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Refinement to the exact critical point (:func:`core.refine.refine`)."""
+
+    method: str = "newton"
+    gtol: float = 1e-12
+    max_iter: int = 200
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run configuration.  ``source`` (the file it came from) is not compared."""
+
+    seed: int = 1
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    source: str = field(default="<default>", compare=False)
+
+    @property
+    def data_seed(self) -> int:
+        """Seed of the input sample: ``data.seed`` or else the top-level seed."""
+        return self.seed if self.data.seed is None else self.data.seed
+
+    def student_spec(self) -> NetworkSpec:
+        """Student spec: teacher's input/output dimensions, student widths/activation/bias."""
+        t, s = self.teacher, self.student
+        return _Validator._student_spec(t, s.widths, s.activation, s.bias)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def default_config() -> Config:
+    """A small teacher-recovery problem that runs in seconds.
+
+    d = 2, teacher: 4 softplus neurons with bias (random N(0,1) weights), student of
+    width 4, N = 10³ Gaussian inputs, gradient flow to t = 10⁴ then Newton refinement.
+    """
+    return Config(
+        seed=1,
+        teacher=TeacherConfig(),
+        student=StudentConfig(),
+        data=DataConfig(kind="gaussian", samples=1000),
+        dynamics=DynamicsConfig(t_max=1e4, max_seconds=60.0),
+        refine=RefineConfig(),
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raise :class:`ConfigError` on any problem."""
+    p = Path(path)
+    src = str(path)
+    if not p.exists():
+        raise ConfigError(src, None, "file not found")
+    if not p.is_file():
+        raise ConfigError(src, None, "not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(src, None, f"cannot read file: {e}") from None
+    try:
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(src, None, f"invalid TOML: {e}") from None
+    return parse_config(mapping, src, base_dir=p.parent)
+
+
+def parse_config(
+    mapping: Mapping[str, Any], source: str = "<config>", base_dir: str | Path | None = None
+) -> Config:
+    """Validate a TOML-like mapping into a :class:`Config`.
+
+    ``base_dir`` resolves relative ``teacher.path`` (default: the folder of ``source``
+    when that is a file path, else the current directory).
+    """
+    if base_dir is None:
+        sp = Path(source)
+        base_dir = sp.parent if sp.suffix else Path.cwd()
+    v = _Validator(str(source), Path(base_dir))
+    return v.config(mapping)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The TOML mapping of a config (lists, no ``None``): ``parse_config`` inverts it.
+
+    ``tomli_w.dumps(config_to_dict(cfg))`` is a complete config file.
+    """
+    out: dict[str, Any] = {"seed": cfg.seed}
+    for name in ("teacher", "student", "data", "dynamics", "refine"):
+        table = {}
+        for f in fields(getattr(cfg, name)):
+            value = getattr(getattr(cfg, name), f.name)
+            if value is None:
+                continue  # TOML has no null: absent means default/None
+            table[f.name] = _to_toml(value, f.name)
+        out[name] = table
+    return out
+
+
+def config_to_toml(cfg: Config) -> str:
+    """The config as TOML text."""
+    import tomli_w
+
+    return tomli_w.dumps(config_to_dict(cfg))
+
+
+def with_overrides(cfg: Config, **tables: Mapping[str, Any]) -> Config:
+    """A copy of ``cfg`` with some table keys replaced, re-validated (e.g. for resuming)."""
+    d = config_to_dict(cfg)
+    for name, values in tables.items():
+        if name == "seed":
+            d["seed"] = values
+        else:
+            d[name] = {**d[name], **dict(values)}
+    return parse_config(d, cfg.source, base_dir=Path.cwd())
+
+
+def params_dict(params: ParamTuples) -> dict[str, np.ndarray]:
+    """Named parameter arrays from the nested-tuple form stored in configs."""
+    return {k: np.asarray(v, dtype=np.float64) for k, v in params}
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _to_toml(value: Any, name: str) -> Any:
+    if name == "params":
+        return {k: np.asarray(v, dtype=np.float64).tolist() for k, v in value}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _nested_tuple(a: np.ndarray) -> tuple:
+    return tuple(_nested_tuple(x) for x in a) if a.ndim > 1 else tuple(float(x) for x in a)
+
+
+def _fmt(value: Any) -> str:
+    """Short repr of a user value for messages (TOML-ish: lists, true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a table"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Validator:
+    """Checks one mapping; every error names ``table.key``."""
+
+    TABLES = ("teacher", "student", "data", "dynamics", "refine")
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, field_name: str | None, message: str) -> ConfigError:
+        return ConfigError(self.source, field_name, message)
+
+    # -- generic checks
+
+    def check_keys(self, table: Mapping, known: Sequence[str], prefix: str) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                where = f"{prefix}.{key}" if prefix else str(key)
+                raise self.fail(where, f"unknown key{hint} (known: {', '.join(known)})")
+
+    def table(self, mapping: Mapping, name: str) -> Mapping:
+        value = mapping.get(name, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(name, f"must be a table, got {_fmt(value)}")
+        return value
+
+    def integer(self, value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise self.fail(name, f"must be an integer, got {_fmt(value)}")
+        if lo is not None and value < lo:
+            raise self.fail(name, f"must be ≥ {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise self.fail(name, f"must be ≤ {hi}, got {value}")
+        return int(value)
+
+    def number(
+        self,
+        value: Any,
+        name: str,
+        *,
+        positive: bool = False,
+        hi: float | None = None,
+        lt: float | None = None,
+    ) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise self.fail(name, f"must be a number, got {_fmt(value)}")
+        x = float(value)
+        if not math.isfinite(x):
+            raise self.fail(name, f"must be finite, got {value}")
+        if positive and x <= 0:
+            raise self.fail(name, f"must be > 0, got {value}")
+        if hi is not None and x > hi:
+            raise self.fail(name, f"must be ≤ {hi:g}, got {value}")
+        if lt is not None and x >= lt:
+            raise self.fail(name, f"must be < {lt:g}, got {value}")
+        return x
+
+    def boolean(self, value: Any, name: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, got {_fmt(value)}")
+        return value
+
+    def choice(self, value: Any, name: str, options: Sequence[str]) -> str:
+        if not isinstance(value, str) or value not in options:
+            close = (
+                difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
+                if isinstance(value, str)
+                else []
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.fail(name, f"must be one of {', '.join(options)}, got {_fmt(value)}{hint}")
+        return value
+
+    def widths(self, value: Any, name: str) -> tuple[int, ...]:
+        ok = (
+            isinstance(value, list | tuple)
+            and len(value) > 0
+            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value)
+        )
+        if not ok:
+            msg = f"must be a non-empty list of positive integers, got {_fmt(value)}"
+            raise self.fail(name, msg)
+        if sum(value) > 10_000:
+            raise self.fail(name, f"total width {sum(value)} is too large (≤ 10000)")
+        return tuple(int(k) for k in value)
+
+    def activation_name(self, value: Any, name: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(name, f"must be an activation name, got {_fmt(value)}")
+        try:
+            get_activation(value)
+        except ValueError:
+            close = difflib.get_close_matches(value, activation_names(), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.fail(
+                name,
+                f"unknown activation {value!r}{hint} "
+                f"(choose one of {', '.join(activation_names())})",
+            ) from None
+        return value
+
+    def vector(self, value: Any, name: str, length: int | None = None) -> tuple[float, ...]:
+        if not isinstance(value, list | tuple) or not value:
+            raise self.fail(name, f"must be a non-empty list of numbers, got {_fmt(value)}")
+        out = tuple(self.number(x, f"{name}[{i}]") for i, x in enumerate(value))
+        if length is not None and len(out) != length:
+            raise self.fail(name, f"must have length {length}, got {len(out)}")
+        return out
+
+    def params(self, value: Any, name: str, spec: NetworkSpec) -> ParamTuples:
+        """Named network parameters; each must have the spec's shape and be finite."""
+        if not isinstance(value, Mapping):
+            raise self.fail(name, f"must be a table like {{w1 = [[...]], ...}}, got {_fmt(value)}")
+        shapes = spec.shapes
+        self.check_keys(value, list(shapes), name)
+        out = []
+        for key, shape in shapes.items():
+            if key not in value:
+                raise self.fail(f"{name}.{key}", f"missing (expected shape {list(shape)})")
+            try:
+                arr = np.asarray(value[key], dtype=np.float64)
+            except (ValueError, TypeError):
+                raise self.fail(
+                    f"{name}.{key}", f"must be a (nested) list of numbers of shape {list(shape)}"
+                ) from None
+            if arr.shape != shape:
+                raise self.fail(
+                    f"{name}.{key}", f"has shape {list(arr.shape)}, expected {list(shape)} (out×in)"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise self.fail(f"{name}.{key}", "must be finite")
+            out.append((key, _nested_tuple(arr)))
+        return tuple(out)
+
+    # -- tables
+
+    def config(self, mapping: Mapping) -> Config:
+        if not isinstance(mapping, Mapping):
+            raise self.fail(None, "a config must be a table of tables")
+        self.check_keys(mapping, ("seed", *self.TABLES), "")
+        seed = self.integer(mapping.get("seed", 1), "seed", 0, 2**63 - 1)
+        teacher = self.teacher(self.table(mapping, "teacher"))
+        student = self.student(self.table(mapping, "student"), teacher)
+        data = self.data(self.table(mapping, "data"))
+        dynamics = self.dynamics(self.table(mapping, "dynamics"), teacher, student)
+        refine = self.refine(self.table(mapping, "refine"))
+        cfg = Config(seed, teacher, student, data, dynamics, refine, source=self.source)
+        self.cross_checks(cfg)
+        return cfg
+
+    def teacher(self, t: Mapping) -> TeacherConfig:
+        known = [f.name for f in fields(TeacherConfig)]
+        self.check_keys(t, known, "teacher")
+        default_kind = "explicit" if "params" in t else "random"
+        kind = self.choice(t.get("kind", default_kind), "teacher.kind", TEACHER_KINDS)
+        d = self.integer(t.get("input_dim", 2), "teacher.input_dim", 1, 10_000)
+        widths = self.widths(t.get("widths", [4]), "teacher.widths")
+        act = self.activation_name(t.get("activation", "softplus"), "teacher.activation")
+        bias = self.boolean(t.get("bias", kind != "orthonormal"), "teacher.bias")
+        out_dim = self.integer(t.get("output_dim", 1), "teacher.output_dim", 1, 1000)
+        u = v = path = params = None
+        if kind != "glu":
+            for key in ("u", "v"):
+                if key in t:
+                    raise self.fail(f"teacher.{key}", f"only used by kind = 'glu', not {kind!r}")
+        if kind != "file" and "path" in t:
+            raise self.fail("teacher.path", f"only used by kind = 'file', not {kind!r}")
+        if kind != "explicit" and "params" in t:
+            raise self.fail("teacher.params", f"only used by kind = 'explicit', not {kind!r}")
+        if kind in ("glu", "rosenbrock") and out_dim != 1:
+            raise self.fail("teacher.output_dim", f"a {kind} teacher has output_dim = 1")
+        if kind == "orthonormal":
+            if len(widths) != 1:
+                raise self.fail("teacher.widths", "an orthonormal teacher has one hidden layer")
+            if widths[0] > d:
+                raise self.fail(
+                    "teacher.widths", f"orthonormal teacher needs width ≤ input_dim = {d}"
+                )
+            if bias:
+                raise self.fail("teacher.bias", "an orthonormal teacher is bias-free; set false")
+            if out_dim != 1:
+                raise self.fail("teacher.output_dim", "an orthonormal teacher has output_dim = 1")
+        elif kind == "glu":
+            for key in ("u", "v"):
+                if key not in t:
+                    raise self.fail(f"teacher.{key}", "required for kind = 'glu'")
+            u = self.vector(t["u"], "teacher.u", d)
+            v = self.vector(t["v"], "teacher.v", d)
+        elif kind == "rosenbrock":
+            if d < 2:
+                raise self.fail("teacher.input_dim", "a rosenbrock teacher needs input_dim ≥ 2")
+        elif kind == "file":
+            if "path" not in t:
+                raise self.fail("teacher.path", "required for kind = 'file' (an .npz file)")
+            raw = t["path"]
+            if not isinstance(raw, str) or not raw:
+                raise self.fail("teacher.path", f"must be a file name, got {_fmt(raw)}")
+            p = Path(raw).expanduser()
+            if not p.is_absolute():
+                p = self.base_dir / p
+            p = p.resolve()
+            if not p.is_file():
+                raise self.fail("teacher.path", f"file not found: {p}")
+            path = str(p)
+        elif kind == "explicit":
+            if "params" not in t:
+                raise self.fail("teacher.params", "required for kind = 'explicit'")
+            spec = make_spec(d, widths, act, bias, out_dim)
+            params = self.params(t["params"], "teacher.params", spec)
+        return TeacherConfig(kind, d, widths, act, bias, out_dim, u, v, path, params)
+
+    def student(self, s: Mapping, teacher: TeacherConfig) -> StudentConfig:
+        known = [f.name for f in fields(StudentConfig)]
+        self.check_keys(s, known, "student")
+        widths = self.widths(s.get("widths", [4]), "student.widths")
+        raw_act = s.get("activation", "softplus")
+        act: str | tuple[str, ...]
+        if isinstance(raw_act, list | tuple):
+            if len(widths) != 1:
+                raise self.fail(
+                    "student.activation", "a per-neuron list needs exactly one hidden layer"
+                )
+            if len(raw_act) != widths[0]:
+                raise self.fail(
+                    "student.activation",
+                    f"per-neuron list has {len(raw_act)} names for {widths[0]} neurons",
+                )
+            act = tuple(
+                self.activation_name(a, f"student.activation[{i}]") for i, a in enumerate(raw_act)
+            )
+        else:
+            act = self.activation_name(raw_act, "student.activation")
+        bias = self.boolean(s.get("bias", True), "student.bias")
+        scale = self.number(s.get("init_scale", 1.0), "student.init_scale", hi=1e6)
+        if scale < 0:
+            raise self.fail("student.init_scale", f"must be ≥ 0, got {scale}")
+        params = None
+        if "params" in s:
+            spec = self._student_spec(teacher, widths, act, bias)
+            params = self.params(s["params"], "student.params", spec)
+        return StudentConfig(widths, act, bias, scale, params)
+
+    @staticmethod
+    def _student_spec(teacher: TeacherConfig, widths, act, bias) -> NetworkSpec:
+        # make_spec reads a flat list of length 1 as per-layer; per-neuron needs nesting then.
+        activation = [act] if isinstance(act, tuple) else act
+        return make_spec(teacher.input_dim, widths, activation, bias, teacher.output_dim)
+
+    def data(self, t: Mapping) -> DataConfig:
+        known = [f.name for f in fields(DataConfig)]
+        self.check_keys(t, known, "data")
+        kind = self.choice(t.get("kind", "gaussian"), "data.kind", DATA_KINDS)
+        samples = self.integer(t.get("samples", 1000), "data.samples", MIN_SAMPLES, MAX_SAMPLES)
+        loss = self.choice(t.get("loss", "mse"), "data.loss", LOSSES)
+        if loss == "correlation" and kind != "gaussian-infinite":
+            raise self.fail(
+                "data.loss", f"'correlation' needs data.kind = 'gaussian-infinite', not {kind!r}"
+            )
+        seed = None
+        if "seed" in t:
+            seed = self.integer(t["seed"], "data.seed", 0, 2**63 - 1)
+        return DataConfig(kind, samples, loss, seed)
+
+    def dynamics(
+        self, t: Mapping, teacher: TeacherConfig, student: StudentConfig
+    ) -> DynamicsConfig:
+        known = [f.name for f in fields(DynamicsConfig)]
+        self.check_keys(t, known, "dynamics")
+        d = DynamicsConfig()
+        method = self.choice(t.get("method", d.method), "dynamics.method", DYNAMICS_METHODS)
+        solver = self.choice(t.get("solver", d.solver), "dynamics.solver", SOLVERS)
+        t_max = self.number(t.get("t_max", d.t_max), "dynamics.t_max", positive=True, hi=MAX_T)
+        rtol = self.number(t.get("rtol", d.rtol), "dynamics.rtol", positive=True, lt=1.0)
+        atol = self.number(t.get("atol", d.atol), "dynamics.atol", positive=True, lt=1.0)
+        max_seconds = self.number(
+            t.get("max_seconds", d.max_seconds), "dynamics.max_seconds", positive=True, hi=1e7
+        )
+        max_steps = self.integer(t.get("max_steps", d.max_steps), "dynamics.max_steps", 1, 10**12)
+        grad_tol = self.number(t.get("grad_tol", d.grad_tol), "dynamics.grad_tol", lt=1.0)
+        if grad_tol < 0:
+            raise self.fail("dynamics.grad_tol", f"must be ≥ 0, got {grad_tol}")
+        lr = self.number(t.get("lr", d.lr), "dynamics.lr", positive=True, hi=1e3)
+        batch = self.integer(t.get("batch_size", d.batch_size), "dynamics.batch_size", 1)
+        n_saves = self.integer(t.get("n_saves", d.n_saves), "dynamics.n_saves", 2, 100_000)
+        maxnorm = None
+        if "maxnorm" in t:
+            maxnorm = self.number(t["maxnorm"], "dynamics.maxnorm", positive=True)
+        tauinv = None
+        if "tauinv" in t:
+            spec = self._student_spec(teacher, student.widths, student.activation, student.bias)
+            tauinv = self.vector(t["tauinv"], "dynamics.tauinv", spec.n_params)
+            if any(x <= 0 for x in tauinv):
+                raise self.fail("dynamics.tauinv", "every entry must be > 0")
+        return DynamicsConfig(
+            method, solver, t_max, rtol, atol, max_seconds, max_steps, grad_tol, lr, batch,
+            maxnorm, tauinv, n_saves,
+        )  # fmt: skip
+
+    def refine(self, t: Mapping) -> RefineConfig:
+        known = [f.name for f in fields(RefineConfig)]
+        self.check_keys(t, known, "refine")
+        d = RefineConfig()
+        method = self.choice(t.get("method", d.method), "refine.method", REFINE_METHODS)
+        gtol = self.number(t.get("gtol", d.gtol), "refine.gtol", positive=True, lt=1.0)
+        max_iter = self.integer(t.get("max_iter", d.max_iter), "refine.max_iter", 1, 100_000)
+        return RefineConfig(method, gtol, max_iter)
+
+    def cross_checks(self, cfg: Config) -> None:
+        t, s, data, dyn = cfg.teacher, cfg.student, cfg.data, cfg.dynamics
+        if data.kind == "gaussian-infinite":
+            if not t.is_network:
+                raise self.fail(
+                    "data.kind",
+                    f"'gaussian-infinite' needs a network teacher, not kind = {t.kind!r}",
+                )
+            if len(t.widths) != 1 or t.bias:
+                raise self.fail(
+                    "data.kind",
+                    "'gaussian-infinite' needs a bias-free one-hidden-layer teacher "
+                    "(teacher.bias = false, one entry in teacher.widths)",
+                )
+            if len(s.widths) != 1 or s.bias:
+                raise self.fail(
+                    "data.kind",
+                    "'gaussian-infinite' needs a bias-free one-hidden-layer student "
+                    "(student.bias = false, one entry in student.widths)",
+                )
+            if t.output_dim != 1:
+                raise self.fail("data.kind", "'gaussian-infinite' needs teacher.output_dim = 1")
+            if dyn.method == "sgd":
+                raise self.fail(
+                    "dynamics.method",
+                    "'sgd' needs finite data, not data.kind = 'gaussian-infinite'",
+                )
+        elif dyn.method == "sgd" and dyn.batch_size > data.samples:
+            raise self.fail(
+                "dynamics.batch_size",
+                f"must be ≤ data.samples = {data.samples}, got {dyn.batch_size}",
+            )

@@ -1,0 +1,155 @@
+"""From a validated :class:`~core.config.Config` to the objects a run needs.
+
+``build_problem(config)`` builds, reproducibly from ``config.seed``:
+
+* the teacher (:mod:`core.teachers`) — random weights from key k_T;
+* the student spec (teacher's input/output dims, student widths/activation/bias);
+* the data: N inputs of ``data.kind`` seeded by ``config.data_seed`` labelled by the
+  teacher (:mod:`core.data`), or none for ``gaussian-infinite``;
+* the objective: finite-data MSE (:func:`core.objectives.mse_objective`) or the exact
+  Gaussian expectation (:func:`core.gaussian.gaussian_objective`);
+* θ₀ (P,): the explicit ``student.params`` or ``init_params(spec, k_S, init_scale)``,
+
+where (k_T, k_S) = split(PRNGKey(seed)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from core.config import Config, ConfigError, params_dict
+from core.data import make_dataset
+from core.networks import NetworkSpec, flatten, init_params
+from core.objectives import Dataset, Objective, mse_objective
+from core.teachers import (
+    Teacher,
+    glu_teacher,
+    load_teacher_npz,
+    network_teacher,
+    orthonormal_teacher,
+    random_teacher,
+    rosenbrock_teacher,
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything a run needs.
+
+    Attributes:
+        config: the validated config it was built from.
+        teacher: the target.
+        spec: the student network spec.
+        objective: L(θ) with derivatives, θ of shape (spec.n_params,).
+        theta0: initial student parameters, shape (P,), NumPy float64.
+        data: the finite data set (x (N, d), y (N, k)), or ``None`` for infinite data.
+    """
+
+    config: Config
+    teacher: Teacher
+    spec: NetworkSpec
+    objective: Objective
+    theta0: np.ndarray
+    data: Dataset | None = None
+
+    def objective_for(self, spec: NetworkSpec) -> Objective:
+        """The same loss (same data, teacher, maxnorm) for another student spec.
+
+        Used after surgery (merge/split changes the width mid-session).
+        """
+        if spec == self.spec:
+            return self.objective
+        return make_objective(self.config, spec, self.teacher, self.data)
+
+
+def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    k_teacher, k_student = jax.random.split(jax.random.PRNGKey(seed))
+    return k_teacher, k_student
+
+
+def build_teacher(config: Config) -> Teacher:
+    """The teacher of ``config`` (raises :class:`ConfigError` naming ``teacher.*``)."""
+    t = config.teacher
+    k_teacher, _ = _keys(config.seed)
+    try:
+        if t.kind == "random":
+            return random_teacher(t.spec(), k_teacher)
+        if t.kind == "orthonormal":
+            return orthonormal_teacher(t.input_dim, t.widths[0], t.activation, k_teacher)
+        if t.kind == "glu":
+            return glu_teacher(t.u, t.v, t.activation)
+        if t.kind == "rosenbrock":
+            return rosenbrock_teacher(t.input_dim)
+        if t.kind == "explicit":
+            spec = t.spec()
+            return network_teacher(spec, flatten(spec, params_dict(t.params)), "explicit")
+    except ValueError as e:
+        raise ConfigError(config.source, "teacher", str(e)) from None
+    if t.kind == "file":
+        try:
+            return load_teacher_npz(t.path, t.spec())
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(config.source, "teacher.path", f"{t.path}: {e}") from None
+    raise ConfigError(config.source, "teacher.kind", f"unknown kind {t.kind!r}")
+
+
+def make_data(config: Config, teacher: Teacher) -> Dataset | None:
+    """The finite data set, or ``None`` for ``gaussian-infinite``."""
+    d = config.data
+    if d.kind == "gaussian-infinite":
+        return None
+    return make_dataset(teacher, d.kind, d.samples, config.data_seed)
+
+
+def make_objective(
+    config: Config, spec: NetworkSpec, teacher: Teacher, data: Dataset | None
+) -> Objective:
+    """The loss of ``config`` for a student ``spec``."""
+    maxnorm = config.dynamics.maxnorm
+    if data is not None:
+        return mse_objective(spec, data, maxnorm=maxnorm)
+    try:
+        from core.gaussian import gaussian_objective
+    except ImportError as e:  # pragma: no cover - only while core.gaussian is being written
+        raise ConfigError(
+            config.source, "data.kind", f"'gaussian-infinite' is unavailable: {e}"
+        ) from None
+    try:
+        return gaussian_objective(spec, teacher, loss=config.data.loss, maxnorm=maxnorm)
+    except (ValueError, NotImplementedError) as e:
+        raise ConfigError(config.source, "data.kind", f"'gaussian-infinite': {e}") from None
+
+
+def initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
+    """θ₀ (P,): explicit ``student.params`` or LeCun-normal × ``init_scale`` from k_S."""
+    s = config.student
+    if s.params is not None:
+        try:
+            return np.asarray(flatten(spec, params_dict(s.params)), dtype=np.float64)
+        except ValueError as e:
+            raise ConfigError(config.source, "student.params", str(e)) from None
+    _, k_student = _keys(config.seed)
+    return np.asarray(init_params(spec, k_student, s.init_scale), dtype=np.float64)
+
+
+def build_problem(config: Config) -> Problem:
+    """Teacher, data, objective and θ₀ for ``config`` (see the module docstring)."""
+    teacher = build_teacher(config)
+    try:
+        spec = config.student_spec()
+    except ValueError as e:
+        raise ConfigError(config.source, "student", str(e)) from None
+    if teacher.output_dim != spec.output_dim or teacher.input_dim != spec.input_dim:
+        raise ConfigError(
+            config.source,
+            "teacher",
+            f"teacher maps ℝ^{teacher.input_dim} → ℝ^{teacher.output_dim}, "
+            f"student ℝ^{spec.input_dim} → ℝ^{spec.output_dim}",
+        )
+    data = make_data(config, teacher)
+    objective = make_objective(config, spec, teacher, data)
+    theta0 = initial_theta(config, spec)
+    return Problem(config, teacher, spec, objective, theta0, data)

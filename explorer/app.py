@@ -1,0 +1,77 @@
+"""The explorer: a Textual app to configure, watch, inspect and replay gradient-flow runs.
+
+``ExplorerApp(config=cfg, config_path=path)`` opens the setup screen on a config
+(default: :func:`core.config.default_config`); ``ExplorerApp(replay=session)``
+opens the replay screen on a loaded :class:`core.session.Session`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+
+class ExplorerApp(App):
+    """Setup → run → inspect/refine/surgery → save; or replay a saved session."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "landscape explorer"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help", show=False),
+        Binding("question_mark", "help", "Help", id="app.help2", show=False),
+    ]
+
+    def __init__(
+        self,
+        config: Any = None,
+        config_path: str | Path | None = None,
+        replay: Any = None,
+        *,
+        autostart: bool = True,
+        show_clock: bool = True,
+    ) -> None:
+        super().__init__()
+        if config is None and replay is None:
+            from core.config import default_config
+
+            config = default_config()
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.replay = replay
+        self.autostart = autostart
+        self.show_clock = show_clock
+
+    def on_mount(self) -> None:
+        if self.replay is not None:
+            from explorer.screens.replay import ReplayScreen
+
+            self.push_screen(ReplayScreen(self.replay))
+        else:
+            from explorer.screens.setup import SetupScreen
+
+            self.push_screen(SetupScreen(self.config, self.config_path))
+
+    def start_run(self, config: Any, config_path: Path | None = None) -> None:
+        """Open a run screen on a validated config (called by the setup screen)."""
+        from explorer.screens.run import RunScreen
+
+        screen = RunScreen(config, config_path, autostart=self.autostart)
+        screen.show_clock = self.show_clock
+        self.push_screen(screen)
+
+    def action_help(self) -> None:
+        from explorer.screens.replay import ReplayScreen
+
+        from explorer.screens.help import HelpScreen
+        from explorer.screens.run import RunScreen
+        from explorer.screens.setup import SetupScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(HelpScreen([SetupScreen, RunScreen, ReplayScreen]))

@@ -1,0 +1,45 @@
+"""Help overlay: every key of the app, collected from the screens' own bindings."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Label, Static
+
+
+def key_table(screens: list[type[Screen]]) -> str:
+    """One line per binding: key, description, binding id; grouped by screen."""
+    lines = []
+    for screen in screens:
+        lines.append(f"[b]{screen.__name__.removesuffix('Screen')}[/b]")
+        for b in screen.BINDINGS:
+            if isinstance(b, Binding):
+                keys = ", ".join(k.strip() for k in b.key.split(","))
+                lines.append(f"  {keys:<14} {b.description or b.action}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists every key; any of Esc, q, ? or F1 closes it."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")]
+
+    def __init__(self, screens: list[type[Screen]]) -> None:
+        super().__init__()
+        self.screens = screens
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static(
+                key_table(self.screens) + "App-wide: ? or F1 help · ctrl+q quit at once\n"
+                "Remap keys by binding id (App.set_keymap).",
+                id="help-text",
+            )
+            yield Static("Esc / ? closes", classes="dialog-keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,693 @@
+"""Run screen: live plots of a running flow, pause / inspect / refine / surgery / save.
+
+States: ``compiling`` (first chunk not yet in: JAX is compiling) → ``running`` →
+``pausing`` (cancel requested, the worker finishes its chunk) → ``paused``; or
+``done`` (the generator stopped: t_max, converged, …) / ``error`` (the worker raised
+or produced non-finite values; the last finite state is kept).  Actions that move
+the point (refine, surgery) run only while nothing flows, in one-off workers
+(``busy``), and are logged as session events.
+
+Redraws are throttled: messages only update :class:`~explorer.worker.RunState`;
+a 5 Hz timer pushes it to the plots.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from explorer.screens.dialogs import ConfirmScreen, PromptScreen
+from explorer.widgets.inspector import NeuronInspector
+from explorer.widgets.plots import PALETTE, LinePlot, Series
+from explorer.widgets.status import StatusLine, format_status
+from explorer.worker import (
+    ChunkArrived,
+    FlowFailed,
+    FlowStopped,
+    RunState,
+    SpectrumArrived,
+    TaskDone,
+    TaskFailed,
+    analysis_inputs,
+    dynamics_settings,
+    elapsed_text,
+    one_hidden_layer,
+    rebuild_objective,
+    run_task,
+    stream_flow,
+)
+
+REDRAW_HZ = 5
+PLOTS = ("plot-loss", "plot-hessian", "plot-spectrum", "plot-weights")
+IDLE_STATES = ("paused", "done", "error")
+
+
+class RunScreen(Screen):
+    """Watch and steer one run."""
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume", id="run.pause"),
+        Binding("i", "inspect", "Inspect", id="run.inspect"),
+        Binding("r", "refine", "Refine", id="run.refine"),
+        Binding("m", "merge", "Merge", id="run.merge", show=False),
+        Binding("x", "split", "Split", id="run.split", show=False),
+        Binding("e", "perturb", "Perturb", id="run.perturb", show=False),
+        Binding("s", "save", "Save", id="run.save"),
+        Binding("1", "show_plot(0)", "Loss", id="run.plot1", show=False),
+        Binding("2", "show_plot(1)", "Hessian", id="run.plot2", show=False),
+        Binding("3", "show_plot(2)", "Spectrum", id="run.plot3", show=False),
+        Binding("4", "show_plot(3)", "Weights", id="run.plot4", show=False),
+        Binding("p", "tab('tab-plots')", "Plots tab", id="run.tab-plots", show=False),
+        Binding("n", "tab('tab-inspector')", "Inspector tab", id="run.tab-inspector", show=False),
+        Binding("l", "tab('tab-log')", "Log tab", id="run.tab-log", show=False),
+        Binding("b", "back", "Back to setup", id="run.back", show=False),
+        Binding("question_mark", "app.help", "Help", id="run.help"),
+        Binding("q", "quit_run", "Quit", id="run.quit"),
+    ]
+
+    def __init__(self, config: Any, config_path: Path | None = None, *, autostart: bool = True):
+        super().__init__()
+        self.config = config
+        self.config_path = config_path
+        self.autostart = autostart
+        self.state = "building"
+        self.problem: Any = None
+        self.objective: Any = None
+        self.run: RunState | None = None
+        self.recorder: Any = None
+        self.saved_to: Path | None = None
+        self.unsaved = False
+        self.error: str | None = None
+        self.current_plot = 0
+        self.show_clock = True
+        self._frame = 0
+        self._t_start = time.monotonic()
+        self._wall_offset = 0.0
+        self._segment = 0
+        self._version = 0
+        self._drawn = -1
+        self.last_refine: Any = None
+        self.last_inspection: dict | None = None
+
+    # -- layout -----------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("", id="status")
+        with TabbedContent(id="run-tabs", initial="tab-plots"):
+            with TabPane("Plots", id="tab-plots"), Grid(id="plot-grid"):
+                yield LinePlot(
+                    "loss  (1)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-loss",
+                    classes="plot -current",
+                )
+                yield LinePlot(
+                    "Hessian λ  (2)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-hessian",
+                    classes="plot",
+                )
+                yield LinePlot(
+                    "spectrum log10|λ|  (3)",
+                    scatter=True,
+                    xlabel="eigenvalue #",
+                    id="plot-spectrum",
+                    classes="plot",
+                )
+                yield LinePlot(
+                    "weights  (4)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-weights",
+                    classes="plot",
+                )
+            with TabPane("Inspector", id="tab-inspector"):
+                yield NeuronInspector(id="inspector")
+            with TabPane("Log", id="tab-log"), Vertical():
+                yield RichLog(id="event-log", wrap=True, markup=True, max_lines=2000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / REDRAW_HZ, self._redraw)
+        self.log_event(f"config: {self.config.source}")
+        self._build()
+
+    # -- problem building -------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="task")
+    def _build(self) -> None:
+        def job():
+            from core.problem import build_problem
+
+            return build_problem(self.config)
+
+        run_task("build", job, self.post_message)
+
+    def _on_built(self, problem: Any) -> None:
+        from core.session import SessionRecorder
+
+        self.problem = problem
+        self.objective = problem.objective
+        theta0 = np.asarray(problem.theta0)
+        self.run = RunState(problem.spec, theta0)
+        self.run.loss = float(self.objective.loss(theta0))
+        self.run.grad_norm = float(np.max(np.abs(self.objective.grad(theta0))))
+        self.recorder = SessionRecorder(self.config)
+        self.log_event(
+            f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→{problem.spec.output_dim}, "
+            f"P={problem.spec.n_params}, {self.objective.name}"
+        )
+        self.state = "paused"
+        if self.autostart:
+            self.start_flow()
+        self._touch()
+
+    # -- flow -------------------------------------------------------------------
+
+    def start_flow(self) -> None:
+        """Start (or resume) the flow from the current point."""
+        if self.run is None or self.state not in IDLE_STATES:
+            return
+        cfg = self.config.dynamics
+        t0 = self.run.t
+        t_max = cfg.t_max if t0 < cfg.t_max * (1 - 1e-12) else t0 + cfg.t_max
+        settings = dynamics_settings(cfg, t_max=t_max)
+        self._segment += 1
+        self.state = "compiling" if not self.run.segments[-1].t else "running"
+        self.error = None
+        self._t_start = time.monotonic()
+        self._wall_offset = self.run.wall
+        self._flow(self.objective, self.run.theta, t0, settings, self._segment)
+        self._touch()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="flow")
+    def _flow(
+        self, objective: Any, theta: np.ndarray, t0: float, settings: Any, segment: int
+    ) -> None:
+        worker = get_current_worker()
+        stream_flow(
+            objective,
+            theta,
+            settings,
+            t0=t0,
+            seed=int(self.config.seed) + segment,
+            segment=segment,
+            post=self.post_message,
+            cancelled=lambda: worker.is_cancelled,
+        )
+
+    def on_chunk_arrived(self, message: ChunkArrived) -> None:
+        if self.run is None or message.segment != self._segment:
+            return
+        chunk = message.chunk
+        base_wall = self._wall_offset
+        self.run.add_chunk(chunk)
+        self.run.wall = base_wall + float(chunk.wall)
+        if self.recorder is not None:
+            self.recorder.append(chunk)
+        self.unsaved = True
+        if self.state == "compiling":
+            self.state = "running"
+        self._touch()
+
+    def on_spectrum_arrived(self, message: SpectrumArrived) -> None:
+        if self.run is None or message.segment != self._segment:
+            return
+        self.run.add_spectrum(message.t, message.spectrum)
+        if self.recorder is not None and hasattr(self.recorder, "add_spectrum"):
+            self.recorder.add_spectrum(message.t, np.asarray(message.spectrum.eigenvalues))
+        self._touch()
+
+    def on_flow_stopped(self, message: FlowStopped) -> None:
+        if message.segment != self._segment:
+            return
+        if message.reason == "paused":
+            self.state = "paused"
+            self.log_event(f"paused at t={self.run.t:.4g}")
+            self.record("pause", t=self.run.t)
+        elif message.reason in ("nonfinite", "solver_error"):
+            self.state = "error"
+            self.error = f"{message.reason}: {message.message}".strip(": ")
+            self.log_event(f"[red]stopped: {self.error}[/red] (last finite state kept)")
+            self.notify(self.error, severity="error", timeout=8)
+        else:
+            self.state = "done"
+            self.log_event(
+                f"done: {message.reason} at t={self.run.t:.4g}, loss={self.run.loss:.4e}"
+            )
+        self._touch()
+
+    def on_flow_failed(self, message: FlowFailed) -> None:
+        if message.segment != self._segment:
+            return
+        self.state = "error"
+        self.error = message.error
+        self.log_event(f"[red]error: {message.error}[/red] (last finite state kept)")
+        self.notify(message.error, title="flow failed", severity="error", timeout=8)
+        self._touch()
+
+    def action_toggle_pause(self) -> None:
+        if self.state in ("compiling", "running"):
+            self.state = "pausing"
+            self.workers.cancel_group(self, "flow")
+            self._touch()
+        elif self.state in IDLE_STATES:
+            if self.state == "paused" or self.state == "done" or self.state == "error":
+                self.log_event(f"resume from t={self.run.t:.4g}" if self.run else "start")
+                if self.run is not None:
+                    self.record("resume", t=self.run.t)
+                self.start_flow()
+
+    def _require_idle(self, what: str) -> bool:
+        if self.run is None or self.state not in IDLE_STATES:
+            self.notify(f"pause first (space) to {what}", severity="warning", timeout=3)
+            return False
+        return True
+
+    # -- one-off tasks ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="task")
+    def _task(self, kind: str, job: Any) -> None:
+        run_task(kind, job, self.post_message)
+
+    def _start_task(self, kind: str, job: Any, label: str) -> None:
+        self._prev_state = self.state
+        self.state = "busy"
+        self.log_event(label)
+        self._task(kind, job)
+        self._touch()
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        if message.kind == "build":
+            self.state = "error"
+        else:
+            self.state = getattr(self, "_prev_state", "paused")
+        self.error = message.error
+        self.log_event(f"[red]{message.kind} failed: {message.error}[/red]")
+        self.notify(message.error, title=f"{message.kind} failed", severity="error", timeout=8)
+        self._touch()
+
+    def on_task_done(self, message: TaskDone) -> None:
+        handler = getattr(self, f"_done_{message.kind}")
+        if message.kind != "build":
+            self.state = getattr(self, "_prev_state", "paused")
+        handler(message.result)
+        self._touch()
+
+    def _done_build(self, problem: Any) -> None:
+        self._on_built(problem)
+
+    # inspect ---------------------------------------------------------------------
+
+    def action_inspect(self) -> None:
+        if self.state in ("compiling", "running"):
+            self.action_toggle_pause()
+            self.call_later(self._inspect_when_idle)
+            return
+        if not self._require_idle("inspect"):
+            return
+        self.query_one(TabbedContent).active = "tab-inspector"
+        spec, theta, objective = self.run.spec, self.run.theta, self.objective
+        teacher = self.problem.teacher
+        t = self.run.t
+
+        def job():
+            return inspect_point(spec, theta, objective, teacher, t)
+
+        self._start_task("inspect", job, f"inspect at t={t:.4g}")
+
+    def _inspect_when_idle(self) -> None:
+        if self.state == "pausing":
+            self.set_timer(0.1, self._inspect_when_idle)
+        else:
+            self.action_inspect()
+
+    def _done_inspect(self, result: dict) -> None:
+        self.last_inspection = result
+        self.query_one(NeuronInspector).show(result)
+
+    # refine ------------------------------------------------------------------------
+
+    def action_refine(self) -> None:
+        if not self._require_idle("refine"):
+            return
+        cfg = self.config.refine
+        method = "auto" if cfg.method == "none" else cfg.method
+        objective, theta = self.objective, self.run.theta
+
+        def job():
+            from core.refine import refine
+
+            from core.analysis import classify, hessian_spectrum
+
+            res = refine(objective, theta, method=method, gtol=cfg.gtol, max_iter=cfg.max_iter)
+            spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
+            kind = classify(spectrum, res.grad_inf_norm, [], cfg.gtol * 1e4)
+            return res, spectrum, kind
+
+        self._start_task("refine", job, f"refine ({method}) from t={self.run.t:.4g}")
+
+    def _done_refine(self, result: tuple) -> None:
+        res, spectrum, kind = result
+        self.last_refine = result
+        moved = float(np.max(np.abs(np.asarray(res.theta) - self.run.theta)))
+        self.run.set_point(res.theta, res.loss, res.grad_inf_norm)
+        self.run.add_spectrum(self.run.t, spectrum)
+        text = (
+            f"[b]refined[/b] ({res.method}, {res.iterations} it, {res.reason}): "
+            f"[b]{kind}[/b], index {spectrum.index}, zero eigenvalues {spectrum.n_zero}, "
+            f"loss {res.loss:.6e}, ‖∇L‖∞ {res.grad_inf_norm:.2e}, moved {moved:.2e}"
+        )
+        self.query_one(NeuronInspector).show_refine(text)
+        self.log_event(text)
+        self.record(
+            "refine",
+            t=self.run.t,
+            method=res.method,
+            converged=bool(res.converged),
+            loss=float(res.loss),
+            grad_inf_norm=float(res.grad_inf_norm),
+            classification=kind,
+            index=int(spectrum.index),
+        )
+        self.unsaved = True
+
+    # surgery ----------------------------------------------------------------------
+
+    def _surgery_allowed(self, what: str) -> bool:
+        if not self._require_idle(what):
+            return False
+        if not one_hidden_layer(self.run.spec):
+            self.notify(f"{what} needs a one-hidden-layer student", severity="warning")
+            return False
+        return True
+
+    def action_merge(self) -> None:
+        if not self._surgery_allowed("merge"):
+            return
+        k = self.run.spec.widths[0]
+        self.app.push_screen(
+            PromptScreen("Merge two neurons", f"neuron indices i j (0…{k - 1})", "0 1"),
+            self._merge_answer,
+        )
+
+    def _merge_answer(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            i, j = (int(p) for p in text.replace(",", " ").split())
+        except ValueError:
+            self.notify("merge: type two neuron indices, e.g. '0 1'", severity="error")
+            return
+        self._surgery("merge", i=i, j=j)
+
+    def action_split(self) -> None:
+        if not self._surgery_allowed("split"):
+            return
+        k = self.run.spec.widths[0]
+        default = self.query_one(NeuronInspector).selected_neuron()
+        self.app.push_screen(
+            PromptScreen(
+                "Split a neuron", f"neuron index i (0…{k - 1}) and split ratio μ", f"{default} 0.5"
+            ),
+            self._split_answer,
+        )
+
+    def _split_answer(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            parts = text.replace(",", " ").split()
+            i, mu = int(parts[0]), float(parts[1]) if len(parts) > 1 else 0.5
+        except (ValueError, IndexError):
+            self.notify("split: type a neuron index and μ, e.g. '0 0.3'", severity="error")
+            return
+        self._surgery("split", i=i, mu=mu)
+
+    def action_perturb(self) -> None:
+        if not self._require_idle("perturb"):
+            return
+        self.app.push_screen(
+            PromptScreen("Perturb along the most negative eigenvector", "step size ε", "1e-3"),
+            self._perturb_answer,
+        )
+
+    def _perturb_answer(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            eps = float(text)
+        except ValueError:
+            self.notify("perturb: ε must be a number", severity="error")
+            return
+        self._surgery("perturb", eps=eps)
+
+    def _surgery(self, op: str, **kw: Any) -> None:
+        spec, theta, objective, problem = (
+            self.run.spec,
+            self.run.theta,
+            self.objective,
+            self.problem,
+        )
+
+        def job():
+            from core import surgery
+
+            if op == "perturb":
+                new_theta = surgery.perturb_along_eigenvector(
+                    objective, theta, kw["eps"], which="min"
+                )
+                new_spec, new_obj = spec, objective
+            else:
+                fn = surgery.merge_neurons if op == "merge" else surgery.split_neuron
+                args = (kw["i"], kw["j"]) if op == "merge" else (kw["i"], kw["mu"])
+                new_spec, new_theta = fn(spec, theta, *args)
+                new_obj = rebuild_objective(problem, objective, new_spec)
+            new_theta = np.asarray(new_theta)
+            loss = float(new_obj.loss(new_theta))
+            gnorm = float(np.max(np.abs(np.asarray(new_obj.grad(new_theta)))))
+            return op, kw, new_spec, new_obj, new_theta, loss, gnorm
+
+        self._start_task("surgery", job, f"{op} {kw}")
+
+    def _done_surgery(self, result: tuple) -> None:
+        op, kw, spec, objective, theta, loss, gnorm = result
+        if spec != self.run.spec:
+            self.run.new_segment(spec, theta)
+            self.objective = objective
+            if self.recorder is not None and hasattr(self.recorder, "new_segment"):
+                self.recorder.new_segment(spec)
+        self.run.set_point(theta, loss, gnorm)
+        text = f"{op} {kw}: width {list(spec.widths)}, loss {loss:.6e}, ‖∇L‖∞ {gnorm:.2e} — space resumes"
+        self.log_event(text)
+        self.notify(text, timeout=4)
+        self.record(
+            op, t=self.run.t, **kw, widths=list(spec.widths), loss=loss, grad_inf_norm=gnorm
+        )
+        self.unsaved = True
+
+    # save -------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if self.run is None or self.recorder is None:
+            self.notify("nothing to save yet", severity="warning")
+            return
+        default = self.saved_to or default_session_dir(self.config_path)
+        self.app.push_screen(
+            PromptScreen("Save session", "folder (created or replaced atomically)", str(default)),
+            self._save_answer,
+        )
+
+    def _save_answer(self, text: str | None) -> None:
+        if not text:
+            return
+        self.save_to(Path(text).expanduser())
+
+    def save_to(self, path: Path) -> None:
+        """Save the session now (main thread: the recorder is only touched here)."""
+        from core.session import SessionError
+
+        try:
+            out = save_session_from_screen(self, path)
+        except (SessionError, OSError, ValueError) as exc:
+            self.notify(str(exc), title="save failed", severity="error", timeout=8)
+            self.log_event(f"[red]save failed: {exc}[/red]")
+            return
+        self.saved_to = out
+        self.unsaved = False
+        self.log_event(f"saved to {out}")
+        self.notify(f"saved to {out}", timeout=3)
+
+    # navigation ---------------------------------------------------------------------
+
+    def action_show_plot(self, n: int) -> None:
+        self.query_one(TabbedContent).active = "tab-plots"
+        self.current_plot = n
+        for k, pid in enumerate(PLOTS):
+            self.query_one("#" + pid).set_class(k == n, "-current")
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_back(self) -> None:
+        self._leave(lambda: self.app.pop_screen(), "go back to setup")
+
+    def action_quit_run(self) -> None:
+        self._leave(lambda: self.app.exit(), "quit")
+
+    def _leave(self, then: Any, what: str) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.workers.cancel_group(self, "flow")
+                then()
+
+        if self.unsaved:
+            self.app.push_screen(ConfirmScreen(f"Discard the unsaved run and {what}?"), answer)
+        else:
+            answer(True)
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def record(self, kind: str, **data: Any) -> None:
+        """Add an event to the session log."""
+        if self.recorder is not None:
+            self.recorder.event(kind, **data)
+
+    def log_event(self, text: str) -> None:
+        self.query_one("#event-log", RichLog).write(text)
+
+    def _touch(self) -> None:
+        self._version += 1
+
+    def _redraw(self) -> None:
+        """Timer callback: push state to the widgets if anything changed."""
+        self._frame += 1
+        self._update_status()
+        if self._version == self._drawn or self.run is None:
+            return
+        self._drawn = self._version
+        update_plots(self, self.run)
+
+    def _update_status(self) -> None:
+        run = self.run
+        state = self.state
+        if state == "error" and self.error:
+            state = f"error ({self.error[:40]})"
+        if run is None:
+            text = format_status(state, 0.0, float("nan"), float("nan"), 0, None, self._frame)
+        else:
+            elapsed = None
+            if self.show_clock:
+                wall = run.wall
+                if self.state in ("compiling", "running"):
+                    wall = self._wall_offset + time.monotonic() - self._t_start
+                elapsed = elapsed_text(wall)
+            text = format_status(
+                state, run.t, run.loss, run.grad_norm, run.steps, elapsed, self._frame
+            )
+        self.query_one(StatusLine).update(text)
+
+
+def update_plots(screen: Screen, run: RunState) -> None:
+    """Push a RunState into the four plots of ``screen``."""
+    t, loss = run.series("loss")
+    _, gnorm = run.series("grad_norm")
+    screen.query_one("#plot-loss", LinePlot).set_series(
+        [Series(t, loss, "loss", "cyan"), Series(t, gnorm, "‖∇L‖∞", "yellow")]
+    )
+    st = np.asarray(run.spec_t)
+    lmin = np.asarray(run.spec_min)
+    lmax = np.asarray(run.spec_max)
+    screen.query_one("#plot-hessian", LinePlot).set_series(
+        [
+            Series(st, lmax, "λmax", "red"),
+            Series(st, np.where(lmin > 0, lmin, np.nan), "λmin>0", "green"),
+            Series(st, np.where(lmin < 0, -lmin, np.nan), "−λmin<0", "magenta"),
+        ]
+    )
+    spec_plot = screen.query_one("#plot-spectrum", LinePlot)
+    if run.spectrum is not None:
+        ev = np.asarray(run.spectrum.eigenvalues)
+        idx = np.arange(ev.size, dtype=float)
+        with np.errstate(divide="ignore"):
+            mag = np.log10(np.abs(ev))
+        spec_plot.set_series(
+            [
+                Series(idx[ev > 0], mag[ev > 0], "λ>0", "green"),
+                Series(idx[ev <= 0], mag[ev <= 0], "λ≤0", "magenta"),
+            ],
+            title=f"spectrum log10|λ|: index {run.spectrum.index}, zero {run.spectrum.n_zero}  (3)",
+        )
+    else:
+        spec_plot.set_series([])
+    weights = []
+    if run.a_abs and len({a.shape for a in run.a_abs}) == 1:
+        at = np.asarray(run.a_t)
+        a = np.stack(run.a_abs)
+        for i in range(a.shape[1]):
+            weights.append(Series(at, a[:, i], f"|a{i}|" if i < 6 else "", PALETTE[i % 6]))
+        weights.append(Series(at, np.asarray(run.pair_dist), "min‖wi−wj‖", "white"))
+    screen.query_one("#plot-weights", LinePlot).set_series(weights)
+    for pid in PLOTS:
+        screen.query_one("#" + pid, LinePlot).flush()
+
+
+def inspect_point(spec: Any, theta: np.ndarray, objective: Any, teacher: Any, t: float) -> dict:
+    """Neuron table, channels and per-neuron responses at θ (runs in a worker thread)."""
+    from core.analysis import detect_channels, neuron_response, neuron_table
+
+    result: dict = {"t": t, "neurons": [], "channels": [], "responses": None, "grid": None}
+    if not one_hidden_layer(spec):
+        result["note"] = (
+            f"t={t:.4g}: {len(spec.widths)} hidden layers — neuron views need one hidden layer; "
+            "see the spectrum plot"
+        )
+        return result
+    x = analysis_inputs(objective, spec.input_dim)
+    result["neurons"] = neuron_table(spec, theta, teacher)
+    result["channels"] = detect_channels(spec, theta, x)
+    k = spec.widths[0]
+    if spec.output_dim == 1 and spec.input_dim in (1, 2):
+        if spec.input_dim == 1:
+            grid = np.linspace(-3, 3, 121)
+        else:
+            g = np.linspace(-3, 3, 41)
+            grid = np.stack(np.meshgrid(g, g), axis=-1)  # (41, 41, 2): rows = y
+        result["grid"] = grid if spec.input_dim == 1 else g
+        result["responses"] = [neuron_response(spec, theta, i, grid) for i in range(k)]
+    else:
+        result["response_note"] = (
+            f"response plots need d ≤ 2 and scalar output (d = {spec.input_dim})"
+        )
+    n_ch = len(result["channels"])
+    result["note"] = f"t={t:.4g}: {k} neurons, {n_ch} channel{'s' if n_ch != 1 else ''}"
+    return result
+
+
+def default_session_dir(config_path: Path | None) -> Path:
+    """sessions/<config stem>-<YYYYmmdd-HHMMSS>."""
+    stem = config_path.stem if config_path else "run"
+    return Path("sessions") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def save_session_from_screen(screen: RunScreen, path: Path) -> Path:
+    """Write the screen's recorder to ``path`` with :func:`core.session.save_session`."""
+    from core.session import save_session
+
+    return Path(save_session(path, screen.recorder) or path)

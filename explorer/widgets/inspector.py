@@ -1,0 +1,138 @@
+"""Neuron inspector: the per-neuron table, detected channels and a neuron's response.
+
+Everything shown comes from :mod:`core.analysis` (``neuron_table``,
+``detect_channels``, ``neuron_response``); this module only lays it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static
+
+from explorer.widgets.plots import LinePlot, Series, heatmap_text
+
+COLUMNS = ("#", "w", "b", "a", "‖w‖", "teacher", "cos", "role")
+
+
+def _vec(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    arr = np.atleast_1d(np.asarray(v, float))
+    if arr.size > 3:
+        return "[" + ", ".join(f"{x:.{digits}f}" for x in arr[:3]) + ", …]"
+    return "[" + ", ".join(f"{x:.{digits}f}" for x in arr) + "]"
+
+
+def _num(v: Any, fmt: str = ".3g") -> str:
+    return "–" if v is None else format(float(v), fmt)
+
+
+def channel_lines(channels: list[Any]) -> str:
+    """Channels as text: neurons, ε, c, A, w, Δ and the GLU error."""
+    if not channels:
+        return "no channel detected"
+    out = []
+    for ch in channels:
+        i, j = ch.neurons
+        out.append(
+            f"[b]channel {i}+{j}[/b]  ε={ch.epsilon:.2e}  c={ch.c:.3g}  A={ch.A:.3g}  "
+            f"w={_vec(ch.w)}  Δ={_vec(ch.delta)}  GLU err={ch.glu_error:.1e}"
+        )
+    return "\n".join(out)
+
+
+class NeuronInspector(Vertical):
+    """Neuron table (cursor picks the neuron), channels, refinement result and response."""
+
+    DEFAULT_CSS = """
+    NeuronInspector { height: 1fr; }
+    NeuronInspector DataTable { height: 1fr; min-height: 4; }
+    NeuronInspector #inspector-response-box { height: 1fr; }
+    NeuronInspector #inspector-channels, NeuronInspector #inspector-refine { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.result: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("paused runs are inspected here (space pauses)", id="inspector-summary")
+        yield Static("", id="inspector-refine")
+        yield Static("", id="inspector-channels")
+        with Horizontal(id="inspector-body"):
+            yield DataTable(id="inspector-table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="inspector-response-box"):
+                yield Static("", id="inspector-heatmap")
+                yield LinePlot("response", id="inspector-line")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns(*COLUMNS)
+        self.query_one("#inspector-line").display = False
+
+    def show(self, result: dict) -> None:
+        """Display an inspection: {"t", "neurons", "channels", "responses", "grid", "note"}."""
+        self.result = result
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for n in result.get("neurons", []):
+            a = np.atleast_1d(np.asarray(n.a, float))
+            table.add_row(
+                str(n.index),
+                _vec(n.w),
+                _num(n.b, ".2f"),
+                _vec(a) if a.size > 1 else f"{a[0]:.3g}",
+                f"{n.norm:.3g}",
+                "–" if n.nearest_teacher is None else str(n.nearest_teacher),
+                _num(n.cosine, ".3f"),
+                n.role or "",
+            )
+        if table.row_count:
+            table.move_cursor(row=min(max(row, 0), table.row_count - 1))
+        self.query_one("#inspector-channels", Static).update(
+            channel_lines(result.get("channels", []))
+        )
+        self.query_one("#inspector-summary", Static).update(result.get("note", ""))
+        self._show_response()
+
+    def show_refine(self, text: str) -> None:
+        self.query_one("#inspector-refine", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_response()
+
+    def selected_neuron(self) -> int:
+        return max(self.query_one(DataTable).cursor_row, 0)
+
+    def _show_response(self) -> None:
+        heat = self.query_one("#inspector-heatmap", Static)
+        line = self.query_one("#inspector-line", LinePlot)
+        result = self.result or {}
+        responses = result.get("responses")
+        grid = result.get("grid")
+        i = self.selected_neuron()
+        if responses is None or grid is None or i >= len(responses):
+            heat.display, line.display = True, False
+            heat.update(result.get("response_note", ""))
+            return
+        r = np.asarray(responses[i])
+        if r.ndim == 1:
+            heat.display, line.display = False, True
+            line.set_series(
+                [Series(np.asarray(grid), r, f"neuron {i}", "cyan")], f"neuron {i}: a·σ(w·x+b)"
+            )
+            line.refresh()
+        else:
+            heat.display, line.display = True, False
+            size = heat.content_size
+            w = max(size.width, 20)
+            h = max(size.height - 1, 6)
+            text = Text(f"neuron {i}: a·σ(w·x+b) on [-3,3]² (red +, blue −)\n")
+            text.append_text(heatmap_text(r, w, h))
+            heat.update(text)

@@ -1,0 +1,344 @@
+"""Headless runs: config → problem → dynamics → refinement → analysis → session.
+
+:func:`run_config` is what ``explorer run`` and the sweep runner call.  It
+
+1. builds the :class:`~core.problem.Problem` (or continues a saved session with ``resume``),
+2. iterates :func:`core.flow.run_dynamics`, appending each chunk to a
+   :class:`~core.session.SessionRecorder` and autosaving at least every 10 s,
+3. refines the final state to the exact critical point (:func:`core.refine.refine`)
+   unless ``refine.method = "none"``,
+4. analyses the refined (else final) point (:func:`core.analysis.analyze`),
+5. writes the report of DESIGN.md into the session and saves it atomically.
+
+SIGTERM / SIGHUP / SIGINT (in the main thread) stop the run between chunks: the
+session is flushed with an "interrupted" event, then :class:`RunInterrupted` is raised.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import Config, ConfigError, DynamicsConfig, config_to_dict
+from core.networks import NetworkSpec, params_to_lists
+from core.problem import Problem, build_problem
+from core.session import (
+    Session,
+    SessionError,
+    SessionRecorder,
+    check_writable_target,
+    jsonable,
+    load_session,
+)
+
+AUTOSAVE_SECONDS = 10.0
+_HANDLED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+)
+
+
+class RunInterrupted(Exception):
+    """The run was stopped by a signal after the session was flushed to ``path``."""
+
+    def __init__(self, signum: int, path: Path) -> None:
+        self.signum = signum
+        self.path = path
+        super().__init__(f"{path}: interrupted by {signal.Signals(signum).name}; session saved")
+
+    @property
+    def exit_code(self) -> int:
+        """Shell convention 128 + signal number."""
+        return 128 + int(self.signum)
+
+
+def dynamics_settings(dyn: DynamicsConfig, n_params: int | None = None):
+    """:class:`core.flow.DynamicsSettings` from the ``[dynamics]`` table.
+
+    ``tauinv`` is dropped when its length no longer matches ``n_params`` (after surgery).
+    """
+    from core.flow import DynamicsSettings
+
+    tauinv = dyn.tauinv
+    if tauinv is not None and n_params is not None and len(tauinv) != n_params:
+        tauinv = None
+    return DynamicsSettings(
+        method=dyn.method,
+        solver=dyn.solver,
+        t_max=dyn.t_max,
+        rtol=dyn.rtol,
+        atol=dyn.atol,
+        max_seconds=dyn.max_seconds,
+        max_steps=dyn.max_steps,
+        grad_tol=dyn.grad_tol,
+        lr=dyn.lr,
+        batch_size=dyn.batch_size,
+        tauinv=tauinv,
+        n_saves=dyn.n_saves,
+    )
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[dict]:
+    """Within the block, SIGTERM/SIGHUP/SIGINT set ``flag["signum"]`` instead of killing us.
+
+    A second signal restores the default behaviour (so a stuck run can still be killed).
+    Only the main thread can install handlers; elsewhere this is a no-op.
+    """
+    flag: dict[str, Any] = {"signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.getsignal(s) for s in _HANDLED_SIGNALS}
+
+    def handler(signum, frame):
+        if flag["signum"] is not None:  # second signal: give up gracefully-stopping
+            signal.signal(signum, previous.get(signum) or signal.SIG_DFL)
+            raise KeyboardInterrupt
+        flag["signum"] = signum
+
+    for s in _HANDLED_SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _compatible_for_resume(config: Config, session: Session) -> str | None:
+    """Why ``config`` cannot continue ``session`` (problem-defining tables differ), or None."""
+    a, b = config_to_dict(config), config_to_dict(session.config)
+    for key in ("seed", "teacher", "student", "data"):
+        if a[key] != b[key]:
+            return f"the config's {key} differs from the session's"
+    if (config.dynamics.maxnorm, config.dynamics.method) != (
+        session.config.dynamics.maxnorm,
+        session.config.dynamics.method,
+    ):
+        return "dynamics.method / dynamics.maxnorm differ from the session's"
+    return None
+
+
+def run_config(
+    config: Config,
+    out_dir: str | Path,
+    progress: Callable[[Any], None] | None = None,
+    resume: str | Path | None = None,
+) -> Path:
+    """Run ``config`` headless and save the session to ``out_dir``; return its path.
+
+    Args:
+        config: a validated config.
+        out_dir: session folder to write (absent, empty, or an existing session — which is
+            replaced atomically; anything else is refused before any work).
+        progress: called with every :class:`core.flow.Chunk` as it arrives.
+        resume: a session folder to continue from its last state to ``dynamics.t_max``
+            (its seed/teacher/student/data must equal the config's).
+
+    Raises:
+        ConfigError / SessionError: before anything is written.
+        RunInterrupted: after flushing the session, on SIGTERM/SIGHUP/SIGINT.
+    """
+    from core.flow import run_dynamics
+
+    out = Path(out_dir)
+    check_writable_target(out)
+    problem = build_problem(config)
+    if resume is not None:
+        session = load_session(resume)
+        why = _compatible_for_resume(config, session)
+        if why:
+            raise ConfigError(config.source, "resume", f"cannot resume {resume}: {why}")
+        rec = SessionRecorder.from_session(session, autosave_seconds=AUTOSAVE_SECONDS)
+        rec.config = config
+        rec.summary["steps_offset"] = int(session.summary.get("steps", 0))
+        for key in ("stop_reason", "stop_message"):
+            rec.summary.pop(key, None)
+        spec = session.final_spec
+        theta, t0 = session.final_theta, session.final_t
+        rec.add_event("resume", t=t0, source=str(resume))
+    else:
+        rec = SessionRecorder(config, problem.spec, autosave_seconds=AUTOSAVE_SECONDS)
+        spec, theta, t0 = problem.spec, problem.theta0, 0.0
+    objective = problem.objective_for(spec)
+    settings = dynamics_settings(config.dynamics, spec.n_params)
+    rec.save(out)  # an early, valid session: the folder is ours from now on
+
+    with _stop_on_signals() as flag:
+        gen = run_dynamics(objective, theta, settings, t0=t0, seed=config.seed)
+        try:
+            for chunk in gen:
+                rec.append_chunk(chunk)
+                if progress is not None:
+                    progress(chunk)
+                if flag["signum"] is not None:
+                    break
+                if not chunk.done:
+                    rec.autosave(out)
+        except KeyboardInterrupt:
+            flag["signum"] = flag["signum"] or signal.SIGINT
+        finally:
+            gen.close()
+        if flag["signum"] is not None:
+            signum = int(flag["signum"])
+            rec.summary["stop_reason"] = "interrupted"
+            rec.add_event("interrupted", signal=signal.Signals(signum).name)
+            rec.save(out)
+            raise RunInterrupted(signum, out)
+
+        finish(problem, rec, spec)
+        rec.save(out)
+    return out
+
+
+def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:
+    """Refine (unless ``refine.method = "none"``), analyse and write the report into ``rec``."""
+    from core.analysis import analyze, hessian_spectrum
+
+    config = problem.config
+    objective = problem.objective_for(spec)
+    seg = rec.to_session().final_segment
+    t_final, theta_final = float(seg.t[-1]), seg.theta[-1]
+    final = {
+        "t": t_final,
+        "loss": float(seg.loss[-1]),
+        "grad_inf_norm": float(seg.grad_norm[-1]),
+        "params": params_to_lists(spec, theta_final),
+    }
+    rec.add_spectrum(
+        t_final, hessian_spectrum(np.asarray(objective.hessian(theta_final))).eigenvalues, "final"
+    )
+
+    refined = None
+    point = theta_final
+    if config.refine.method != "none":
+        from core.refine import refine
+
+        tic = time.perf_counter()
+        try:
+            r = refine(
+                objective,
+                theta_final,
+                method=config.refine.method,
+                gtol=config.refine.gtol,
+                max_iter=config.refine.max_iter,
+            )
+        except Exception as e:  # a failed refinement still leaves a usable session
+            rec.add_event("refine", method=config.refine.method, error=f"{type(e).__name__}: {e}")
+        else:
+            refined = {
+                "t": t_final,
+                "loss": float(r.loss),
+                "grad_inf_norm": float(r.grad_inf_norm),
+                "params": params_to_lists(spec, r.theta),
+                "iterations": int(r.iterations),
+                "converged": bool(r.converged),
+                "reason": r.reason,
+                "method": r.method,
+                "seconds": round(time.perf_counter() - tic, 6),
+            }
+            rec.set_refined(r.theta, **{k: v for k, v in refined.items() if k != "params"})
+            rec.add_event(
+                "refine",
+                method=r.method,
+                converged=bool(r.converged),
+                iterations=int(r.iterations),
+                grad_inf_norm=float(r.grad_inf_norm),
+            )
+            if np.all(np.isfinite(r.theta)):
+                point = np.asarray(r.theta)
+
+    x = None if problem.data is None else problem.data.x
+    analysis = analyze(objective, point, problem.teacher, x)
+    rec.analysis = jsonable(analysis.to_json())
+    if refined is not None:
+        rec.add_spectrum(t_final, analysis.spectrum.eigenvalues, "refined")
+    rec.summary.update(
+        {
+            "t_final": t_final,
+            "final_loss": final["loss"],
+            "final_grad_inf_norm": final["grad_inf_norm"],
+            "refined_loss": None if refined is None else refined["loss"],
+            "classification": analysis.classification,
+        }
+    )
+    rec.report = make_report(problem, final, refined, rec.analysis, rec.elapsed(), rec.summary)
+    rec.summary["wall_seconds"] = rec.report["wall_seconds"]
+
+
+def make_report(
+    problem: Problem,
+    final: dict,
+    refined: dict | None,
+    analysis: dict,
+    wall_seconds: float,
+    summary: dict | None = None,
+) -> dict:
+    """The report of DESIGN.md ("Report", contract) as plain JSON data."""
+    teacher = problem.teacher
+    teacher_json: dict[str, Any] = {"kind": teacher.kind}
+    if teacher.spec is not None and teacher.theta is not None:
+        teacher_json["params"] = params_to_lists(teacher.spec, np.asarray(teacher.theta))
+    summary = summary or {}
+    return jsonable(
+        {
+            "final": final,
+            "refined": refined,
+            "spectrum": analysis["spectrum"],
+            "classification": analysis["classification"],
+            "channels": analysis["channels"],
+            "neurons": analysis["neurons"],
+            "teacher": teacher_json,
+            "wall_seconds": round(float(wall_seconds), 6),
+            "stop_reason": summary.get("stop_reason"),
+            "steps": summary.get("steps"),
+            "config": config_to_dict(problem.config),
+        }
+    )
+
+
+def session_report(session: Session) -> dict:
+    """The report of a session: the stored one, or (interrupted run) one computed now.
+
+    A computed report analyses the last state (and the stored refined point, if any)
+    without refining; it is marked ``"partial": true``.
+    """
+    if session.report is not None:
+        return session.report
+    from core.analysis import analyze
+
+    try:
+        problem = build_problem(session.config)
+    except ConfigError as e:
+        raise SessionError(session.path or "<session>", f"config: {e.field}: {e.message}") from None
+    seg = session.final_segment
+    objective = problem.objective_for(seg.spec)
+    final = {
+        "t": float(seg.t[-1]),
+        "loss": float(seg.loss[-1]),
+        "grad_inf_norm": float(seg.grad_norm[-1]),
+        "params": params_to_lists(seg.spec, seg.theta[-1]),
+    }
+    point, refined = seg.theta[-1], None
+    last = len(session.segments) - 1
+    if session.refined_theta is not None and (session.refined or {}).get("segment") == last:
+        point = session.refined_theta
+        loss, grad = objective.value_and_grad(point)
+        refined = {
+            **{k: v for k, v in session.refined.items() if k != "segment"},
+            "loss": float(loss),
+            "grad_inf_norm": float(np.max(np.abs(np.asarray(grad)))),
+            "params": params_to_lists(seg.spec, point),
+        }
+    x = None if problem.data is None else problem.data.x
+    analysis = jsonable(analyze(objective, point, problem.teacher, x).to_json())
+    report = make_report(problem, final, refined, analysis, session.wall_seconds, session.summary)
+    report["partial"] = True
+    return report

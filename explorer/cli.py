@@ -1,0 +1,388 @@
+"""Command line of the landscape explorer (DESIGN.md "CLI", contract).
+
+    explorer [CONFIG]                          the Textual app (default config, or CONFIG)
+    explorer run CONFIG --out DIR [--resume DIR]   headless run → session folder DIR
+    explorer replay DIR                        the app, replaying a saved session
+    explorer report DIR [--json]               the report of a session (JSON with --json)
+    explorer export DIR --csv OUT              loss curve, spectra, neuron trajectories as CSV
+    explorer sweep SWEEP --out DIR             a grid of runs (see core.sweep)
+
+``export``'s OUT is a folder (created if absent; must not hold other files) that
+receives ``loss.csv``, ``spectrum.csv`` and ``neurons.csv``; or, when OUT ends in
+``.csv``, the loss curve is written to OUT and the others beside it as
+``<stem>_spectrum.csv`` and ``<stem>_neurons.csv``.  Existing files are never overwritten.
+
+Errors print one line naming the file/field and the problem on stderr and exit with
+code 2, having written nothing.  An interrupted ``run`` (SIGTERM/SIGHUP/Ctrl-C) saves
+its session first and exits with 128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+SUBCOMMANDS = ("run", "replay", "report", "export", "sweep")
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="explorer",
+        description="Gradient flows, exact critical points and loss landscapes of small MLPs.",
+        epilog="Subcommands: " + ", ".join(SUBCOMMANDS) + " (explorer SUBCOMMAND -h).",
+    )
+    p.add_argument("config", nargs="?", help="config TOML to open (default: built-in example)")
+    return p
+
+
+def _sub_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="explorer")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a config headless and save a session")
+    r.add_argument("config", help="config TOML")
+    r.add_argument("--out", required=True, help="session folder to write")
+    r.add_argument("--resume", help="session folder to continue from")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp = sub.add_parser("replay", help="replay a saved session in the app")
+    rp.add_argument("session", help="session folder")
+    rep = sub.add_parser("report", help="print a session's report")
+    rep.add_argument("session", help="session folder")
+    rep.add_argument("--json", action="store_true", help="the full JSON report")
+    ex = sub.add_parser("export", help="export a session as CSV")
+    ex.add_argument("session", help="session folder")
+    ex.add_argument("--csv", required=True, help="output folder, or a .csv file name")
+    sw = sub.add_parser("sweep", help="run a grid of configs")
+    sw.add_argument("sweep", help="sweep TOML")
+    sw.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    def error(message: str) -> None:
+        raise CliError(f"{parser.prog}: {message}")
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.error = error  # type: ignore[method-assign]
+    return parser.parse_args(list(argv))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``explorer`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            args = _parse(_sub_parser(), argv)
+            return _COMMANDS[args.command](args)
+        args = _parse(_app_parser(), argv)
+        return cmd_app(args)
+    except CliError as e:
+        return _fail(str(e))
+    except Exception as e:
+        # ConfigError / SessionError: one line naming the file and field.
+        from core.config import ConfigError
+        from core.session import SessionError
+
+        if isinstance(e, ConfigError | SessionError):
+            return _fail(str(e))
+        raise
+
+
+def _fail(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    import core  # noqa: F401  (float64 before anything else)
+    from core.config import default_config, load_config
+
+    cfg = load_config(args.config) if args.config else default_config()
+    from explorer.app import ExplorerApp
+
+    ExplorerApp(config=cfg, config_path=Path(args.config) if args.config else None).run()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import core  # noqa: F401
+    from core.config import load_config
+    from core.runner import RunInterrupted, run_config
+    from core.session import check_writable_target, load_session
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    check_writable_target(out)
+    if args.resume:
+        load_session(args.resume)  # validate before any work
+    bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
+    try:
+        path = run_config(cfg, out, progress=bar, resume=args.resume)
+    except RunInterrupted as e:
+        if bar:
+            bar.close()
+        print(f"interrupted: session saved to {e.path}", file=sys.stderr)
+        return e.exit_code
+    if bar:
+        bar.close()
+    from core.session import load_session as _load
+
+    summary = _load(path).summary
+    print(
+        f"saved {path}  ({summary.get('stop_reason')}, {summary.get('classification')}, "
+        f"loss {summary.get('final_loss', float('nan')):.6g}, "
+        f"{summary.get('wall_seconds', 0):.1f} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import core  # noqa: F401
+    from core.session import load_session
+
+    session = load_session(args.session)
+    from explorer.app import ExplorerApp
+
+    ExplorerApp(replay=session).run()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import core  # noqa: F401
+    from core.runner import session_report
+    from core.session import load_session
+
+    report = session_report(load_session(args.session))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(report))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import core  # noqa: F401
+    from core.session import load_session
+
+    session = load_session(args.session)
+    targets = export_targets(Path(args.csv))
+    tables = session_tables(session)
+    # Render everything first: nothing is written unless all of it can be.
+    texts = {name: _csv_text(*tables[name]) for name in targets}
+    for name, path in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8", newline="") as f:
+            f.write(texts[name])
+    print(" ".join(str(p) for p in targets.values()), file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    try:
+        from core.sweep import run_sweep  # written separately (sweep runner)
+    except ImportError:
+        raise CliError("sweep: not yet available in this version") from None
+    run_sweep(args.sweep, args.out)
+    return 0
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "replay": cmd_replay,
+    "report": cmd_report,
+    "export": cmd_export,
+    "sweep": cmd_sweep,
+}
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class ProgressBar:
+    """One-line progress on a stream: t, loss, ‖∇L‖∞, elapsed, and a bar in log t.
+
+    Redraws at most 10 times a second on a terminal (``\\r``), or prints a line every
+    5 s otherwise (logs stay short).
+    """
+
+    def __init__(self, t_max: float, stream: TextIO, width: int = 24) -> None:
+        self.t_max = t_max
+        self.stream = stream
+        self.width = width
+        self.start = time.monotonic()
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last = -math.inf
+        self._drawn = False
+
+    def fraction(self, t: float) -> float:
+        """Progress in log(1 + t) / log(1 + t_max) (flows spend most time at large t)."""
+        if t <= 0:
+            return 0.0
+        return min(1.0, math.log1p(t) / math.log1p(self.t_max))
+
+    def line(self, t: float, loss: float, gnorm: float) -> str:
+        f = self.fraction(t)
+        filled = round(f * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = time.monotonic() - self.start
+        return f"[{bar}] t={t:.3e} loss={loss:.6e} |∇L|∞={gnorm:.3e} elapsed={elapsed:.1f}s"
+
+    def __call__(self, chunk: Any) -> None:
+        if not len(chunk.t):
+            return
+        now = time.monotonic()
+        interval = 0.1 if self.tty else 5.0
+        if not chunk.done and now - self._last < interval:
+            return
+        self._last = now
+        text = self.line(float(chunk.t[-1]), float(chunk.loss[-1]), float(chunk.grad_norm[-1]))
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K")
+            self._drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- report text
+
+
+def format_report(report: dict) -> str:
+    """A short human-readable summary of a report."""
+    fin = report["final"]
+    lines = [
+        f"classification: {report.get('classification')}",
+        f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}  "
+        f"|∇L|∞ = {_g(fin['grad_inf_norm'])}",
+    ]
+    ref = report.get("refined")
+    if ref:
+        lines.append(
+            f"refined: loss = {_g(ref['loss'])}  |∇L|∞ = {_g(ref['grad_inf_norm'])}  "
+            f"({ref.get('method')}, {ref.get('iterations')} it, converged={ref.get('converged')})"
+        )
+    spec = report.get("spectrum") or {}
+    eig = [e for e in spec.get("eigenvalues", []) if e is not None]
+    if eig:
+        lines.append(
+            f"spectrum: index {spec.get('index')}  λ_min = {min(eig):.3e}  λ_max = {max(eig):.3e}"
+        )
+    for ch in report.get("channels", []):
+        lines.append(f"channel: neurons {ch['neurons']}  ε = {_g(ch.get('epsilon'))}")
+    lines.append(f"wall: {report.get('wall_seconds', 0):.2f} s")
+    return "\n".join(lines) + "\n"
+
+
+def _g(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.6e}"
+
+
+# ----------------------------------------------------------------------------- CSV export
+
+
+def export_targets(out: Path) -> dict[str, Path]:
+    """File per table for ``export --csv OUT`` (see the module docstring); refuses to clobber."""
+    if out.suffix.lower() == ".csv":
+        stem = out.with_suffix("")
+        targets = {
+            "loss": out,
+            "spectrum": stem.parent / f"{stem.name}_spectrum.csv",
+            "neurons": stem.parent / f"{stem.name}_neurons.csv",
+        }
+        if not out.parent.is_dir():
+            raise CliError(f"{out}: folder {out.parent} does not exist")
+    else:
+        if out.exists() and not out.is_dir():
+            raise CliError(f"{out}: exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()):
+            raise CliError(f"{out}: folder is not empty; refusing to overwrite")
+        targets = {name: out / f"{name}.csv" for name in ("loss", "spectrum", "neurons")}
+    for path in targets.values():
+        if path.exists():
+            raise CliError(f"{path}: exists; refusing to overwrite")
+    return targets
+
+
+def session_tables(session: Any) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """(header, rows) of the loss curve, the spectrum snapshots and first-layer neurons.
+
+    * loss: segment, t, loss, grad_inf_norm — one row per saved state.
+    * spectrum: snapshot, label, segment, t, k, eigenvalue — ascending k per snapshot.
+    * neurons: segment, t, neuron, w_0..w_{d−1}, b (empty without bias), a_0..a_{k−1}
+      — the first hidden layer's input weights w_i = W1[i], bias, and outgoing weights
+      a_i = W2[:, i], for every saved state.
+    """
+    import numpy as np
+
+    from core.networks import unflatten
+
+    loss_rows: list[list[Any]] = []
+    for i, seg in enumerate(session.segments):
+        for t, lo, g in zip(seg.t, seg.loss, seg.grad_norm, strict=True):
+            loss_rows.append([i, repr(float(t)), repr(float(lo)), repr(float(g))])
+    spec_rows: list[list[Any]] = []
+    for k, snap in enumerate(session.spectra):
+        for j, ev in enumerate(snap.eigenvalues):
+            spec_rows.append([k, snap.label, snap.segment, repr(snap.t), j, repr(float(ev))])
+    d = session.segments[0].spec.input_dim
+    k_out = 0
+    neuron_rows: list[list[Any]] = []
+    for i, seg in enumerate(session.segments):
+        spec = seg.spec
+        if not spec.widths:
+            continue
+        nxt = spec.widths[1] if len(spec.widths) > 1 else spec.output_dim
+        k_out = max(k_out, nxt)
+        for t, th in zip(seg.t, seg.theta, strict=True):
+            p = unflatten(spec, np.asarray(th))
+            for n in range(spec.widths[0]):
+                b = repr(float(p["b1"][n])) if "b1" in p else ""
+                row = [i, repr(float(t)), n, *(repr(float(v)) for v in p["w1"][n]), b]
+                row += [repr(float(v)) for v in p["w2"][:, n]]
+                neuron_rows.append(row)
+    neuron_header = ["segment", "t", "neuron", *(f"w_{j}" for j in range(d)), "b"]
+    neuron_header += [f"a_{j}" for j in range(k_out)]
+    return {
+        "loss": (["segment", "t", "loss", "grad_inf_norm"], loss_rows),
+        "spectrum": (["snapshot", "label", "segment", "t", "k", "eigenvalue"], spec_rows),
+        "neurons": (neuron_header, neuron_rows),
+    }
+
+
+def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()

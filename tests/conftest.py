@@ -1,0 +1,61 @@
+"""Shared test fixtures (small on purpose).
+
+JAX's persistent compilation cache is switched on for the test session: most test time
+on a small CPU box is XLA compilation of the same tiny programs, run after run.
+Set ``LANDSCAPE_JAX_CACHE=""`` to disable it or to a folder to move it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import pytest
+
+_cache = os.environ.get(
+    "LANDSCAPE_JAX_CACHE", str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache")
+)
+if _cache:
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+import core  # noqa: E402,F401  (float64 on)
+
+TINY_CONFIG = """\
+seed = 3
+
+[teacher]
+kind = "random"
+input_dim = 2
+widths = [2]
+activation = "softplus"
+bias = true
+
+[student]
+widths = [2]
+activation = "softplus"
+bias = true
+
+[data]
+kind = "gaussian"
+samples = 50
+
+[dynamics]
+method = "flow"
+t_max = 100.0
+n_saves = 20
+max_seconds = 120
+
+[refine]
+method = "none"
+"""
+
+
+@pytest.fixture
+def tiny_config_path(tmp_path: Path) -> Path:
+    """A config file of a tiny problem (P = 9, N = 50, t_max = 100) that runs in ~1 s warm."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_CONFIG)
+    return path

@@ -313,11 +313,18 @@ def test_neuron_response_on_1d_and_2d_grids():
 # --------------------------------------------------------------------------- analyze
 
 
-def test_analyze_channel_point_to_json():
+@pytest.fixture(scope="module")
+def channel_problem():
+    """A constructed channel point (ε = 1e-3) under an MSE objective with a random teacher."""
     spec, theta, _, _ = _channel_point(1e-3)
     teacher = random_teacher(make_spec(2, [3], "softplus"), jax.random.PRNGKey(0))
-    data = make_dataset(teacher, "gaussian", 200, 0)
-    obj = mse_objective(spec, data)
+    obj = mse_objective(spec, make_dataset(teacher, "gaussian", 100, 0))
+    return obj, theta, teacher
+
+
+def test_analyze_channel_point_to_json(channel_problem):
+    obj, theta, teacher = channel_problem
+    spec = obj.spec
     an = analyze(obj, theta, teacher)
     assert an.classification == "channel"
     assert [n.role for n in an.neurons][:2] == ["channel", "channel"]
@@ -347,15 +354,14 @@ def test_analyze_teacher_recovered_point_is_a_minimum_with_copies():
     def loss(t):
         return 0.5 * jnp.mean((forward(spec, t, obj.data.x) - obj.data.y) ** 2)
 
-    ref = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(teacher.theta)))
+    ref = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(loss))(teacher.theta)))
     np.testing.assert_allclose(an.spectrum.eigenvalues, ref, atol=1e-12 * np.abs(ref).max())
 
 
-def test_analyze_infinite_data_style_objective_without_data():
+def test_analyze_infinite_data_style_objective_without_data(channel_problem):
     """With data=None analyze falls back to a Gaussian sample for the channel check."""
-    spec, theta, _, _ = _channel_point(1e-3)
-    teacher = random_teacher(make_spec(2, [3], "softplus"), jax.random.PRNGKey(0))
-    obj = mse_objective(spec, make_dataset(teacher, "gaussian", 50, 0))
+    obj, theta, _ = channel_problem
+    spec = obj.spec
     obj_nodata = type(obj)(spec, obj.loss, obj.grad, obj.value_and_grad, obj.hessian, None)
     assert analyze(obj_nodata, theta).classification == "channel"
     with pytest.raises(ValueError, match="theta has shape"):

@@ -54,22 +54,37 @@ def _Phi(z: Array) -> Array:
     return 0.5 * (1.0 + _erf(z / _SQRT2))
 
 
+# Softplus and sigmoid are written in terms of e = exp(−|z|) ∈ (0, 1]: this never
+# overflows, keeps full relative precision in both tails, and lets XLA share the single
+# exp (common-subexpression elimination) when σ, σ′ and σ″ are evaluated in one jit —
+# transcendental functions dominate the cost of the gradient and Hessian.
+def _exp_neg_abs(z: Array) -> Array:
+    return jnp.exp(-jnp.abs(z))
+
+
 def _softplus(z: Array) -> Array:
-    return jnp.logaddexp(z, 0.0)
+    """log(1 + eᶻ) = max(z, 0) + log1p(e^{−|z|})."""
+    return jnp.maximum(z, 0.0) + jnp.log1p(_exp_neg_abs(z))
 
 
 def _sigmoid(z: Array) -> Array:
-    return jax.nn.sigmoid(z)
+    """1/(1 + e^{−z}) = 1/(1+e) for z ≥ 0 and e/(1+e) for z < 0, e = e^{−|z|}."""
+    e = _exp_neg_abs(z)
+    return jnp.where(z >= 0.0, 1.0, e) / (1.0 + e)
 
 
 def _d_sigmoid(z: Array) -> Array:
-    s = jax.nn.sigmoid(z)
-    return s * (1.0 - s)
+    """σ(z)(1 − σ(z)) = e/(1+e)², e = e^{−|z|} (even in z)."""
+    e = _exp_neg_abs(z)
+    u = 1.0 + e
+    return e / (u * u)
 
 
 def _d2_sigmoid(z: Array) -> Array:
-    s = jax.nn.sigmoid(z)
-    return s * (1.0 - s) * (1.0 - 2.0 * s)
+    """σ(1−σ)(1−2σ), with 1 − 2σ(z) = −sign(z)(1−e)/(1+e)."""
+    e = _exp_neg_abs(z)
+    u = 1.0 + e
+    return -jnp.sign(z) * e * (1.0 - e) / (u * u * u)
 
 
 def _tanh_d(z: Array) -> Array:

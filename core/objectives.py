@@ -1,27 +1,53 @@
-"""Finite-data mean-squared-error objective with gradient and structured Hessian.
+"""Finite-data mean-squared-error objective with closed-form gradient and structured Hessian.
 
-For a data set {(x_n, y_n)}_{n=1..N}, x_n ∈ ℝ^d, y_n ∈ ℝ^{k_L}, and residuals
-r_n = f(x_n; θ) − y_n,
+For a data set {(x_n, y_n, w_n)}_{n=1..N}, x_n ∈ ℝ^d, y_n ∈ ℝ^K (K = ``output_dim``),
+weights w_n (1/N by default) and residuals r_n = f(x_n; θ) − y_n ∈ ℝ^K,
 
-    L(θ) = 1/(2N) Σ_n ‖r_n‖²,       ∇L = (1/N) Jᵀ r,
-    ∇²L = (1/N) (JᵀJ + Σ_n Σ_o r_{no} ∇²f_o(x_n; θ)),
+    L(θ)   = ½ Σ_n w_n ‖r_n‖²  + B(θ),
+    ∇L     = Σ_n w_n J_nᵀ r_n  + ∇B,
+    ∇²L    = Σ_n w_n J_nᵀ J_n  +  Σ_n w_n Σ_o r_{no} ∇²f_o(x_n; θ)  + ∇²B,
+             └── Gauss-Newton ──┘  └──────── second-order term ───────┘
 
-with J ∈ ℝ^{(N·k_L) × P} the Jacobian of the stacked outputs.  An optional
-weight-norm barrier (MLPGradientFlow's ``maxnorm``) adds
-B(θ) = ½ Σ_p relu(|θ_p| − maxnorm)²... see :func:`barrier`.
+with J_n = ∂f(x_n)/∂θ ∈ ℝ^{K×P} and B the optional weight-norm barrier (:func:`barrier`).
+
+How each piece is computed (never ``jax.hessian`` of the loss, which materialises
+N×P×P intermediates: > 20 GB at d=2, k=100, N=10⁴):
+
+* Gradient: hand-written backpropagation e^L = w⊙r, ∇W_l = e^lᵀ h^{l−1},
+  e^{l−1} = (e^l W_l) ⊙ σ′(z^{l−1}), using the closed-form σ′ of :mod:`core.activations`.
+* Jacobian: closed form per layer from the output sensitivities
+  δ^L_{n,o,:} = e_o,  δ^{l−1} = (δ^l W_l) ⊙ σ′(z^{l−1}):
+  ∂f_o/∂W_l[i,j] = δ^l_{n,o,i} h^{l−1}_{n,j},  ∂f_o/∂b_l[i] = δ^l_{n,o,i}.
+  J is (N·K × P); the Gauss-Newton term is one matrix product (w⊙J)ᵀJ.
+* Second-order term, one hidden layer (f_o = Σ_i a_{oi} σ(w_i·x̃) + c_o, x̃ = [x, 1] when
+  the hidden layer has a bias): it is block sparse with closed-form blocks
+      (w_i, w_i):  Σ_n w_n (Σ_o r_{no} a_{oi}) σ″(z_{ni}) x̃_n x̃_nᵀ,
+      (a_{oi}, w_i): Σ_n w_n r_{no} σ′(z_{ni}) x̃_n      (and its transpose),
+  all other blocks zero; cost O(N k d²).
+* Second-order term, deeper nets: forward-over-reverse Hessian of
+  g(θ) = Σ_n w_n stop_grad(r_n)·f(x_n; θ), whose Hessian is exactly that term, evaluated
+  on the basis directions in batches (``lax.map(batch_size=…)``) so memory stays bounded.
+* Large N: the samples are processed in blocks (``lax.scan``, zero-weight padding) so that
+  the Jacobian block never exceeds ~32 MB; memory is O(P² + min(N, block)·K·P).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from core.networks import NetworkSpec, forward
+from core.activations import apply_per_neuron
+from core.networks import NetworkSpec, forward, unflatten
 
 Array = jax.Array
+
+# Largest number of float64 entries in one Jacobian block / one batch of tangents (32 MB).
+_BLOCK_BUDGET = 2**22
 
 
 @dataclass(frozen=True)
@@ -53,6 +79,9 @@ class Objective:
         hessian: θ (P,) → ∇²L (P, P), symmetric.
         data: the finite data set, or ``None`` for an infinite-data objective.
         name: a short human-readable description.
+        extras: optional further callables; :func:`mse_objective` provides
+            ``"gauss_newton"`` (θ → Σ_n w_n J_nᵀJ_n + ∇²B, (P, P)), ``"jacobian"``
+            (θ → J, (N·K, P), rows ordered sample-major) and ``"maxnorm"``.
     """
 
     spec: NetworkSpec
@@ -69,6 +98,9 @@ class Objective:
         return self.spec.n_params
 
 
+# ----------------------------------------------------------------------------- barrier
+
+
 def barrier(theta: Array, maxnorm: float | None) -> Array:
     """Weight-norm barrier B(θ) = ½ Σ_p max(0, |θ_p| − maxnorm)²  (0 if ``maxnorm`` is None).
 
@@ -81,19 +113,268 @@ def barrier(theta: Array, maxnorm: float | None) -> Array:
     return 0.5 * jnp.sum(excess * excess)
 
 
-def mse_objective(spec: NetworkSpec, data: Dataset, maxnorm: float | None = None) -> Objective:
-    """The finite-data MSE objective L(θ) = 1/(2N) Σ_n ‖f(x_n; θ) − y_n‖² (+ barrier)."""
+def barrier_grad(theta: Array, maxnorm: float | None) -> Array:
+    """∇B (P,): sign(θ_p) · max(0, |θ_p| − maxnorm)."""
+    if maxnorm is None:
+        return jnp.zeros_like(theta)
+    return jnp.sign(theta) * jnp.maximum(jnp.abs(theta) - maxnorm, 0.0)
+
+
+def barrier_hessian_diag(theta: Array, maxnorm: float | None) -> Array:
+    """Diagonal of ∇²B (P,): 1 where |θ_p| > maxnorm, else 0 (B is separable)."""
+    if maxnorm is None:
+        return jnp.zeros_like(theta)
+    return (jnp.abs(theta) > maxnorm).astype(theta.dtype)
+
+
+# ----------------------------------------------------------------------- forward pieces
+
+
+def _forward_cache(spec: NetworkSpec, theta: Array, x: Array):
+    """Forward pass keeping what backprop needs.
+
+    Returns (params, hs, dsig, out): hs = [h⁰=x, h¹, …, h^{L−1}] each (N, k_l),
+    dsig = [σ′(z¹), …, σ′(z^{L−1})] each (N, k_l), out = f(x) (N, K).
+    """
+    p = unflatten(spec, theta)
+    hs, dsig = [x], []
+    h = x
+    for l in range(1, spec.n_layers + 1):
+        z = h @ p[f"w{l}"].T
+        if spec.bias[l - 1]:
+            z = z + p[f"b{l}"]
+        if l < spec.n_layers:
+            acts = spec.activations[l - 1]
+            h = apply_per_neuron(acts, z, 0)
+            hs.append(h)
+            dsig.append(apply_per_neuron(acts, z, 1))
+        else:
+            h = z
+    return p, hs, dsig, h
+
+
+def _backprop(spec: NetworkSpec, p, hs, dsig, e: Array) -> Array:
+    """Σ_n J_nᵀ e_n (P,) for output cotangents e (N, K), by backpropagation."""
+    grads: dict[str, Array] = {}
+    for l in range(spec.n_layers, 0, -1):
+        grads[f"w{l}"] = e.T @ hs[l - 1]
+        if spec.bias[l - 1]:
+            grads[f"b{l}"] = jnp.sum(e, axis=0)
+        if l > 1:
+            e = (e @ p[f"w{l}"]) * dsig[l - 2]
+    return jnp.concatenate([grads[name].reshape(-1) for name in spec.shapes])
+
+
+def _jacobian(spec: NetworkSpec, p, hs, dsig) -> Array:
+    """J = ∂f/∂θ as (N, K, P) from the closed-form output sensitivities δ^l (N, K, k_l)."""
+    n = hs[0].shape[0]
+    k_out = spec.output_dim
+    delta = jnp.broadcast_to(jnp.eye(k_out, dtype=hs[0].dtype), (n, k_out, k_out))
+    blocks: dict[str, Array] = {}
+    for l in range(spec.n_layers, 0, -1):
+        h = hs[l - 1]
+        blocks[f"w{l}"] = (delta[:, :, :, None] * h[:, None, None, :]).reshape(n, k_out, -1)
+        if spec.bias[l - 1]:
+            blocks[f"b{l}"] = delta
+        if l > 1:
+            delta = (delta @ p[f"w{l}"]) * dsig[l - 2][:, None, :]
+    return jnp.concatenate([blocks[name] for name in spec.shapes], axis=-1)
+
+
+# --------------------------------------------------------------- second-order terms
+
+
+def _one_hidden_layer_indices(spec: NetworkSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Static flat indices: IDX (k, d̃) of [w_i, b_i] per hidden neuron, IA (K, k) of a_{oi}."""
+    d, k, k_out = spec.input_dim, spec.widths[0], spec.output_dim
+    off = spec.offsets()
+    w1 = off["w1"].start + np.arange(k * d).reshape(k, d)
+    idx = np.concatenate([w1, off["b1"].start + np.arange(k)[:, None]], 1) if spec.bias[0] else w1
+    ia = off["w2"].start + np.arange(k_out * k).reshape(k_out, k)
+    return idx, ia
+
+
+def _second_order_one_hidden(spec: NetworkSpec, theta: Array, x: Array, wr: Array) -> Array:
+    """Σ_n Σ_o wr_{no} ∇²f_o(x_n; θ) (P, P) in closed form for one hidden layer.
+
+    ``wr`` (N, K) holds w_n r_{no}.  Nonzero blocks: (w_i, w_i) and (a_{oi}, w_i), see module doc.
+    """
+    p = unflatten(spec, theta)
+    acts = spec.activations[0]
+    z = x @ p["w1"].T
+    if spec.bias[0]:
+        z = z + p["b1"]
+        xt = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+    else:
+        xt = x
+    a = p["w2"]  # (K, k)
+    c = (wr @ a) * apply_per_neuron(acts, z, 2)  # (N, k): Σ_o w_n r_no a_oi σ″(z_ni)
+    diag_blocks = jnp.einsum("ni,np,nq->ipq", c, xt, xt)  # (k, d̃, d̃)
+    cross = jnp.einsum("no,ni,np->oip", wr, apply_per_neuron(acts, z, 1), xt)  # (K, k, d̃)
+    idx, ia = _one_hidden_layer_indices(spec)
+    P = spec.n_params
+    h = jnp.zeros((P, P), theta.dtype)
+    h = h.at[idx[:, :, None], idx[:, None, :]].add(diag_blocks)
+    h = h.at[ia[:, :, None], idx[None, :, :]].add(cross)
+    h = h.at[idx[None, :, :], ia[:, :, None]].add(cross)
+    return h
+
+
+def _second_order_autodiff(spec: NetworkSpec, theta: Array, x: Array, wr: Array) -> Array:
+    """Σ_n Σ_o wr_{no} ∇²f_o(x_n; θ) (P, P) by forward-over-reverse, any depth.
+
+    ∇² of g(θ) = Σ_n wr_n · f(x_n; θ) with wr held fixed, applied to basis directions in
+    batches sized so that one batch of tangent forward passes stays within the block budget.
+    """
+
+    def g(t: Array) -> Array:
+        return jnp.sum(wr * forward(spec, t, x))
+
+    grad_g = jax.grad(g)
+
+    def column(v: Array) -> Array:
+        return jax.jvp(grad_g, (theta,), (v,))[1]
+
+    P = spec.n_params
+    per_tangent = x.shape[0] * max(spec.layer_sizes) * 4
+    batch = int(max(1, min(P, _BLOCK_BUDGET // max(per_tangent, 1))))
+    h = jax.lax.map(column, jnp.eye(P, dtype=theta.dtype), batch_size=batch)
+    return h.T
+
+
+def _hessian_block(
+    spec: NetworkSpec, theta: Array, x: Array, y: Array, w: Array, *, structured: bool
+) -> Array:
+    """Data part of ∇²L from one block of samples: (w⊙J)ᵀJ + second-order term, (P, P)."""
+    p, hs, dsig, out = _forward_cache(spec, theta, x)
+    wr = w[:, None] * (out - y)
+    jac = _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)  # (N·K, P)
+    wrep = jnp.repeat(w, spec.output_dim)
+    gn = (jac * wrep[:, None]).T @ jac
+    if spec.n_layers == 1:
+        return gn  # linear model: f is linear in θ
+    if structured and spec.n_layers == 2:
+        return gn + _second_order_one_hidden(spec, theta, x, wr)
+    return gn + _second_order_autodiff(spec, theta, x, wr)
+
+
+def _gauss_newton_block(spec: NetworkSpec, theta: Array, x: Array, y: Array, w: Array) -> Array:
+    del y
+    p, hs, dsig, _ = _forward_cache(spec, theta, x)
+    jac = _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)
+    wrep = jnp.repeat(w, spec.output_dim)
+    return (jac * wrep[:, None]).T @ jac
+
+
+def _sum_over_blocks(block_fn, spec: NetworkSpec, theta, x, y, w) -> Array:
+    """Σ over sample blocks of block_fn(θ, x_b, y_b, w_b) (P, P), scanning when N is large."""
+    n = x.shape[0]
+    rows = max(1, _BLOCK_BUDGET // (spec.output_dim * spec.n_params))
+    if n <= rows:
+        return block_fn(theta, x, y, w)
+    n_blocks = -(-n // rows)
+    pad = n_blocks * rows - n
+    # Zero-weight padding rows contribute exactly 0 to every term.
+    xb = jnp.pad(x, ((0, pad), (0, 0))).reshape(n_blocks, rows, -1)
+    yb = jnp.pad(y, ((0, pad), (0, 0))).reshape(n_blocks, rows, -1)
+    wb = jnp.pad(w, (0, pad)).reshape(n_blocks, rows)
+
+    def step(acc, blk):
+        return acc + block_fn(theta, *blk), None
+
+    P = spec.n_params
+    acc, _ = jax.lax.scan(step, jnp.zeros((P, P), theta.dtype), (xb, yb, wb))
+    return acc
+
+
+def _symmetrize_with_barrier(h: Array, theta: Array, maxnorm: float | None) -> Array:
+    h = 0.5 * (h + h.T)
+    if maxnorm is None:
+        return h
+    return h + jnp.diag(barrier_hessian_diag(theta, maxnorm))
+
+
+# ------------------------------------------------------------------- public builders
+
+
+def _loss(theta, x, y, w, *, spec, maxnorm):
+    r = forward(spec, theta, x) - y
+    return 0.5 * jnp.sum(w[:, None] * r * r) + barrier(theta, maxnorm)
+
+
+def _value_and_grad(theta, x, y, w, *, spec, maxnorm):
+    p, hs, dsig, out = _forward_cache(spec, theta, x)
+    r = out - y
+    wr = w[:, None] * r
+    value = 0.5 * jnp.sum(wr * r) + barrier(theta, maxnorm)
+    return value, _backprop(spec, p, hs, dsig, wr) + barrier_grad(theta, maxnorm)
+
+
+def _grad(theta, x, y, w, *, spec, maxnorm):
+    return _value_and_grad(theta, x, y, w, spec=spec, maxnorm=maxnorm)[1]
+
+
+def _hessian(theta, x, y, w, *, spec, maxnorm, structured=True):
+    block = functools.partial(_hessian_block, spec, structured=structured)
+    h = _sum_over_blocks(block, spec, theta, x, y, w)
+    return _symmetrize_with_barrier(h, theta, maxnorm)
+
+
+def _gauss_newton(theta, x, y, w, *, spec, maxnorm):
+    block = functools.partial(_gauss_newton_block, spec)
+    h = _sum_over_blocks(block, spec, theta, x, y, w)
+    return _symmetrize_with_barrier(h, theta, maxnorm)
+
+
+def _full_jacobian(theta, x, y, w, *, spec, maxnorm):
+    del y, w, maxnorm
+    p, hs, dsig, _ = _forward_cache(spec, theta, x)
+    return _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)
+
+
+def _validate(spec: NetworkSpec, data: Dataset, maxnorm: float | None):
+    """Convert and check the data set; raise ``ValueError`` naming the offending field."""
     x = jnp.asarray(data.x, jnp.float64)
     y = jnp.asarray(data.y, jnp.float64)
+    if x.ndim != 2 or x.shape[1] != spec.input_dim:
+        raise ValueError(f"data.x must have shape (N, {spec.input_dim}), got {x.shape}")
     n = x.shape[0]
-    w = jnp.full(n, 1.0 / n) if data.weights is None else jnp.asarray(data.weights, jnp.float64)
+    if n < 1:
+        raise ValueError("data.x must hold at least one sample")
+    if y.ndim == 1 and spec.output_dim == 1:
+        y = y[:, None]
+    if y.shape != (n, spec.output_dim):
+        raise ValueError(f"data.y must have shape ({n}, {spec.output_dim}), got {y.shape}")
+    if data.weights is None:
+        w = jnp.full(n, 1.0 / n)
+    else:
+        w = jnp.asarray(data.weights, jnp.float64)
+        if w.shape != (n,):
+            raise ValueError(f"data.weights must have shape ({n},), got {w.shape}")
+    if maxnorm is not None and not (np.isfinite(maxnorm) and maxnorm > 0):
+        raise ValueError(f"maxnorm must be a positive number or None, got {maxnorm!r}")
+    return x, y, w
 
-    def loss(theta: Array) -> Array:
-        r = forward(spec, theta, x) - y
-        return 0.5 * jnp.sum(w[:, None] * r * r) + barrier(theta, maxnorm)
 
-    loss_j = jax.jit(loss)
-    vg = jax.jit(jax.value_and_grad(loss))
-    grad = jax.jit(jax.grad(loss))
-    hess = jax.jit(jax.hessian(loss))
-    return Objective(spec, loss_j, grad, vg, hess, Dataset(x, y, data.weights), "mse")
+def mse_objective(spec: NetworkSpec, data: Dataset, maxnorm: float | None = None) -> Objective:
+    """The finite-data MSE objective L(θ) = ½ Σ_n w_n ‖f(x_n; θ) − y_n‖² (+ barrier B(θ)).
+
+    ``data.x`` (N, d), ``data.y`` (N, K) (or (N,) when K = 1), ``data.weights`` (N,) or None
+    (= 1/N each).  All callables take θ (P,) and are jit-compiled; the Hessian is the
+    structured one described in the module docstring, memory O(P² + N·K·P).
+    """
+    maxnorm = None if maxnorm is None else float(maxnorm)
+    x, y, w = _validate(spec, data, maxnorm)
+
+    # One jit per objective with the data as arguments (not baked-in constants); spec and
+    # maxnorm are bound by partial so no static argument is re-hashed on every call.
+    def bind(fn):
+        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm))
+        return lambda theta: jitted(theta, x, y, w)
+
+    loss, grad, value_and_grad = bind(_loss), bind(_grad), bind(_value_and_grad)
+    hessian, gauss_newton, jacobian = bind(_hessian), bind(_gauss_newton), bind(_full_jacobian)
+    extras = {"gauss_newton": gauss_newton, "jacobian": jacobian, "maxnorm": maxnorm}
+    return Objective(
+        spec, loss, grad, value_and_grad, hessian, Dataset(x, y, data.weights), "mse", extras
+    )

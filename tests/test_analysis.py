@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.optimize
 
 import core  # noqa: F401  (float64)
 from core.activations import get_activation
@@ -366,3 +367,60 @@ def test_analyze_infinite_data_style_objective_without_data(channel_problem):
     assert analyze(obj_nodata, theta).classification == "channel"
     with pytest.raises(ValueError, match="theta has shape"):
         analyze(obj, theta[:-1])
+
+
+# --------------------------------------------------------------------------- a real channel
+
+
+def _fit_glu_teacher(maxiters: list[int]):
+    """Student of 2 softplus neurons fitting the GLU target (v·x)σ′(u·x) by trust-exact.
+
+    The target is reachable only in the limit ε → 0, |a| → ∞, so the minimiser runs down
+    the channel; returns the objective and the iterates after each ``maxiter``.
+    """
+    from core.teachers import glu_teacher
+
+    u, v = np.array([1.0, -0.5]), np.array([0.5, 1.0])
+    data = make_dataset(glu_teacher(u, v, "softplus"), "gaussian", 200, 0)
+    spec = make_spec(2, [2], "softplus", bias=False)
+    obj = mse_objective(spec, data)
+    th0 = np.asarray(init_params(spec, jax.random.PRNGKey(0)))
+    points = []
+    for maxiter in maxiters:
+        res = scipy.optimize.minimize(
+            lambda t: float(obj.loss(t)),
+            th0,
+            jac=lambda t: np.asarray(obj.grad(t)),
+            hess=lambda t: np.asarray(obj.hessian(t)),
+            method="trust-exact",
+            options={"gtol": 1e-14, "maxiter": maxiter},
+        )
+        points.append(res.x)
+    return obj, u, v, points
+
+
+def test_channel_found_by_a_minimiser_matches_glu_teacher():
+    obj, u, v, (theta,) = _fit_glu_teacher([300])
+    an = analyze(obj, theta)
+    assert an.classification == "channel"
+    (ch,) = an.channels
+    # the pair tends to c σ(w·x) + A (Δ·x) σ′(w·x) = (v·x) σ′(u·x): w → u, AΔ → v, c → 0
+    np.testing.assert_allclose(ch.w, u, atol=1e-2)
+    np.testing.assert_allclose(ch.A * np.asarray(ch.delta), v, atol=1e-3)
+    assert abs(ch.c) < 1e-3
+    assert ch.glu_error < 1e-2
+    assert ch.epsilon < 0.1 * np.linalg.norm(ch.w)
+
+
+@pytest.mark.slow
+def test_channel_sharpens_like_one_over_eps_squared():
+    """Martinelli et al. 2025: along a channel the top Hessian eigenvalue grows like 1/ε²."""
+    obj, _, _, points = _fit_glu_teacher([300, 3000])
+    eps, lam_max = [], []
+    for theta in points:
+        (ch,) = detect_channels(obj.spec, theta, obj.data.x)
+        eps.append(ch.epsilon)
+        lam_max.append(hessian_spectrum(obj.hessian(theta)).eigenvalues[-1])
+    assert eps[1] < 0.5 * eps[0]
+    ratio = (lam_max[1] * eps[1] ** 2) / (lam_max[0] * eps[0] ** 2)
+    assert 0.5 < ratio < 2.0, (eps, lam_max)

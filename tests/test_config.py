@@ -92,7 +92,11 @@ BAD = [
     ('[teacher]\nkind = "glu"\nu = [1.0, 0.0]', "teacher.v", "required"),
     ('[teacher]\nkind = "glu"\nu = [1.0]\nv = [0.0, 1.0]', "teacher.u", "length 2"),
     ('[teacher]\nkind = "file"\npath = "nope.npz"', "teacher.path", "not found"),
-    ('[teacher]\nkind = "orthonormal"\nwidths = [3]\nbias = false', "teacher.widths", "≤ input_dim"),
+    (
+        '[teacher]\nkind = "orthonormal"\nwidths = [3]\nbias = false',
+        "teacher.widths",
+        "≤ input_dim",
+    ),
     ('[teacher]\nkind = "orthonormal"\nwidths = [2]\nbias = true', "teacher.bias", "bias-free"),
     ('[teacher]\nkind = "rosenbrock"\ninput_dim = 1', "teacher.input_dim", "≥ 2"),
     ("[teacher]\nu = [1.0, 2.0]", "teacher.u", "glu"),

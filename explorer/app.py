@@ -34,6 +34,7 @@ class ExplorerApp(App):
         *,
         autostart: bool = True,
         show_clock: bool = True,
+        hessian_every: float | None = None,
     ) -> None:
         super().__init__()
         if config is None and replay is None:
@@ -45,6 +46,7 @@ class ExplorerApp(App):
         self.replay = replay
         self.autostart = autostart
         self.show_clock = show_clock
+        self.hessian_every = hessian_every
 
     def on_mount(self) -> None:
         if self.replay is not None:
@@ -60,7 +62,8 @@ class ExplorerApp(App):
         """Open a run screen on a validated config (called by the setup screen)."""
         from explorer.screens.run import RunScreen
 
-        screen = RunScreen(config, config_path, autostart=self.autostart)
+        kw = {} if self.hessian_every is None else {"hessian_every": self.hessian_every}
+        screen = RunScreen(config, config_path, autostart=self.autostart, **kw)
         screen.show_clock = self.show_clock
         self.push_screen(screen)
 

@@ -303,22 +303,14 @@ class RunState:
 
 
 def rebuild_objective(problem: Any, objective: Any, spec: Any) -> Any:
-    """The same loss (same data / same infinite-data teacher) for a new student spec.
+    """The same loss (same data, same teacher) for a new student spec after surgery.
 
-    Surgery changes the student width; the data and teacher stay.  Finite data
-    reuses ``objective.data``; infinite Gaussian data rebuilds the closed-form
-    objective from the teacher.
+    Delegates to :func:`core.problem.make_objective`, so finite and infinite data are
+    handled exactly as when the problem was built.
     """
-    cfg = problem.config
-    maxnorm = getattr(cfg.dynamics, "maxnorm", None)
-    if objective.data is not None:
-        from core.objectives import mse_objective
+    from core.problem import make_objective
 
-        return mse_objective(spec, objective.data, maxnorm=maxnorm)
-    from core.gaussian import gaussian_objective
-
-    loss = getattr(cfg.data, "loss", "mse")
-    return gaussian_objective(spec, problem.teacher, loss=loss, maxnorm=maxnorm)
+    return make_objective(problem.config, spec, problem.teacher, problem.data)
 
 
 def analysis_inputs(objective: Any, input_dim: int, n: int = 2000, seed: int = 0) -> np.ndarray:

@@ -32,6 +32,7 @@ from explorer.widgets.inspector import NeuronInspector
 from explorer.widgets.plots import PALETTE, LinePlot, Series
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
+    HESSIAN_EVERY,
     ChunkArrived,
     FlowFailed,
     FlowStopped,
@@ -76,8 +77,16 @@ class RunScreen(Screen):
         Binding("q", "quit_run", "Quit", id="run.quit"),
     ]
 
-    def __init__(self, config: Any, config_path: Path | None = None, *, autostart: bool = True):
+    def __init__(
+        self,
+        config: Any,
+        config_path: Path | None = None,
+        *,
+        autostart: bool = True,
+        hessian_every: float = HESSIAN_EVERY,
+    ):
         super().__init__()
+        self.hessian_every = hessian_every
         self.config = config
         self.config_path = config_path
         self.autostart = autostart
@@ -146,12 +155,12 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         self.set_interval(1 / REDRAW_HZ, self._redraw)
         self.log_event(f"config: {self.config.source}")
-        self._build()
+        self._build_worker()
 
     # -- problem building -------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="task")
-    def _build(self) -> None:
+    def _build_worker(self) -> None:
         def job():
             from core.problem import build_problem
 
@@ -168,7 +177,7 @@ class RunScreen(Screen):
         self.run = RunState(problem.spec, theta0)
         self.run.loss = float(self.objective.loss(theta0))
         self.run.grad_norm = float(np.max(np.abs(self.objective.grad(theta0))))
-        self.recorder = SessionRecorder(self.config)
+        self.recorder = SessionRecorder(self.config, problem.spec)
         self.log_event(
             f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→{problem.spec.output_dim}, "
             f"P={problem.spec.n_params}, {self.objective.name}"
@@ -210,6 +219,7 @@ class RunScreen(Screen):
             segment=segment,
             post=self.post_message,
             cancelled=lambda: worker.is_cancelled,
+            hessian_every=self.hessian_every,
         )
 
     def on_chunk_arrived(self, message: ChunkArrived) -> None:
@@ -220,7 +230,7 @@ class RunScreen(Screen):
         self.run.add_chunk(chunk)
         self.run.wall = base_wall + float(chunk.wall)
         if self.recorder is not None:
-            self.recorder.append(chunk)
+            self.recorder.append_chunk(chunk)
         self.unsaved = True
         if self.state == "compiling":
             self.state = "running"
@@ -230,7 +240,7 @@ class RunScreen(Screen):
         if self.run is None or message.segment != self._segment:
             return
         self.run.add_spectrum(message.t, message.spectrum)
-        if self.recorder is not None and hasattr(self.recorder, "add_spectrum"):
+        if self.recorder is not None:
             self.recorder.add_spectrum(message.t, np.asarray(message.spectrum.eigenvalues))
         self._touch()
 
@@ -283,14 +293,14 @@ class RunScreen(Screen):
     # -- one-off tasks ------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="task")
-    def _task(self, kind: str, job: Any) -> None:
+    def _task_worker(self, kind: str, job: Any) -> None:
         run_task(kind, job, self.post_message)
 
     def _start_task(self, kind: str, job: Any, label: str) -> None:
         self._prev_state = self.state
         self.state = "busy"
         self.log_event(label)
-        self._task(kind, job)
+        self._task_worker(kind, job)
         self._touch()
 
     def on_task_failed(self, message: TaskFailed) -> None:
@@ -386,6 +396,19 @@ class RunScreen(Screen):
             classification=kind,
             index=int(spectrum.index),
         )
+        if self.recorder is not None:
+            self.recorder.add_spectrum(self.run.t, np.asarray(spectrum.eigenvalues), "refined")
+            self.recorder.set_refined(
+                res.theta,
+                t=self.run.t,
+                loss=float(res.loss),
+                grad_inf_norm=float(res.grad_inf_norm),
+                iterations=int(res.iterations),
+                converged=bool(res.converged),
+                reason=res.reason,
+                method=res.method,
+                classification=kind,
+            )
         self.unsaved = True
 
     # surgery ----------------------------------------------------------------------
@@ -491,14 +514,20 @@ class RunScreen(Screen):
         if spec != self.run.spec:
             self.run.new_segment(spec, theta)
             self.objective = objective
-            if self.recorder is not None and hasattr(self.recorder, "new_segment"):
-                self.recorder.new_segment(spec)
+            if self.recorder is not None:
+                self.recorder.start_segment(spec)
         self.run.set_point(theta, loss, gnorm)
         text = f"{op} {kw}: width {list(spec.widths)}, loss {loss:.6e}, ‖∇L‖∞ {gnorm:.2e} — space resumes"
         self.log_event(text)
         self.notify(text, timeout=4)
         self.record(
-            op, t=self.run.t, **kw, widths=list(spec.widths), loss=loss, grad_inf_norm=gnorm
+            "surgery",
+            t=self.run.t,
+            op=op,
+            **kw,
+            widths=list(spec.widths),
+            loss=loss,
+            grad_inf_norm=gnorm,
         )
         self.unsaved = True
 
@@ -567,7 +596,7 @@ class RunScreen(Screen):
     def record(self, kind: str, **data: Any) -> None:
         """Add an event to the session log."""
         if self.recorder is not None:
-            self.recorder.event(kind, **data)
+            self.recorder.add_event(kind, **data)
 
     def log_event(self, text: str) -> None:
         self.query_one("#event-log", RichLog).write(text)
@@ -688,6 +717,4 @@ def default_session_dir(config_path: Path | None) -> Path:
 
 def save_session_from_screen(screen: RunScreen, path: Path) -> Path:
     """Write the screen's recorder to ``path`` with :func:`core.session.save_session`."""
-    from core.session import save_session
-
-    return Path(save_session(path, screen.recorder) or path)
+    return Path(screen.recorder.save(path))

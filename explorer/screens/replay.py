@@ -1,0 +1,284 @@
+"""Replay screen: scrub through a saved session; every plot and the inspector follow t.
+
+Keys: ←/→ one saved point, PgUp/PgDn (or [ ]) a tenth of the run, Home/End the ends,
+space plays/pauses (advancing about 1 % of the run per frame at 5 Hz).  The
+inspector (i) analyses θ at the current point with :mod:`core.analysis`, in a
+worker, and is refreshed automatically when the scrubber rests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent, TabPane
+
+from explorer.screens.run import PLOTS, inspect_point, update_plots
+from explorer.widgets.inspector import NeuronInspector
+from explorer.widgets.plots import LinePlot
+from explorer.widgets.status import StatusLine, format_status
+from explorer.worker import (
+    RunState,
+    Segment,
+    TaskDone,
+    TaskFailed,
+    closest_pair_distance,
+    neuron_weights,
+    one_hidden_layer,
+    run_task,
+)
+
+PLAY_HZ = 5
+
+
+class ReplayScreen(Screen):
+    """Scrub a :class:`core.session.Session`."""
+
+    BINDINGS = [
+        Binding("space", "toggle_play", "Play/Pause", id="replay.play"),
+        Binding("right", "step(1)", "Step →", id="replay.next"),
+        Binding("left", "step(-1)", "← Step", id="replay.prev"),
+        Binding("pagedown,right_square_bracket", "jump(1)", "+10%", id="replay.jump", show=False),
+        Binding("pageup,left_square_bracket", "jump(-1)", "−10%", id="replay.back", show=False),
+        Binding("home", "go(0)", "Start", id="replay.start", show=False),
+        Binding("end", "go(-1)", "End", id="replay.end", show=False),
+        Binding("i", "inspect", "Inspect", id="replay.inspect"),
+        Binding("1", "show_plot(0)", "Loss", id="replay.plot1", show=False),
+        Binding("2", "show_plot(1)", "Hessian", id="replay.plot2", show=False),
+        Binding("3", "show_plot(2)", "Spectrum", id="replay.plot3", show=False),
+        Binding("4", "show_plot(3)", "Weights", id="replay.plot4", show=False),
+        Binding("p", "tab('tab-plots')", "Plots tab", id="replay.tab-plots", show=False),
+        Binding("n", "tab('tab-inspector')", "Inspector tab", id="replay.tab-inspector", show=False),
+        Binding("l", "tab('tab-log')", "Log tab", id="replay.tab-log", show=False),
+        Binding("question_mark", "app.help", "Help", id="replay.help"),
+        Binding("q", "app.quit", "Quit", id="replay.quit"),
+    ]
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+        # Global index → (segment, position in segment).
+        self.index = [(s, j) for s, seg in enumerate(session.segments) for j in range(len(seg))]
+        if not self.index:
+            raise ValueError("session has no trajectory points to replay")
+        self.position = len(self.index) - 1
+        self.playing = False
+        self.problem: Any = None
+        self._summaries: dict[int, tuple[np.ndarray, list, np.ndarray]] = {}
+        self._spectra_cache: dict[int, Any] = {}
+        self._drawn = -1
+        self._rest = 0
+        self._inspected = -1
+        self.last_inspection: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("", id="status")
+        yield ProgressBar(total=max(len(self.index) - 1, 1), show_eta=False, id="scrubber")
+        with TabbedContent(id="run-tabs", initial="tab-plots"):
+            with TabPane("Plots", id="tab-plots"), Grid(id="plot-grid"):
+                yield LinePlot(
+                    "loss  (1)", log_x=True, log_y=True, xlabel="t", id="plot-loss",
+                    classes="plot -current",
+                )
+                yield LinePlot(
+                    "Hessian λ  (2)", log_x=True, log_y=True, xlabel="t", id="plot-hessian",
+                    classes="plot",
+                )
+                yield LinePlot(
+                    "spectrum log10|λ|  (3)", scatter=True, xlabel="eigenvalue #",
+                    id="plot-spectrum", classes="plot",
+                )
+                yield LinePlot(
+                    "weights  (4)", log_x=True, log_y=True, xlabel="t", id="plot-weights",
+                    classes="plot",
+                )
+            with TabPane("Inspector", id="tab-inspector"):
+                yield NeuronInspector(id="inspector")
+            with TabPane("Log", id="tab-log"), Vertical():
+                yield RichLog(id="event-log", wrap=True, markup=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log = self.query_one("#event-log", RichLog)
+        log.write(f"session: {self.session.path or ''}  config: {self.session.config.source}")
+        for e in self.session.events:
+            extra = {k: v for k, v in e.items() if k not in ("kind", "t", "wall", "time")}
+            t = e.get("t")
+            log.write(f"t={t if t is None else format(t, '.4g')}  {e.get('kind')}  {extra}")
+        self.set_interval(1 / PLAY_HZ, self._tick)
+        self._build_worker()
+
+    # -- state at a position ----------------------------------------------------
+
+    def _summary(self, s: int) -> tuple[np.ndarray, list, np.ndarray]:
+        """Per-point |a_i| and closest-pair distance of segment s (computed once)."""
+        if s not in self._summaries:
+            seg = self.session.segments[s]
+            a_abs, dist = [], []
+            if one_hidden_layer(seg.spec):
+                for th in seg.theta:
+                    w, a = neuron_weights(seg.spec, th)
+                    a_abs.append(a)
+                    dist.append(closest_pair_distance(w))
+            self._summaries[s] = (np.asarray(seg.t), a_abs, np.asarray(dist))
+        return self._summaries[s]
+
+    def _spectrum(self, n: int) -> Any:
+        if n not in self._spectra_cache:
+            from core.analysis import hessian_spectrum
+
+            eig = np.asarray(self.session.spectra[n].eigenvalues)
+            self._spectra_cache[n] = hessian_spectrum(np.diag(eig))
+        return self._spectra_cache[n]
+
+    def state_at(self, k: int) -> RunState:
+        """A :class:`RunState` holding the session up to global point k."""
+        s, j = self.index[k]
+        segs = self.session.segments
+        seg = segs[s]
+        state = RunState(seg.spec, np.asarray(seg.theta[j]))
+        state.segments = []
+        for q in range(s + 1):
+            n = len(segs[q]) if q < s else j + 1
+            src = segs[q]
+            state.segments.append(
+                Segment(
+                    src.spec,
+                    [np.asarray(src.t[:n])],
+                    [np.asarray(src.theta[:n])],
+                    [np.asarray(src.loss[:n])],
+                    [np.asarray(src.grad_norm[:n])],
+                )
+            )
+        state.t = float(seg.t[j])
+        state.loss = float(seg.loss[j])
+        state.grad_norm = float(seg.grad_norm[j])
+        at, a_abs, dist = self._summary(s)
+        state.a_t = list(at[: j + 1]) if a_abs else []
+        state.a_abs = a_abs[: j + 1]
+        state.pair_dist = list(dist[: j + 1])
+        last = None
+        for n, snap in enumerate(self.session.spectra):
+            if snap.segment < s or (snap.segment == s and snap.t <= state.t):
+                ev = np.asarray(snap.eigenvalues)
+                if ev.size:
+                    state.spec_t.append(float(snap.t))
+                    state.spec_min.append(float(ev[0]))
+                    state.spec_max.append(float(ev[-1]))
+                if snap.segment == s:
+                    last = n
+        state.spectrum = self._spectrum(last) if last is not None else None
+        return state
+
+    # -- drawing ------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.playing:
+            step = max(1, len(self.index) // 100)
+            if self.position >= len(self.index) - 1:
+                self.playing = False
+            else:
+                self.position = min(self.position + step, len(self.index) - 1)
+        self._redraw()
+        # Inspect automatically once the scrubber has rested for two frames.
+        self._rest = 0 if self.playing or self._drawn != self.position else self._rest + 1
+        if (
+            self._rest == 2
+            and self.problem is not None
+            and self._inspected != self.position
+            and self.query_one(TabbedContent).active == "tab-inspector"
+        ):
+            self.action_inspect()
+
+    def _redraw(self) -> None:
+        if self._drawn == self.position:
+            return
+        self._drawn = self.position
+        state = self.state_at(self.position)
+        update_plots(self, state)
+        self.query_one("#scrubber", ProgressBar).update(progress=self.position)
+        mode = "playing" if self.playing else "replay"
+        label = f"{mode} {self.position + 1}/{len(self.index)}"
+        self.query_one(StatusLine).update(
+            format_status(label, state.t, state.loss, state.grad_norm, 0, None).replace(
+                "  steps=0", ""
+            )
+        )
+
+    # -- actions --------------------------------------------------------------------
+
+    def action_toggle_play(self) -> None:
+        if not self.playing and self.position >= len(self.index) - 1:
+            self.position = 0
+        self.playing = not self.playing
+
+    def action_step(self, d: int) -> None:
+        self.playing = False
+        self.position = int(np.clip(self.position + d, 0, len(self.index) - 1))
+        self._redraw()
+
+    def action_jump(self, d: int) -> None:
+        self.action_step(d * max(1, len(self.index) // 10))
+
+    def action_go(self, where: int) -> None:
+        self.playing = False
+        self.position = 0 if where == 0 else len(self.index) - 1
+        self._redraw()
+
+    def action_show_plot(self, n: int) -> None:
+        self.query_one(TabbedContent).active = "tab-plots"
+        for k, pid in enumerate(PLOTS):
+            self.query_one("#" + pid).set_class(k == n, "-current")
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_inspect(self) -> None:
+        if self.problem is None:
+            self.notify("still rebuilding the problem from the session's config…")
+            return
+        self.query_one(TabbedContent).active = "tab-inspector"
+        s, j = self.index[self.position]
+        seg = self.session.segments[s]
+        spec, theta, t = seg.spec, np.asarray(seg.theta[j]), float(seg.t[j])
+        self._inspected = self.position
+        problem = self.problem
+
+        def job():
+            from core.problem import make_objective
+
+            objective = make_objective(problem.config, spec, problem.teacher, problem.data)
+            return inspect_point(spec, theta, objective, problem.teacher, t)
+
+        self._task_worker("inspect", job)
+
+    # -- workers --------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="task")
+    def _build_worker(self) -> None:
+        def job():
+            from core.problem import build_problem
+
+            return build_problem(self.session.config)
+
+        run_task("build", job, self.post_message)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
+    def _task_worker(self, kind: str, job: Any) -> None:
+        run_task(kind, job, self.post_message)
+
+    def on_task_done(self, message: TaskDone) -> None:
+        if message.kind == "build":
+            self.problem = message.result
+        elif message.kind == "inspect":
+            self.last_inspection = message.result
+            self.query_one(NeuronInspector).show(message.result)
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        self.query_one("#event-log", RichLog).write(f"[red]{message.kind} failed: {message.error}")
+        self.notify(message.error, title=f"{message.kind} failed", severity="error", timeout=8)

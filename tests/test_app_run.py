@@ -1,0 +1,218 @@
+"""Pilot tests of the explorer driven by keys: run, pause, inspect, refine, surgery, save, replay.
+
+One tiny real problem (d = 1, two softplus neurons, N = 50) keeps JAX compilation, which
+dominates the cost, to a few seconds.  Numbers shown by the app are checked against
+core computed independently here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import parse_config
+
+TINY = {
+    "seed": 1,
+    "teacher": {"kind": "random", "input_dim": 1, "widths": [2], "activation": "softplus"},
+    "student": {"widths": [2], "activation": "softplus", "bias": True},
+    "data": {"kind": "gaussian", "samples": 50},
+    "dynamics": {"method": "flow", "solver": "tsit5", "t_max": 1e3, "max_seconds": 60},
+    "refine": {"method": "newton"},
+}
+
+
+def tiny_config(**dynamics):
+    mapping = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
+    mapping["dynamics"].update(dynamics)
+    return parse_config(mapping, "tiny")
+
+
+async def wait_for(pilot, cond, timeout=60.0, what="condition"):
+    """Let the app run until cond() holds (the flow runs in a thread)."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
+    from core.analysis import neuron_table
+    from core.networks import forward
+    from core.session import load_session
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.inspector import NeuronInspector
+
+    cfg = tiny_config()
+    app = ExplorerApp(config=cfg, show_clock=False, hessian_every=0.0)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen: RunScreen = app.screen  # type: ignore[assignment]
+            await wait_for(pilot, lambda: screen.state == "running", 120, "first chunk")
+            loss0 = screen.run.segments[0].loss[0][0]
+
+            # Pause (space) mid-run; the point stays where the flow stopped.
+            await pilot.press("space")
+            await wait_for(pilot, lambda: screen.state == "paused", 60, "pause")
+            t_paused = screen.run.t
+            assert 0 < t_paused < 1e3
+            assert any(e["kind"] == "pause" for e in screen.recorder.events)
+            # The shown loss is the objective at the shown point.
+            assert screen.run.loss == pytest.approx(
+                float(screen.objective.loss(screen.run.theta)), rel=1e-10
+            )
+
+            # Resume (space) to completion.
+            await pilot.press("space")
+            await wait_for(pilot, lambda: screen.state == "done", 120, "run to t_max")
+            assert screen.run.t == pytest.approx(1e3)
+            assert screen.run.loss < loss0
+            t_all, _ = screen.run.series("loss")
+            assert np.all(np.diff(t_all) > 0), "resumed trajectory is increasing in t"
+            assert screen.run.spectrum is not None
+            await pilot.pause(0.3)  # a redraw tick
+            assert "done" in str(screen.query_one("#status").render())
+
+            # Inspect (i): the table shows core.analysis.neuron_table at the current point.
+            await pilot.press("i")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspection")
+            expected = neuron_table(screen.run.spec, screen.run.theta, screen.problem.teacher)
+            table = screen.query_one("#inspector-table")
+            assert table.row_count == len(expected) == 2
+            assert table.get_row_at(0)[3] == f"{float(np.ravel(expected[0].a)[0]):.3g}"
+            assert screen.last_inspection["responses"] is not None  # d = 1: a response curve
+
+            # Refine (r): lands on a critical point; check the gradient independently.
+            await pilot.press("r")
+            await wait_for(
+                pilot, lambda: screen.last_refine is not None or screen.error, 120, "refine"
+            )
+            assert screen.error is None, screen.error
+            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after refine")
+            res, spectrum, kind = screen.last_refine
+            grad = np.asarray(screen.objective.grad(screen.run.theta))
+            assert np.max(np.abs(grad)) < 1e-8
+            assert kind in ("minimum", "saddle", "channel", "unconverged")
+            refine_text = str(screen.query_one("#inspector-refine").render())
+            assert kind in refine_text and f"index {spectrum.index}" in refine_text
+
+            # Split (x) neuron 0 with μ = 0.3: width 3, same function.
+            x = np.asarray(screen.objective.data.x)
+            f_before = np.asarray(forward(screen.run.spec, screen.run.theta, x))
+            await pilot.press("x")
+            await pilot.pause(0.1)
+            prompt = app.screen.query_one("#prompt-input")
+            prompt.value = "0 0.3"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: screen.run.spec.widths == (3,), 60, "split")
+            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after split")
+            f_after = np.asarray(forward(screen.run.spec, screen.run.theta, x))
+            np.testing.assert_allclose(f_after, f_before, rtol=1e-12, atol=1e-12)
+            assert screen.run.loss == pytest.approx(float(res.loss), rel=1e-9)
+
+            # Perturb (e) along the most negative eigenvector, then merge (m) back to 2.
+            theta_split = screen.run.theta.copy()
+            await pilot.press("e")
+            await pilot.pause(0.1)
+            await pilot.press("enter")  # default ε
+            await wait_for(
+                pilot, lambda: not np.array_equal(screen.run.theta, theta_split), 60, "perturb"
+            )
+            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after perturb")
+            assert np.linalg.norm(screen.run.theta - theta_split) == pytest.approx(1e-3, rel=1e-6)
+            await pilot.press("m")
+            await pilot.pause(0.1)
+            app.screen.query_one("#prompt-input").value = "0 2"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), 60, "merge")
+            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after merge")
+
+            # Quit with unsaved work asks first; "n" keeps the app.
+            await pilot.press("q")
+            await pilot.pause(0.1)
+            assert type(app.screen).__name__ == "ConfirmScreen"
+            await pilot.press("n")
+            await pilot.pause(0.1)
+            assert app.screen is screen
+
+            # Save (s) to a chosen folder.
+            await pilot.press("s")
+            await pilot.pause(0.1)
+            app.screen.query_one("#prompt-input").value = str(tmp_path / "sess")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: screen.saved_to is not None, 30, "save")
+            assert not screen.unsaved
+            await pilot.press("q")  # saved: quits without asking
+            await pilot.pause(0.1)
+
+        session = load_session(tmp_path / "sess")
+        kinds = [e["kind"] for e in session.events]
+        assert {"pause", "resume", "refine", "surgery"} <= set(kinds)
+        assert [s.spec.widths for s in session.segments] == [(2,), (3,), (2,)]
+        assert session.refined is not None
+
+        # Replay the saved session: the scrubber moves every plot to the chosen t.
+        replay = ExplorerApp(replay=session)
+        async with replay.run_test(size=(120, 40)) as pilot:
+            rs: ReplayScreen = replay.screen  # type: ignore[assignment]
+            assert isinstance(rs, ReplayScreen)
+            await pilot.press("home")
+            seg0 = session.segments[0]
+            state = rs.state_at(rs.position)
+            assert rs.position == 0 and state.t == pytest.approx(float(seg0.t[0]))
+            await pilot.press("right", "right")
+            assert rs.position == 2
+            assert rs.state_at(2).loss == pytest.approx(float(seg0.loss[2]))
+            await pilot.pause(0.3)
+            assert f"t={float(seg0.t[2]):.4g}" in str(rs.query_one("#status").render())
+            await pilot.press("space")  # play
+            await wait_for(pilot, lambda: rs.position > 2, 10, "play")
+            await pilot.press("space")
+            await pilot.press("end")
+            assert rs.position == len(rs.index) - 1
+            assert rs.state_at(rs.position).t == pytest.approx(session.final_t)
+            await wait_for(pilot, lambda: rs.problem is not None, 60, "replay problem")
+            await pilot.press("i")
+            await wait_for(pilot, lambda: rs.last_inspection is not None, 60, "replay inspect")
+            assert rs.query_one(NeuronInspector).query_one("#inspector-table").row_count == 2
+
+    asyncio.run(scenario())
+
+
+def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    # Gradient descent with a huge step diverges to non-finite values.
+    cfg = tiny_config(method="gd", lr=50.0, t_max=1e6)
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen: RunScreen = app.screen  # type: ignore[assignment]
+            await wait_for(pilot, lambda: screen.state in ("error", "done"), 120, "divergence")
+            assert screen.state == "error", screen.state
+            assert np.all(np.isfinite(screen.run.theta)) and np.isfinite(screen.run.loss)
+            await pilot.pause(0.3)
+            assert "error" in str(screen.query_one("#status").render())
+            # Still usable: the help overlay opens and closes.
+            await pilot.press("question_mark")
+            await pilot.pause(0.1)
+            assert type(app.screen).__name__ == "HelpScreen"
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.screen is screen
+
+    asyncio.run(scenario())

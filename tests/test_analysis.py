@@ -424,3 +424,19 @@ def test_channel_sharpens_like_one_over_eps_squared():
     assert eps[1] < 0.5 * eps[0]
     ratio = (lam_max[1] * eps[1] ** 2) / (lam_max[0] * eps[0] ** 2)
     assert 0.5 < ratio < 2.0, (eps, lam_max)
+
+
+def test_neuron_table_for_deep_net_and_non_network_teacher():
+    from core.teachers import glu_teacher
+
+    deep = make_spec(2, [3, 2], "tanh", bias=True)
+    theta = np.asarray(init_params(deep, jax.random.PRNGKey(1)))
+    table = neuron_table(
+        deep, theta, random_teacher(make_spec(2, [3], "tanh"), jax.random.PRNGKey(2))
+    )
+    assert [len(n.a) for n in table] == [2, 2, 2]  # fan-out weights W2[:, i]
+    assert all(n.nearest_teacher is None and n.role == "" for n in table)
+    spec = make_spec(2, [2], "softplus", bias=False)
+    theta = np.asarray(init_params(spec, jax.random.PRNGKey(0)))
+    table = neuron_table(spec, theta, glu_teacher([1.0, 0.0], [0.0, 1.0], "softplus"))
+    assert all(n.nearest_teacher is None and n.cosine is None for n in table)

@@ -1,0 +1,715 @@
+"""Training dynamics on an objective, run in short jitted chunks that a UI can stream.
+
+Continuous gradient flow (``method="flow"``), with per-parameter inverse time scales τ⁻¹,
+
+    dθ/dt = −τ⁻¹ ⊙ ∇L(θ),        θ(t0) = θ0,      θ, τ⁻¹ ∈ ℝ^P,
+
+is integrated by a diffrax Runge-Kutta solver stepped by hand (``solver.step`` plus a
+``PIDController``), so the solver and controller state survive between chunks:
+
+* explicit adaptive solvers ``tsit5``, ``dopri5``, ``dopri8``;
+* stiff (L-stable ESDIRK) solvers ``kvaerno5``, ``kencarp5``.  Their Newton-chord root
+  finder needs the Jacobian ∂f/∂θ = −diag(τ⁻¹) ∇²L(θ).  The vector field is a
+  :func:`jax.custom_jvp` whose tangent rule is v ↦ −τ⁻¹ ⊙ (H(θ) v) with H =
+  ``objective.hessian`` (the exact, structured Hessian): diffrax/lineax build the
+  Jacobian with ``jax.linearize`` and materialise it by pushing the identity through the
+  linear map, so H is evaluated once per Jacobian (once per step for Kvaerno5/KenCarp5,
+  which linearise at the first stage) and never re-derived by nested autodiff of ∇L.
+
+``solver="auto"`` picks ``kvaerno5`` for P ≤ 1024 (as MLPGradientFlow.jl does) and
+``tsit5`` above, where a dense P×P factorisation per step costs more than it saves.
+
+Each step is clipped to land exactly on the next save time, so saved states carry the
+full accuracy of the solver (no dense interpolation).  Save times are a fixed grid that
+depends only on the settings (see :func:`save_grid`), log-spaced over [t_first, t_max]:
+a paused run resumed from (θ(t), t) saves on the same grid as an uninterrupted one.
+
+Discrete dynamics (``gd``, ``sgd``, ``adam``) use optax on the same time axis,
+t = iterations × lr:  θ_{k+1} = θ_k + τ⁻¹ ⊙ u_k where u_k is the optax update for the
+full-batch gradient (gd: u = −lr ∇L; adam) or for a minibatch gradient (sgd, ``batch_size``
+samples drawn uniformly with replacement, key = fold_in(PRNGKey(seed), k), so runs are
+reproducible and resumable).  Iterations run inside ``lax.while_loop``.
+
+All iteration happens in one jitted function per (objective, settings), compiled once and
+reused across chunks and across calls (see ``_compiled``).  Between chunks the host checks
+the wall clock; each chunk's step budget adapts so that a chunk takes ~0.2 s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optimistix as optx
+
+import core  # noqa: F401  (float64)
+from core.networks import forward
+from core.objectives import Objective
+
+Array = jax.Array
+
+METHODS = ("flow", "gd", "sgd", "adam")
+EXPLICIT_SOLVERS = ("tsit5", "dopri5", "dopri8")
+STIFF_SOLVERS = ("kvaerno5", "kencarp5")
+SOLVERS = ("auto", *EXPLICIT_SOLVERS, *STIFF_SOLVERS)
+AUTO_STIFF_MAX_PARAMS = 1024
+REASONS = ("t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error")
+
+# Saves per chunk, the wall-clock target per chunk, and how many consecutive rejected
+# steps with non-finite candidates mean the solution has left the domain for good.
+SAVES_PER_CHUNK = 8
+CHUNK_SECONDS = 0.2
+NONFINITE_STREAK = 12
+
+# Status codes carried inside the jitted loop.
+_RUNNING, _CONVERGED, _MAX_STEPS, _NONFINITE, _UNDERFLOW, _SOLVER_ERROR = range(6)
+
+
+@dataclass(frozen=True)
+class DynamicsSettings:
+    """How to run the dynamics (the ``[dynamics]`` config table).
+
+    Attributes:
+        method: "flow" | "gd" | "sgd" | "adam".
+        solver: "auto" | "tsit5" | "dopri5" | "dopri8" | "kvaerno5" | "kencarp5" (flow only).
+        t_max: final time (flow time, or iterations × lr).
+        rtol, atol: PID step-size controller tolerances (and the stiff root finder's).
+        max_seconds: wall-clock budget, checked between chunks.
+        max_steps: accepted solver steps / optimizer iterations.
+        grad_tol: stop as "converged" once ‖∇L‖∞ < grad_tol at a save time.
+        lr: learning rate of gd / sgd / adam.
+        batch_size: sgd minibatch size.
+        tauinv: per-parameter inverse time scales τ⁻¹ (P,), or None for ones.
+        n_saves: number of log-spaced save times over [t_first, t_max].
+    """
+
+    method: str = "flow"
+    solver: str = "auto"
+    t_max: float = 1e6
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_seconds: float = 60.0
+    max_steps: int = 10**7
+    grad_tol: float = 1e-12
+    lr: float = 1e-2
+    batch_size: int = 32
+    tauinv: tuple[float, ...] | None = None
+    n_saves: int = 200
+
+    def __post_init__(self) -> None:
+        def bad(name: str, problem: str) -> ValueError:
+            return ValueError(f"dynamics.{name}: {problem}")
+
+        if self.method not in METHODS:
+            raise bad("method", f"unknown method {self.method!r}; choose one of {METHODS}")
+        if self.solver not in SOLVERS:
+            raise bad("solver", f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
+        for name in ("t_max", "rtol", "atol", "max_seconds", "lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise bad(name, f"must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.grad_tol, int | float) and self.grad_tol >= 0):
+            raise bad("grad_tol", f"must be a number ≥ 0, got {self.grad_tol!r}")
+        for name, least in (("max_steps", 1), ("batch_size", 1), ("n_saves", 2)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                raise bad(name, f"must be an integer ≥ {least}, got {value!r}")
+        if self.tauinv is not None:
+            try:
+                tau = np.asarray(self.tauinv, dtype=float)
+            except (TypeError, ValueError) as err:
+                raise bad("tauinv", f"must be a list of numbers ({err})") from None
+            if tau.ndim != 1 or not np.all(np.isfinite(tau)) or np.any(tau < 0):
+                raise bad("tauinv", "must be a flat list of finite numbers ≥ 0")
+            object.__setattr__(self, "tauinv", tuple(float(v) for v in tau))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a trajectory.
+
+    Attributes:
+        t: (m,) increasing save times.
+        theta: (m, P) states.
+        loss: (m,) L(θ).
+        grad_norm: (m,) ‖∇L(θ)‖∞.
+        steps: cumulative accepted solver steps / iterations of this run.
+        wall: seconds since the run started.
+        done: whether this is the last chunk.
+        reason: when done, one of :data:`REASONS`.
+        message: human-readable detail.
+    """
+
+    t: np.ndarray
+    theta: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    steps: int
+    wall: float
+    done: bool
+    reason: str | None
+    message: str = ""
+
+
+def resolve_solver(settings: DynamicsSettings, n_params: int) -> str:
+    """The concrete solver name: ``auto`` → kvaerno5 if P ≤ 1024 else tsit5."""
+    if settings.solver != "auto":
+        return settings.solver
+    return "kvaerno5" if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
+
+
+def save_grid(settings: DynamicsSettings) -> np.ndarray:
+    """The run's save times (n,), a function of the settings only.
+
+    Flow: t_first · (t_max/t_first)^(j/(n_saves−1)), j = 0…n_saves−1, with
+    t_first = min(1e-2, t_max/10).  Discrete methods: the same times rounded to whole
+    iterations k ≥ 1 (t = k·lr), duplicates removed.
+    """
+    t_first = min(1e-2, settings.t_max / 10)
+    grid = np.geomspace(t_first, settings.t_max, settings.n_saves)
+    if settings.method == "flow":
+        grid[-1] = settings.t_max
+        return grid
+    iters = np.unique(np.maximum(np.round(grid / settings.lr), 1).astype(np.int64))
+    return iters * settings.lr
+
+
+def _tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
+    if settings.tauinv is None:
+        return jnp.ones(n_params)
+    if len(settings.tauinv) != n_params:
+        raise ValueError(
+            f"dynamics.tauinv: has {len(settings.tauinv)} entries but the network has "
+            f"P = {n_params} parameters"
+        )
+    return jnp.asarray(settings.tauinv, jnp.float64)
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+def gradient_vector_field(objective: Objective):
+    """f(t, θ, τ⁻¹) = −τ⁻¹ ⊙ ∇L(θ) with the exact-Hessian tangent rule.
+
+    Returns a diffrax vector field ``(t, y (P,), args = τ⁻¹ (P,)) -> (P,)`` whose JVP is
+    (ẏ, τ̇) ↦ −τ̇ ⊙ ∇L(θ) − τ⁻¹ ⊙ (∇²L(θ) ẏ), so implicit solvers see the exact Jacobian.
+    """
+    grad, hessian = objective.grad, objective.hessian
+
+    @jax.custom_jvp
+    def field(tauinv: Array, theta: Array) -> Array:
+        return -tauinv * grad(theta)
+
+    @field.defjvp
+    def field_jvp(primals, tangents):
+        tauinv, theta = primals
+        dtau, dtheta = tangents
+        g = grad(theta)
+        return -tauinv * g, -dtau * g - tauinv * (hessian(theta) @ dtheta)
+
+    return lambda t, y, args: field(args, y)
+
+
+def _make_solver(name: str, rtol: float, atol: float):
+    if name in EXPLICIT_SOLVERS:
+        cls = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}[name]
+        return cls(), diffrax.PIDController(rtol=rtol, atol=atol)
+    # Manual stepping bypasses diffeqsolve, which would otherwise hand the controller's
+    # tolerances to the root finder: set them here.  PI control as recommended for stiff.
+    if name == "kvaerno5":
+        solver: Any = diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=rtol, atol=atol))
+    else:
+        # diffrax 0.7.2's KenCarp5 with its default VeryChord never meets rtol ≲ 1e-6 in
+        # float64 (every step is rejected, even for y' = −y); optimistix' Chord, which
+        # re-linearises per stage, converges.
+        solver = diffrax.KenCarp5(root_finder=optx.Chord(rtol=rtol, atol=atol))
+    return solver, diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
+
+
+def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: float):
+    """(init, advance) jitted functions for the gradient flow."""
+    vf = gradient_vector_field(objective)
+    solver, controller = _make_solver(solver_name, rtol, atol)
+    if solver_name == "kencarp5":
+        zero = diffrax.ODETerm(lambda t, y, args: jnp.zeros_like(y))
+        terms: Any = diffrax.MultiTerm(zero, diffrax.ODETerm(vf))
+    else:
+        terms = diffrax.ODETerm(vf)
+    error_order = solver.error_order(terms)
+    value_and_grad = objective.value_and_grad
+
+    def init(t0, t_first, y0, tauinv):
+        tnext, cstate = controller.init(
+            terms, t0, t_first, y0, None, tauinv, solver.func, error_order
+        )
+        tnext = jnp.minimum(tnext, t_first)
+        sstate = solver.init(terms, t0, tnext, y0, tauinv)
+        return dict(
+            t=jnp.asarray(t0, jnp.float64),
+            tnext=jnp.asarray(tnext, jnp.float64),
+            y=y0,
+            sstate=sstate,
+            cstate=cstate,
+            made_jump=jnp.asarray(False),
+            steps=jnp.asarray(0, jnp.int64),
+            streak=jnp.asarray(0, jnp.int64),
+            status=jnp.asarray(_RUNNING, jnp.int64),
+        )
+
+    def advance(carry, save_ts, n_valid, budget, max_steps, grad_tol, tauinv):
+        _TRACES["flow"] = _TRACES.get("flow", 0) + 1  # trace-time counter (tests)
+        k, p = save_ts.shape[0], carry["y"].shape[0]
+        out = dict(
+            t=jnp.zeros(k),
+            y=jnp.zeros((k, p)),
+            loss=jnp.zeros(k),
+            gnorm=jnp.zeros(k),
+            n=jnp.asarray(0, jnp.int64),
+            attempts=jnp.asarray(0, jnp.int64),
+        )
+
+        def cond(state):
+            c, o = state
+            return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+
+        def body(state):
+            c, o = state
+            t, y = c["t"], c["y"]
+            t_save = save_ts[o["n"]]
+            # Land exactly on the save time; snap when within a hair of it.
+            hit = c["tnext"] >= t_save - 1e-12 * jnp.abs(t_save)
+            tn = jnp.where(hit, t_save, c["tnext"])
+            y1, y_err, _, sstate1, res = solver.step(
+                terms, t, tn, y, tauinv, c["sstate"], c["made_jump"]
+            )
+            y_err = jnp.where(jnp.isnan(y_err), jnp.inf, y_err)
+            keep, _, tnext1, made_jump1, cstate1, cres = controller.adapt_step_size(
+                t, tn, y, y1, tauinv, y_err, error_order, c["cstate"]
+            )
+            finite = jnp.all(jnp.isfinite(y1))
+            keep = keep & finite & diffrax.is_okay(res)
+            dt = tn - t
+            # A non-finite candidate: shrink hard (the controller saw an infinite error).
+            tnext1 = jnp.where(finite, tnext1, t + 0.2 * dt)
+            # After a step shortened to hit a save time, resume the step size the
+            # controller wanted before the clip instead of growing from the short one.
+            tnext1 = jnp.where(keep & hit, jnp.maximum(tnext1, tn + (c["tnext"] - t)), tnext1)
+            t1 = jnp.where(keep, tn, t)
+            y_new = jnp.where(keep, y1, y)
+            sstate_new = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(keep, a, b), sstate1, c["sstate"]
+            )
+            streak = jnp.where(finite, jnp.where(keep, 0, c["streak"]), c["streak"] + 1)
+            steps = c["steps"] + keep.astype(jnp.int64)
+            saved = keep & hit
+            loss, g = jax.lax.cond(
+                saved,
+                lambda: value_and_grad(y_new),
+                lambda: (jnp.zeros((), y_new.dtype), jnp.zeros_like(y_new)),
+            )
+            gnorm = jnp.max(jnp.abs(g))
+            bad_save = saved & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
+            record = saved & ~bad_save
+            n = o["n"]
+            o = dict(
+                t=o["t"].at[n].set(jnp.where(record, t1, o["t"][n])),
+                y=o["y"].at[n].set(jnp.where(record, y_new, o["y"][n])),
+                loss=o["loss"].at[n].set(jnp.where(record, loss, o["loss"][n])),
+                gnorm=o["gnorm"].at[n].set(jnp.where(record, gnorm, o["gnorm"][n])),
+                n=n + record.astype(jnp.int64),
+                attempts=o["attempts"] + 1,
+            )
+            status = c["status"]
+            status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
+            status = jnp.where(steps >= max_steps, _MAX_STEPS, status)
+            status = jnp.where(~diffrax.is_okay(cres), _SOLVER_ERROR, status)
+            # Step size underflow right after a non-finite trial: the solution runs into
+            # a region where ∇L is undefined, so report it as non-finite.
+            underflow = jnp.where(streak > 0, _NONFINITE, _UNDERFLOW)
+            status = jnp.where(tnext1 <= t1, underflow, status)
+            status = jnp.where(streak >= NONFINITE_STREAK, _NONFINITE, status)
+            status = jnp.where(bad_save, _NONFINITE, status)
+            # A state whose loss/gradient is not finite is not kept.
+            t1 = jnp.where(bad_save, t, t1)
+            y_new = jnp.where(bad_save, y, y_new)
+            c = dict(
+                t=t1,
+                tnext=tnext1,
+                y=y_new,
+                sstate=sstate_new,
+                cstate=cstate1,
+                made_jump=jnp.where(keep, made_jump1, c["made_jump"]),
+                steps=steps,
+                streak=streak,
+                status=status,
+            )
+            return c, o
+
+        carry, out = jax.lax.while_loop(cond, body, (carry, out))
+        loss, g = value_and_grad(carry["y"])
+        final = dict(t=carry["t"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
+        return carry, out, final
+
+    return jax.jit(init), jax.jit(advance)
+
+
+# ------------------------------------------------------------------------- discrete
+
+
+def _minibatch_grad(objective: Objective, batch_size: int):
+    """Unbiased minibatch gradient of the data term: (N/B) Σ_b w_b ∇½‖f(x_b) − y_b‖²."""
+    data = objective.data
+    if data is None:
+        raise ValueError(
+            f"dynamics.method: sgd needs a finite data set, but objective {objective.name!r} "
+            "has none (infinite-data objective); use gd, adam or flow"
+        )
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    n = x.shape[0]
+    w = jnp.full(n, 1.0 / n) if data.weights is None else jnp.asarray(data.weights)
+    spec = objective.spec
+    maxnorm = objective.extras.get("maxnorm") if objective.extras else None
+
+    def batch_loss(theta, idx):
+        r = forward(spec, theta, x[idx]) - y[idx]
+        value = 0.5 * (n / idx.shape[0]) * jnp.sum(w[idx][:, None] * r * r)
+        if maxnorm is not None:
+            excess = jnp.maximum(jnp.abs(theta) - maxnorm, 0.0)
+            value = value + 0.5 * jnp.sum(excess * excess)
+        return value
+
+    grad = jax.grad(batch_loss)
+
+    def minibatch_grad(theta, key):
+        idx = jax.random.randint(key, (batch_size,), 0, n)
+        return grad(theta, idx)
+
+    return minibatch_grad
+
+
+def _discrete_functions(objective: Objective, method: str, lr: float, batch_size: int):
+    """(init, advance) jitted functions for gd / sgd / adam."""
+    optimizer = optax.adam(lr) if method == "adam" else optax.sgd(lr)
+    full_grad = objective.grad
+    value_and_grad = objective.value_and_grad
+    batch_grad = _minibatch_grad(objective, batch_size) if method == "sgd" else None
+
+    def init(k0, y0, seed):
+        return dict(
+            k=jnp.asarray(k0, jnp.int64),
+            y=y0,
+            opt=optimizer.init(y0),
+            key=jax.random.PRNGKey(seed),
+            steps=jnp.asarray(0, jnp.int64),
+            status=jnp.asarray(_RUNNING, jnp.int64),
+        )
+
+    def advance(carry, save_k, n_valid, budget, max_steps, grad_tol, tauinv):
+        _TRACES[method] = _TRACES.get(method, 0) + 1
+        size, p = save_k.shape[0], carry["y"].shape[0]
+        out = dict(
+            k=jnp.zeros(size, jnp.int64),
+            y=jnp.zeros((size, p)),
+            loss=jnp.zeros(size),
+            gnorm=jnp.zeros(size),
+            n=jnp.asarray(0, jnp.int64),
+            attempts=jnp.asarray(0, jnp.int64),
+        )
+
+        def cond(state):
+            c, o = state
+            return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+
+        def body(state):
+            c, o = state
+            y = c["y"]
+            if batch_grad is None:
+                g = full_grad(y)
+            else:
+                g = batch_grad(y, jax.random.fold_in(c["key"], c["k"]))
+            updates, opt1 = optimizer.update(g, c["opt"], y)
+            y1 = y + tauinv * updates
+            finite = jnp.all(jnp.isfinite(y1))
+            k1 = c["k"] + finite.astype(jnp.int64)
+            y_new = jnp.where(finite, y1, y)
+            opt_new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), opt1, c["opt"])
+            steps = c["steps"] + finite.astype(jnp.int64)
+            saved = finite & (k1 == save_k[o["n"]])
+            loss, gfull = jax.lax.cond(
+                saved,
+                lambda: value_and_grad(y_new),
+                lambda: (jnp.zeros(()), jnp.zeros_like(y_new)),
+            )
+            gnorm = jnp.max(jnp.abs(gfull))
+            bad_save = saved & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
+            record = saved & ~bad_save
+            n = o["n"]
+            o = dict(
+                k=o["k"].at[n].set(jnp.where(record, k1, o["k"][n])),
+                y=o["y"].at[n].set(jnp.where(record, y_new, o["y"][n])),
+                loss=o["loss"].at[n].set(jnp.where(record, loss, o["loss"][n])),
+                gnorm=o["gnorm"].at[n].set(jnp.where(record, gnorm, o["gnorm"][n])),
+                n=n + record.astype(jnp.int64),
+                attempts=o["attempts"] + 1,
+            )
+            status = c["status"]
+            status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
+            status = jnp.where(steps >= max_steps, _MAX_STEPS, status)
+            status = jnp.where(~finite | bad_save, _NONFINITE, status)
+            keep_new = ~bad_save
+            c = dict(
+                k=jnp.where(keep_new, k1, c["k"]),
+                y=jnp.where(keep_new, y_new, y),
+                opt=opt_new,
+                key=c["key"],
+                steps=steps,
+                status=status,
+            )
+            return c, o
+
+        carry, out = jax.lax.while_loop(cond, body, (carry, out))
+        loss, g = value_and_grad(carry["y"])
+        final = dict(k=carry["k"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
+        return carry, out, final
+
+    return jax.jit(init), jax.jit(advance)
+
+
+# ---------------------------------------------------------------------- compile cache
+
+_TRACES: dict[str, int] = {}
+_CACHE: OrderedDict[tuple, tuple[Objective, Any, Any]] = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def _compiled(objective: Objective, settings: DynamicsSettings):
+    """Jitted (init, advance) for this objective and the settings that shape the code.
+
+    Keyed on the objective's identity (it is kept alive in the cache so its id is not
+    reused) and the static settings; times, tolerances on stopping, τ⁻¹ and budgets are
+    runtime arguments, so changing them does not recompile.
+    """
+    if settings.method == "flow":
+        solver = resolve_solver(settings, objective.n_params)
+        key = (id(objective), "flow", solver, settings.rtol, settings.atol)
+    else:
+        batch = settings.batch_size if settings.method == "sgd" else 0
+        key = (id(objective), settings.method, settings.lr, batch)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is objective:
+        _CACHE.move_to_end(key)
+        return hit[1], hit[2]
+    if settings.method == "flow":
+        init, advance = _flow_functions(objective, solver, settings.rtol, settings.atol)
+    else:
+        init, advance = _discrete_functions(
+            objective, settings.method, settings.lr, settings.batch_size
+        )
+    _CACHE[key] = (objective, init, advance)
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return init, advance
+
+
+# ------------------------------------------------------------------------- driver
+
+_STATUS_REASON = {
+    _CONVERGED: "converged",
+    _MAX_STEPS: "max_steps",
+    _NONFINITE: "nonfinite",
+    _UNDERFLOW: "solver_error",
+    _SOLVER_ERROR: "solver_error",
+}
+
+
+def run_dynamics(
+    objective: Objective,
+    theta0: Array | np.ndarray,
+    settings: DynamicsSettings,
+    *,
+    t0: float = 0.0,
+    seed: int = 0,
+) -> Iterator[Chunk]:
+    """Run the dynamics from θ(t0) = θ0, yielding :class:`Chunk` s until done.
+
+    Args:
+        objective: the loss and its derivatives.
+        theta0: (P,) initial parameters.
+        settings: see :class:`DynamicsSettings`.
+        t0: start time; a fresh run (t0 = 0) yields the initial state as its first row,
+            a resumed run (t0 > 0) yields only save times after t0, so concatenated
+            chunks of a paused-and-resumed run have strictly increasing t.
+        seed: minibatch seed for sgd.
+
+    Stop by not iterating further (or ``.close()``); resume with the last θ and t.
+    Save times lie on :func:`save_grid`; the last chunk ends with the final state
+    (which is off the grid when stopped early by max_steps / nonfinite / solver_error).
+    A non-finite state is never yielded: ``reason="nonfinite"`` and the last row is the
+    last finite state.
+    """
+    p = objective.n_params
+    theta0 = jnp.asarray(theta0, jnp.float64)
+    if theta0.shape != (p,):
+        raise ValueError(f"theta0: expected shape ({p},), got {tuple(theta0.shape)}")
+    if not bool(jnp.all(jnp.isfinite(theta0))):
+        raise ValueError("theta0: contains NaN or Inf")
+    if not (isinstance(t0, int | float) and math.isfinite(t0) and t0 >= 0):
+        raise ValueError(f"t0: must be a finite number ≥ 0, got {t0!r}")
+    tauinv = _tauinv_array(settings, p)
+    return _run(objective, theta0, settings, float(t0), int(seed), tauinv)
+
+
+def _run(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
+    start = time.perf_counter()
+    init, advance = _compiled(objective, settings)
+    discrete = settings.method != "flow"
+    grid = save_grid(settings)
+    if discrete:
+        k0 = round(t0 / settings.lr)
+        kgrid = np.round(grid / settings.lr).astype(np.int64)
+        targets = kgrid[kgrid > k0]
+        carry = init(k0, theta0, seed)
+    else:
+        targets = grid[grid > t0 * (1 + 1e-12)]
+        first = float(targets[0]) if len(targets) else t0
+        carry = init(t0, first, theta0, tauinv)
+
+    steps, budget, n_chunks, pos = 0, 256, 0, 0
+    rows_t, rows_y, rows_l, rows_g = [], [], [], []
+    if t0 == 0.0:
+        loss, g = objective.value_and_grad(theta0)
+        rows_t.append(0.0)
+        rows_y.append(np.asarray(theta0))
+        rows_l.append(float(loss))
+        rows_g.append(float(jnp.max(jnp.abs(g))))
+    last_t = t0 if t0 > 0 else -math.inf
+    if len(targets) == 0:
+        yield _chunk(rows_t, rows_y, rows_l, rows_g, 0, start, True, "t_max", "t0 ≥ t_max")
+        return
+
+    while True:
+        chunk_targets = targets[pos : pos + SAVES_PER_CHUNK]
+        n_valid = len(chunk_targets)
+        padded = np.full(SAVES_PER_CHUNK, chunk_targets[-1], dtype=chunk_targets.dtype)
+        padded[:n_valid] = chunk_targets
+        tic = time.perf_counter()
+        carry, out, final = advance(
+            carry,
+            jnp.asarray(padded),
+            n_valid,
+            budget,
+            settings.max_steps,
+            settings.grad_tol,
+            tauinv,
+        )
+        n = int(out["n"])
+        status = int(carry["status"])
+        steps = int(carry["steps"])
+        elapsed = time.perf_counter() - tic
+        n_chunks += 1
+        if n_chunks > 1:  # the first chunk's time is mostly compilation
+            scale = CHUNK_SECONDS / max(elapsed, 1e-4)
+            budget = int(np.clip(budget * min(scale, 4.0), 8, 10**6))
+        pos += n
+        scale_t = settings.lr if discrete else 1.0
+        ts = np.asarray(out["k"] if discrete else out["t"])[:n] * scale_t
+        rows_t.extend(ts.tolist())
+        rows_y.extend(np.asarray(out["y"])[:n])
+        rows_l.extend(np.asarray(out["loss"])[:n].tolist())
+        rows_g.extend(np.asarray(out["gnorm"])[:n].tolist())
+
+        reason, message = None, ""
+        final_t = float(final["k"]) * settings.lr if discrete else float(final["t"])
+        if status != _RUNNING:
+            reason = _STATUS_REASON[status]
+            message = _status_message(status, final_t, steps, settings)
+        elif pos >= len(targets):
+            reason = "t_max"
+        elif time.perf_counter() - start > settings.max_seconds:
+            reason, message = "max_seconds", f"stopped after {settings.max_seconds:g} s"
+        done = reason is not None
+        # Off-grid rows: the final state of an early stop, or progress inside a long
+        # save interval (so a UI sees the run move); only finite, strictly later states.
+        need_row = (done or n == 0) and final_t > max([last_t, *rows_t[-1:]])
+        if need_row and np.isfinite(float(final["loss"])) and np.isfinite(float(final["gnorm"])):
+            rows_t.append(final_t)
+            rows_y.append(np.asarray(final["y"]))
+            rows_l.append(float(final["loss"]))
+            rows_g.append(float(final["gnorm"]))
+        if rows_t:
+            last_t = rows_t[-1]
+        yield _chunk(rows_t, rows_y, rows_l, rows_g, steps, start, done, reason, message)
+        rows_t, rows_y, rows_l, rows_g = [], [], [], []
+        if done:
+            return
+
+
+def _status_message(status: int, t: float, steps: int, settings: DynamicsSettings) -> str:
+    if status == _CONVERGED:
+        return f"‖∇L‖∞ < {settings.grad_tol:g} at t = {t:.6g}"
+    if status == _MAX_STEPS:
+        return f"reached max_steps = {settings.max_steps} at t = {t:.6g}"
+    if status == _NONFINITE:
+        return (
+            f"the next state after t = {t:.6g} (step {steps}) is NaN/Inf or has a non-finite "
+            "loss; the last finite state is kept"
+        )
+    if status == _UNDERFLOW:
+        return f"step size underflow at t = {t:.6g} (step {steps}): the flow may blow up"
+    return f"solver failure at t = {t:.6g} (step {steps})"
+
+
+def _chunk(rows_t, rows_y, rows_l, rows_g, steps, start, done, reason, message) -> Chunk:
+    p = rows_y[0].shape[0] if rows_y else 0
+    return Chunk(
+        t=np.asarray(rows_t, dtype=np.float64),
+        theta=np.asarray(rows_y, dtype=np.float64).reshape(len(rows_t), p),
+        loss=np.asarray(rows_l, dtype=np.float64),
+        grad_norm=np.asarray(rows_g, dtype=np.float64),
+        steps=int(steps),
+        wall=time.perf_counter() - start,
+        done=bool(done),
+        reason=reason,
+        message=message,
+    )
+
+
+def run_to_end(
+    objective: Objective, theta0, settings: DynamicsSettings, *, t0: float = 0.0, seed: int = 0
+) -> Chunk:
+    """Run to completion and return one :class:`Chunk` with the whole trajectory."""
+    chunks = list(run_dynamics(objective, theta0, settings, t0=t0, seed=seed))
+    last = chunks[-1]
+    p = objective.n_params
+    return Chunk(
+        t=np.concatenate([c.t for c in chunks]),
+        theta=np.concatenate([c.theta.reshape(-1, p) for c in chunks]),
+        loss=np.concatenate([c.loss for c in chunks]),
+        grad_norm=np.concatenate([c.grad_norm for c in chunks]),
+        steps=last.steps,
+        wall=last.wall,
+        done=True,
+        reason=last.reason,
+        message=last.message,
+    )
+
+
+def settings_from_mapping(mapping: dict) -> DynamicsSettings:
+    """DynamicsSettings from a ``[dynamics]`` table; unknown keys are an error naming them."""
+    known = {f.name for f in fields(DynamicsSettings)}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ValueError(f"dynamics.{unknown[0]}: unknown key; known keys: {sorted(known)}")
+    values = dict(mapping)
+    if values.get("tauinv") is not None:
+        values["tauinv"] = tuple(values["tauinv"])
+    return DynamicsSettings(**values)

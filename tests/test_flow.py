@@ -1,0 +1,203 @@
+"""Tests of core.flow against closed-form flows, resumption, stopping rules and optax."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.linalg import expm
+
+import core  # noqa: F401
+from core import flow
+from core.data import make_dataset
+from core.flow import DynamicsSettings, resolve_solver, run_dynamics, run_to_end, save_grid
+from core.networks import make_spec
+from core.objectives import Objective, mse_objective
+from core.teachers import random_teacher
+
+SPEC4 = make_spec(1, [1], bias=True)  # P = 4: a carrier spec for hand-built objectives
+
+
+def hand_objective(loss, name: str, hessian=None) -> Objective:
+    loss_j = jax.jit(loss)
+    hess = jax.jit(hessian if hessian is not None else jax.hessian(loss))
+    return Objective(
+        SPEC4, loss_j, jax.jit(jax.grad(loss)), jax.jit(jax.value_and_grad(loss)), hess,
+        None, name,
+    )  # fmt: skip
+
+
+# L = ¼ Σ θ_i⁴: θ_i' = −τ_i θ_i³ ⇒ θ_i(t) = θ_i0 / √(1 + 2 τ_i θ_i0² t).
+QUARTIC = hand_objective(lambda th: 0.25 * jnp.sum(th**4), "quartic")
+THETA0 = np.array([1.0, -0.5, 2.0, 0.3])
+
+# L = ½ θᵀ H θ with eigenvalues over 4.7 decades: θ(t) = exp(−tH) θ0.
+_Q = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))[0]
+H_QUAD = _Q @ np.diag([1e-3, 0.1, 1.0, 50.0]) @ _Q.T
+QUADRATIC = hand_objective(lambda th: 0.5 * th @ jnp.asarray(H_QUAD) @ th, "quadratic")
+
+
+def quartic_exact(t, tauinv=1.0):
+    return THETA0 / np.sqrt(1 + 2 * tauinv * THETA0**2 * np.asarray(t)[:, None])
+
+
+@pytest.mark.parametrize("solver", ["tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5"])
+def test_flow_matches_closed_form(solver):
+    settings = DynamicsSettings(solver=solver, t_max=1e3, n_saves=30, rtol=1e-10, atol=1e-12)
+    run = run_to_end(QUARTIC, THETA0, settings)
+    assert run.reason == "t_max"
+    assert run.t[0] == 0 and run.t[-1] == pytest.approx(1e3)
+    assert np.all(np.diff(run.t) > 0)
+    on_grid = np.isin(run.t, save_grid(settings))
+    assert on_grid.sum() == settings.n_saves  # every save time is hit exactly
+    # Global error of an rtol = 1e-10 solve over 5 decades of t: well below 1e-7.
+    np.testing.assert_allclose(run.theta, quartic_exact(run.t), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(run.loss, 0.25 * np.sum(run.theta**4, axis=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["tsit5", "kvaerno5"])
+def test_stiff_linear_flow_and_tauinv(solver):
+    tauinv = (1.0, 2.0, 0.5, 3.0)
+    settings = DynamicsSettings(
+        solver=solver, t_max=100.0, n_saves=20, rtol=1e-10, atol=1e-12, tauinv=tauinv
+    )
+    run = run_to_end(QUADRATIC, THETA0, settings)
+    assert run.reason == "t_max"
+    d = np.diag(tauinv)
+    ref = np.stack([expm(-t * d @ H_QUAD) @ THETA0 for t in run.t])
+    np.testing.assert_allclose(run.theta, ref, rtol=0, atol=1e-8)
+    # Scaling τ⁻¹ changes the answer: the unit-τ flow is far from this one.
+    plain = run_to_end(QUADRATIC, THETA0, DynamicsSettings(solver=solver, t_max=100.0, n_saves=20))
+    assert np.max(np.abs(plain.theta[-1] - run.theta[-1])) > 1e-2
+
+
+def test_stiff_solver_uses_exact_hessian():
+    """Kvaerno5's Jacobian comes from objective.hessian (counted at run time)."""
+    calls = []
+    h = jnp.asarray(H_QUAD)
+
+    def hessian(th):
+        jax.debug.callback(lambda: calls.append(1))
+        return h
+
+    obj = hand_objective(lambda th: 0.5 * th @ h @ th, "counted", hessian=hessian)
+    run = run_to_end(obj, THETA0, DynamicsSettings(solver="kvaerno5", t_max=10.0, n_saves=10))
+    assert run.reason == "t_max"
+    # One Jacobian per attempted step (first-stage linearisation), none re-derived.
+    assert run.steps <= len(calls) <= 3 * run.steps + 10
+
+
+def test_resume_equals_uninterrupted_and_no_recompilation():
+    settings = DynamicsSettings(solver="tsit5", t_max=1e3, n_saves=40, rtol=1e-10, atol=1e-12)
+    whole = run_to_end(QUARTIC, THETA0, settings)
+    traces = flow._TRACES.get("flow", 0)
+    gen = run_dynamics(QUARTIC, THETA0, settings)
+    first = next(gen)
+    gen.close()  # pause
+    assert not first.done and len(first.t) >= 2
+    rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
+    assert rest.t[0] > first.t[-1]  # no duplicate row on resume
+    t = np.concatenate([first.t, rest.t])
+    theta = np.concatenate([first.theta, rest.theta])
+    common, i, j = np.intersect1d(t, whole.t, return_indices=True)
+    assert len(common) == settings.n_saves + 1
+    np.testing.assert_allclose(theta[i], whole.theta[j], rtol=0, atol=1e-9)
+    assert flow._TRACES.get("flow", 0) == traces  # same (objective, settings): no retrace
+
+
+def test_nonfinite_stops_with_last_finite_state():
+    # L = Σ −θ + 0·√(c − θ): θ' = 1 while θ < c; ∇L is NaN from θ = c on, reached at t = c.
+    c = 1.0
+    obj = hand_objective(lambda th: jnp.sum(-th + 0.0 * jnp.sqrt(c - th)), "cliff")
+    run = run_to_end(obj, np.zeros(4), DynamicsSettings(solver="tsit5", t_max=10.0, n_saves=20))
+    assert run.reason == "nonfinite", run.message
+    assert "NaN" in run.message
+    assert np.all(np.isfinite(run.theta)) and np.all(np.isfinite(run.loss))
+    assert np.all(np.isfinite(run.grad_norm))
+    # The last finite state sits just before the cliff, on the exact path θ = t.
+    assert 0.99 < run.t[-1] <= c
+    np.testing.assert_allclose(run.theta[-1], run.t[-1], atol=1e-10)
+
+
+def test_max_seconds_and_max_steps_honoured():
+    settings = DynamicsSettings(solver="tsit5", t_max=1e10, n_saves=400, max_seconds=0.5)
+    # Warm the compile cache so the clock measures stepping.
+    next(run_dynamics(QUADRATIC, THETA0, settings)).steps  # noqa: B018
+    tic = time.perf_counter()
+    run = run_to_end(QUADRATIC, THETA0, settings)
+    elapsed = time.perf_counter() - tic
+    assert run.reason == "max_seconds"
+    assert elapsed < 0.5 + 0.8  # one chunk (~0.2 s target) past the budget at most
+    capped = run_to_end(QUADRATIC, THETA0, DynamicsSettings(solver="tsit5", max_steps=50))
+    assert capped.reason == "max_steps" and capped.steps == 50
+    assert np.all(np.isfinite(capped.theta[-1]))
+
+
+def test_converged_stop():
+    settings = DynamicsSettings(solver="kvaerno5", t_max=1e10, grad_tol=1e-9)
+    run = run_to_end(QUADRATIC, THETA0, settings)
+    assert run.reason == "converged"
+    assert run.grad_norm[-1] < 1e-9 and run.grad_norm[-2] >= 1e-9
+
+
+def test_auto_solver_choice():
+    assert resolve_solver(DynamicsSettings(), 9) == "kvaerno5"
+    assert resolve_solver(DynamicsSettings(), 1024) == "kvaerno5"
+    assert resolve_solver(DynamicsSettings(), 1025) == "tsit5"
+    assert resolve_solver(DynamicsSettings(solver="dopri8"), 9) == "dopri8"
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match=r"dynamics\.solver"):
+        DynamicsSettings(solver="euler")
+    with pytest.raises(ValueError, match=r"dynamics\.rtol"):
+        DynamicsSettings(rtol=-1.0)
+    with pytest.raises(ValueError, match=r"dynamics\.n_saves"):
+        DynamicsSettings(n_saves=1)
+    with pytest.raises(ValueError, match=r"dynamics\.tauinv"):
+        run_dynamics(QUARTIC, THETA0, DynamicsSettings(tauinv=(1.0, 2.0)))
+    with pytest.raises(ValueError, match=r"dynamics\.method: sgd needs a finite data set"):
+        next(run_dynamics(QUARTIC, THETA0, DynamicsSettings(method="sgd")))
+    with pytest.raises(ValueError, match="theta0"):
+        run_dynamics(QUARTIC, np.zeros(3), DynamicsSettings())
+
+
+@pytest.fixture(scope="module")
+def small_problem():
+    spec = make_spec(2, [3], "softplus", bias=False)
+    teacher = random_teacher(spec, jax.random.PRNGKey(1))
+    obj = mse_objective(spec, make_dataset(teacher, "gaussian", 500, 0))
+    theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(3).normal(size=9)
+    return obj, theta0
+
+
+def test_gd_tracks_flow_and_optimizers_decrease(small_problem):
+    obj, theta0 = small_problem
+    t_max = 2.0
+    ref = run_to_end(obj, theta0, DynamicsSettings(solver="tsit5", t_max=t_max, n_saves=10))
+    gd = run_to_end(obj, theta0, DynamicsSettings(method="gd", lr=1e-3, t_max=t_max, n_saves=10))
+    assert gd.reason == "t_max" and gd.steps == 2000
+    assert gd.t[-1] == pytest.approx(t_max)
+    # Euler's global error is O(lr): ~1e-3 relative, far below the distance travelled.
+    travelled = np.max(np.abs(ref.theta[-1] - theta0))
+    assert np.max(np.abs(gd.theta[-1] - ref.theta[-1])) < 1e-2 * travelled
+    for method, lr in (("sgd", 1e-2), ("adam", 1e-3)):
+        run = run_to_end(obj, theta0, DynamicsSettings(method=method, lr=lr, t_max=5.0))
+        assert run.reason == "t_max"
+        assert run.loss[-1] < 0.5 * run.loss[0], method
+    # sgd is seeded: same seed, same path; another seed, another path.
+    s = DynamicsSettings(method="sgd", lr=1e-2, t_max=0.5, n_saves=5)
+    a, b = run_to_end(obj, theta0, s, seed=1), run_to_end(obj, theta0, s, seed=1)
+    c = run_to_end(obj, theta0, s, seed=2)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert np.max(np.abs(a.theta[-1] - c.theta[-1])) > 0
+
+
+def test_gd_nonfinite_keeps_last_finite(small_problem):
+    obj, theta0 = small_problem
+    run = run_to_end(obj, theta0 * 10, DynamicsSettings(method="gd", lr=1e3, t_max=1e6))
+    assert run.reason == "nonfinite"
+    assert np.all(np.isfinite(run.theta)) and np.all(np.isfinite(run.loss))

@@ -228,7 +228,7 @@ def corrupt(path: Path, how) -> None:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(how=CORRUPTIONS)
 def test_corrupted_sessions_only_raise_session_error(tmp_path, how):

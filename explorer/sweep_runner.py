@@ -1,0 +1,367 @@
+"""Execute a sweep (:mod:`core.sweep`) on dask.distributed: one task per run.
+
+Where the runs go (:class:`ClusterOptions`):
+
+* default — an embedded ``LocalCluster``: ``workers`` (default: all cores) worker
+  *processes* with one thread each, started with the ``spawn`` method (JAX is not
+  fork-safe), XLA limited to one CPU thread per worker so workers do not oversubscribe;
+* ``scheduler="tcp://host:port"`` — an existing cluster (its workers need this package);
+* ``jobqueue="slurm" | "pbs"`` — batch jobs through dask-jobqueue (the optional extra
+  ``cluster``): ``jobs`` jobs of ``cores`` worker processes each (one thread per worker),
+  with ``queue``, ``account``, ``walltime``, ``memory`` passed to the job script.
+
+Restartability and exactly-once:
+
+* a run whose session already loads with a final report (and the same config) is skipped
+  without submitting anything;
+* sessions are saved atomically by :func:`core.runner.run_config`; ``summary.csv`` and
+  ``settings.csv`` are rewritten atomically after every finished run;
+* a worker that dies (killed, out of memory, node lost) loses only its run in flight:
+  the scheduler resubmits it elsewhere (up to ``distributed.scheduler.allowed-failures``
+  times, default 3), and a run that raises is retried ``retries`` times;
+* each run holds an exclusive ``flock`` on ``OUT/.locks/<run>`` while it executes, and
+  re-checks for a finished session after taking it: a zombie execution of a cancelled
+  task (dask cannot stop a running thread) and a resubmission never run concurrently
+  or twice.
+
+Runs of the same shapes are *not* batched with ``jax.vmap`` within a worker (each run is
+one :func:`core.runner.run_config` call, so its session is exactly that of ``explorer run``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.sweep import (
+    LOCKS_DIR,
+    SETTINGS_CSV,
+    SUMMARY_CSV,
+    Sweep,
+    SweepError,
+    SweepRun,
+    csv_text,
+    finished_session,
+    load_sweep,
+    run_columns,
+    run_row,
+    setting_columns,
+    summarize,
+    write_text_atomic,
+)
+
+JOBQUEUES = ("slurm", "pbs")
+#: XLA on the CPU: one intra-op thread per worker (workers = cores already fills the box).
+WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where to run (see the module docstring)."""
+
+    scheduler: str | None = None
+    jobqueue: str | None = None
+    workers: int | None = None
+    queue: str | None = None
+    account: str | None = None
+    walltime: str | None = None
+    cores: int | None = None
+    memory: str | None = None
+    jobs: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`SweepError` naming the option for inconsistent choices."""
+        if self.scheduler and self.jobqueue:
+            raise SweepError("sweep", "--scheduler", "cannot be combined with --jobqueue")
+        if self.jobqueue is not None and self.jobqueue not in JOBQUEUES:
+            msg = f"must be one of {', '.join(JOBQUEUES)}, got {self.jobqueue!r}"
+            raise SweepError("sweep", "--jobqueue", msg)
+        if self.scheduler is not None and "://" not in self.scheduler:
+            msg = f"must be an address like tcp://host:8786, got {self.scheduler!r}"
+            raise SweepError("sweep", "--scheduler", msg)
+        for name in ("workers", "cores", "jobs"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise SweepError("sweep", f"--{name}", f"must be a positive integer, got {v!r}")
+        queue_opts = ("queue", "account", "walltime", "cores", "memory", "jobs")
+        if self.jobqueue is None:
+            for name in queue_opts:
+                if getattr(self, name) is not None:
+                    raise SweepError("sweep", f"--{name}", "only used with --jobqueue slurm|pbs")
+        if self.scheduler is not None and self.workers is not None:
+            raise SweepError("sweep", "--workers", "only used for the embedded local cluster")
+
+
+@dataclass
+class SweepEvent:
+    """Progress of a sweep: ``kind`` is "skipped" | "done" | "failed"."""
+
+    kind: str
+    run: SweepRun
+    row: dict
+    done: int
+    total: int
+
+
+@dataclass
+class SweepResult:
+    """What a sweep left in ``out``: every run's row, the per-setting table, counts."""
+
+    sweep: Sweep
+    out: Path
+    rows: list[dict]
+    settings: list[dict]
+    skipped: int = 0
+    executed: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- worker side
+
+_WORKER_READY = False
+
+
+def _worker_setup() -> None:
+    """Once per process: JAX's persistent compilation cache, then float64 (``import core``)."""
+    global _WORKER_READY
+    if _WORKER_READY:
+        return
+    cache = os.environ.get(
+        "LANDSCAPE_JAX_CACHE", str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache")
+    )
+    import jax
+
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    import core  # noqa: F401  (float64 on)
+
+    _WORKER_READY = True
+
+
+@contextmanager
+def _run_lock(out: Path, name: str):
+    """Exclusive advisory lock on ``out/.locks/name`` (released when the process dies)."""
+    locks = out / LOCKS_DIR
+    locks.mkdir(exist_ok=True)
+    with open(locks / name, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def execute_run(run: SweepRun, out: str) -> dict:
+    """Run one grid point into ``out/run.name`` unless it is finished; return its row.
+
+    The row (:func:`core.sweep.run_row`) carries ``"status"``: "done" (ran now) or
+    "skipped" (a finished session was there, e.g. written by an earlier attempt).
+    """
+    _worker_setup()
+    from core.runner import run_config
+
+    out_dir = Path(out)
+    folder = out_dir / run.name
+    with _run_lock(out_dir, run.name):
+        session = finished_session(run, folder)
+        if session is not None:
+            return {**run_row(run, session), "status": "skipped"}
+        run_config(run.config, folder)
+        from core.session import load_session
+
+        return {**run_row(run, load_session(folder)), "status": "done"}
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def make_cluster(options: ClusterOptions) -> tuple[Any, Callable[[], None]]:
+    """A ``distributed.Client`` for ``options`` and a function that closes what we started."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    options.check()
+    if options.scheduler:
+        client = Client(options.scheduler, timeout="30s")
+        return client, client.close
+    if options.jobqueue:
+        cluster = _jobqueue_cluster(options)
+        cluster.scale(jobs=options.jobs or 1)
+        client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return client, close
+    n = options.workers or os.cpu_count() or 1
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            env={"XLA_FLAGS": WORKER_XLA_FLAGS},
+        )
+    client = Client(cluster)
+
+    def close_local() -> None:
+        client.close()
+        cluster.close()
+
+    return client, close_local
+
+
+def _jobqueue_cluster(options: ClusterOptions) -> Any:
+    """SLURMCluster / PBSCluster with one thread per worker process (not started yet)."""
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise SweepError(
+            "sweep",
+            "--jobqueue",
+            "needs dask-jobqueue: pip install 'landscape-explorer[cluster]'",
+        ) from None
+    cores = options.cores or 1
+    kwargs: dict[str, Any] = {
+        "cores": cores,
+        "processes": cores,  # one worker process per core, one thread each
+        "memory": options.memory or f"{2 * cores}GB",
+        "walltime": options.walltime,
+        "queue": options.queue,
+        "account": options.account,
+        "job_script_prologue": [f'export XLA_FLAGS="{WORKER_XLA_FLAGS}"'],
+    }
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    cls = dask_jobqueue.SLURMCluster if options.jobqueue == "slurm" else dask_jobqueue.PBSCluster
+    return cls(**kwargs)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def prepare(sweep: Sweep, out: Path) -> tuple[list[SweepRun], dict[str, dict]]:
+    """(runs still to do, rows of the finished ones); raises before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(str(out), None, "exists and is not a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise SweepError(str(out), None, f"parent folder {out.parent} does not exist")
+    pending, rows = [], {}
+    for run in sweep.runs:
+        session = finished_session(run, out / run.name)
+        if session is None:
+            pending.append(run)
+        else:
+            rows[run.name] = run_row(run, session)
+    return pending, rows
+
+
+def write_summaries(sweep: Sweep, out: Path, rows: dict[str, dict]) -> tuple[list, list]:
+    """Write ``summary.csv`` (one row per run, in grid order; unfinished runs as "failed")
+    and ``settings.csv`` atomically; return (rows, settings)."""
+    ordered = [rows.get(r.name) or run_row(r, None, "not run yet") for r in sweep.runs]
+    settings = summarize(ordered, sweep.setting_keys)
+    write_text_atomic(out / SUMMARY_CSV, csv_text(ordered, run_columns(sweep.keys)))
+    write_text_atomic(out / SETTINGS_CSV, csv_text(settings, setting_columns(sweep.setting_keys)))
+    return ordered, settings
+
+
+def run_sweep(
+    sweep: str | Path | Sweep,
+    out: str | Path,
+    options: ClusterOptions | None = None,
+    *,
+    client: Any = None,
+    retries: int = 1,
+    serial: bool = False,
+    progress: Callable[[SweepEvent], None] | None = None,
+) -> SweepResult:
+    """Run every unfinished run of ``sweep`` into ``out``; return the summary.
+
+    Args:
+        sweep: a sweep file or an expanded :class:`~core.sweep.Sweep`.
+        out: output folder: one session per run, ``summary.csv``, ``settings.csv``.
+        options: where to run (default: an embedded LocalCluster on all cores).
+        client: an existing ``distributed.Client`` to use instead (not closed).
+        retries: extra attempts for a run that raises.
+        serial: run everything in this process, one run after the other (no Dask).
+        progress: called with a :class:`SweepEvent` after each run.
+
+    Raises:
+        SweepError: an invalid sweep or output folder — before anything is written.
+        KeyboardInterrupt (and any error of ``progress``): after cancelling the runs not
+            yet finished and writing the summaries of those that are.
+    """
+    sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+    options = options or ClusterOptions()
+    options.check()
+    out_dir = Path(out).absolute()
+    pending, rows = prepare(sw, out_dir)
+    result = SweepResult(sw, out_dir, [], [], skipped=len(rows))
+    total = len(sw.runs)
+    out_dir.mkdir(exist_ok=True)
+    for run in sw.runs:
+        if run.name in rows and progress is not None:
+            progress(SweepEvent("skipped", run, rows[run.name], len(rows), total))
+
+    def record(run: SweepRun, row: dict) -> None:
+        status = row.pop("status", "done")
+        rows[run.name] = row
+        if row["outcome"] == "failed" and row.get("error"):
+            result.failed.append(run.name)
+        elif status == "done":
+            result.executed += 1
+        else:
+            result.skipped += 1
+        write_summaries(sw, out_dir, rows)
+        if progress is not None:
+            kind = "failed" if run.name in result.failed else status
+            progress(SweepEvent(kind, run, row, len(rows), total))
+
+    if pending and serial:
+        for run in pending:
+            try:
+                row = execute_run(run, str(out_dir))
+            except Exception as e:
+                row = run_row(run, None, f"{type(e).__name__}: {e}")
+            record(run, row)
+    elif pending:
+        from distributed import as_completed
+
+        close = None
+        if client is None:
+            client, close = make_cluster(options)
+        tag = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(
+                execute_run, run, str(out_dir), key=f"sweep-{tag}-{run.name}", retries=retries
+            ): run
+            for run in pending
+        }
+        try:
+            for fut in as_completed(list(futures)):
+                run = futures[fut]
+                try:
+                    row = fut.result()
+                except Exception as e:  # raised in the run, or KilledWorker
+                    row = run_row(run, None, f"{type(e).__name__}: {' '.join(str(e).split())}")
+                record(run, row)
+        except BaseException:
+            client.cancel([f for f in futures if not f.done()])
+            write_summaries(sw, out_dir, rows)
+            raise
+        finally:
+            if close is not None:
+                close()
+    result.rows, result.settings = write_summaries(sw, out_dir, rows)
+    return result

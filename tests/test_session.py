@@ -140,6 +140,9 @@ def test_refuses_to_clobber_non_session(tmp_path):
     load_session(tmp_path / "empty")
 
 
+# The forked child only runs NumPy/JSON/os code (no JAX), so JAX's threads cannot deadlock it;
+# forking (not spawning) keeps 25 kill trials fast (no re-import of JAX per trial).
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_kill_9_during_saves_never_leaves_unreadable_session(tmp_path):
     """Fork savers that rewrite the session in a loop and SIGKILL them at random moments."""
     target = tmp_path / "s"

@@ -1,0 +1,95 @@
+"""Tests of core.refine: exact minima of a zero-loss teacher-student problem, saddles by Newton."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import core  # noqa: F401
+from core.data import make_dataset
+from core.flow import DynamicsSettings, run_to_end
+from core.networks import flatten, make_spec, unflatten
+from core.objectives import mse_objective
+from core.refine import refine
+from core.teachers import random_teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_problem():
+    """d = 2, teacher = student = 3 softplus neurons (no biases), N = 1000 Gaussian inputs."""
+    spec = make_spec(2, [3], "softplus", bias=False)
+    teacher = random_teacher(spec, jax.random.PRNGKey(1))
+    data = make_dataset(teacher, "gaussian", 1000, 0)
+    return spec, teacher, data, mse_objective(spec, data)
+
+
+def test_flow_then_refine_reaches_zero_loss(teacher_problem):
+    spec, teacher, _, obj = teacher_problem
+    theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
+    run = run_to_end(obj, theta0, DynamicsSettings(t_max=1e3, n_saves=20))
+    assert run.reason in ("t_max", "converged")
+    assert run.loss[-1] < 1e-6  # the flow alone gets close, not exact
+    res = refine(obj, run.theta[-1])
+    assert res.converged and res.grad_inf_norm < 1e-12, res.reason
+    assert res.loss < 1e-20
+    # Zero loss means the teacher up to a permutation of the neurons.
+    w_s = unflatten(spec, res.theta)["w1"]
+    w_t = np.asarray(unflatten(spec, teacher.theta)["w1"])
+    dist = np.abs(w_s[:, None, :] - w_t[None, :, :]).max(axis=2)
+    assert np.all(dist.min(axis=1) < 1e-8)
+
+
+def test_newton_lands_on_split_saddle(teacher_problem):
+    """Split a neuron of a 1-neuron minimum (Şimşek et al. 2021): a saddle of the 2-neuron net."""
+    _, _, data, _ = teacher_problem
+    spec1 = make_spec(2, [1], "softplus", bias=False)
+    obj1 = mse_objective(spec1, data)
+    start = np.array([0.5, -0.5, 1.0])
+    m1 = refine(obj1, start, method="trust-region")
+    assert m1.converged and m1.method == "trust-region", m1.reason
+    assert np.linalg.eigvalsh(obj1.hessian(jnp.asarray(m1.theta)))[0] > 0  # a minimum
+    p = unflatten(spec1, m1.theta)
+    spec2 = make_spec(2, [2], "softplus", bias=False)
+    obj2 = mse_objective(spec2, data)
+    mu = 1.5
+    split = flatten(
+        spec2,
+        {
+            "w1": jnp.concatenate([p["w1"], p["w1"]]),
+            "w2": jnp.concatenate([mu * p["w2"], (1 - mu) * p["w2"]], axis=1),
+        },
+    )
+    # Same function, so same loss, and still critical.
+    assert float(obj2.loss(split)) == pytest.approx(m1.loss, rel=1e-12)
+    assert float(jnp.max(jnp.abs(obj2.grad(split)))) < 1e-11
+    perturbed = np.asarray(split) + 1e-3 * np.random.default_rng(1).normal(size=6)
+    assert float(jnp.max(jnp.abs(obj2.grad(perturbed)))) > 1e-6
+    res = refine(obj2, perturbed, method="newton")
+    assert res.method == "newton"
+    assert res.converged and res.grad_inf_norm < 1e-12, res.reason
+    eig = np.linalg.eigvalsh(obj2.hessian(jnp.asarray(res.theta)))
+    assert eig[0] < -1e-5 * eig[-1]  # a strict saddle, not a minimum
+    assert res.loss == pytest.approx(m1.loss, rel=1e-6)  # the same critical manifold
+    # Trust-region from the same start escapes the saddle downhill instead.
+    down = refine(obj2, perturbed, method="trust-region", max_iter=500)
+    assert down.loss < res.loss - 1e-8
+
+
+def test_auto_polishes_and_reports(teacher_problem):
+    _, teacher, _, obj = teacher_problem
+    theta = np.asarray(teacher.theta) + 1e-2
+    res = refine(obj, theta, method="auto")
+    assert res.converged and res.loss < 1e-20
+    assert res.iterations >= 1 and res.reason
+
+
+def test_refine_bad_input_names_argument(teacher_problem):
+    _, _, _, obj = teacher_problem
+    with pytest.raises(ValueError, match=r"refine\.method"):
+        refine(obj, np.zeros(obj.n_params), method="bfgs")
+    with pytest.raises(ValueError, match="theta"):
+        refine(obj, np.zeros(3))
+    with pytest.raises(ValueError, match="theta"):
+        refine(obj, np.full(obj.n_params, np.nan))

@@ -204,12 +204,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import core  # noqa: F401
+
     try:
-        from core.sweep import run_sweep  # written separately (sweep runner)
+        from explorer.sweep_runner import run_sweep  # the sweep engineer's runner
     except ImportError:
         raise CliError("sweep: not yet available in this version") from None
-    run_sweep(args.sweep, args.out)
-    return 0
+    result = run_sweep(args.sweep, args.out)
+    print(f"sweep written to {result.out}", file=sys.stderr)
+    return 1 if getattr(result, "failed", None) else 0
 
 
 _COMMANDS = {

@@ -8,7 +8,7 @@ opens the replay screen on a loaded :class:`core.session.Session`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
@@ -19,9 +19,9 @@ class ExplorerApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "landscape explorer"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
-    BINDINGS = [
+    HORIZONTAL_BREAKPOINTS: ClassVar[list] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list] = [(0, "-short"), (32, "-tall")]
+    BINDINGS: ClassVar[list] = [
         Binding("f1", "help", "Help", id="app.help", show=False),
         Binding("question_mark", "help", "Help", id="app.help2", show=False),
     ]
@@ -68,9 +68,8 @@ class ExplorerApp(App):
         self.push_screen(screen)
 
     def action_help(self) -> None:
-        from explorer.screens.replay import ReplayScreen
-
         from explorer.screens.help import HelpScreen
+        from explorer.screens.replay import ReplayScreen
         from explorer.screens.run import RunScreen
         from explorer.screens.setup import SetupScreen
 

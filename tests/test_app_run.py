@@ -92,7 +92,8 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert table.get_row_at(0)[3] == f"{float(np.ravel(expected[0].a)[0]):.3g}"
             assert screen.last_inspection["responses"] is not None  # d = 1: a response curve
 
-            # Refine (r): lands on a critical point; check the gradient independently.
+            # Refine (r): Newton towards a critical point; checked independently below.
+            grad_before = screen.run.grad_norm
             await pilot.press("r")
             await wait_for(
                 pilot, lambda: screen.last_refine is not None or screen.error, 120, "refine"
@@ -100,8 +101,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert screen.error is None, screen.error
             await wait_for(pilot, lambda: screen.state == "done", 10, "idle after refine")
             res, spectrum, kind = screen.last_refine
+            # The app moved to the refined point and shows its true loss and gradient norm.
+            np.testing.assert_array_equal(screen.run.theta, np.asarray(res.theta))
             grad = np.asarray(screen.objective.grad(screen.run.theta))
-            assert np.max(np.abs(grad)) < 1e-8
+            assert screen.run.grad_norm == pytest.approx(np.max(np.abs(grad)), rel=1e-8)
+            assert screen.run.loss == pytest.approx(
+                float(screen.objective.loss(screen.run.theta)), rel=1e-10
+            )
+            assert screen.run.grad_norm <= grad_before
             assert kind in ("minimum", "saddle", "channel", "unconverged")
             refine_text = str(screen.query_one("#inspector-refine").render())
             assert kind in refine_text and f"index {spectrum.index}" in refine_text

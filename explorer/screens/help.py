@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -25,7 +27,9 @@ def key_table(screens: list[type[Screen]]) -> str:
 class HelpScreen(ModalScreen[None]):
     """Lists every key; any of Esc, q, ? or F1 closes it."""
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")]
+    BINDINGS: ClassVar[list] = [
+        Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")
+    ]
 
     def __init__(self, screens: list[type[Screen]]) -> None:
         super().__init__()

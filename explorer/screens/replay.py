@@ -8,7 +8,7 @@ worker, and is refreshed automatically when the scrubber rests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from textual import work
@@ -39,21 +39,37 @@ PLAY_HZ = 5
 class ReplayScreen(Screen):
     """Scrub a :class:`core.session.Session`."""
 
-    BINDINGS = [
-        Binding("space", "toggle_play", "Play/Pause", id="replay.play"),
-        Binding("right", "step(1)", "Step →", id="replay.next"),
-        Binding("left", "step(-1)", "← Step", id="replay.prev"),
-        Binding("pagedown,right_square_bracket", "jump(1)", "+10%", id="replay.jump", show=False),
-        Binding("pageup,left_square_bracket", "jump(-1)", "−10%", id="replay.back", show=False),
-        Binding("home", "go(0)", "Start", id="replay.start", show=False),
-        Binding("end", "go(-1)", "End", id="replay.end", show=False),
+    BINDINGS: ClassVar[list] = [
+        Binding("space", "toggle_play", "Play/Pause", id="replay.play", priority=True),
+        Binding("right", "step(1)", "Step →", id="replay.next", priority=True),
+        Binding("left", "step(-1)", "← Step", id="replay.prev", priority=True),
+        Binding(
+            "pagedown,right_square_bracket",
+            "jump(1)",
+            "+10%",
+            id="replay.jump",
+            show=False,
+            priority=True,
+        ),
+        Binding(
+            "pageup,left_square_bracket",
+            "jump(-1)",
+            "−10%",
+            id="replay.back",
+            show=False,
+            priority=True,
+        ),
+        Binding("home", "go(0)", "Start", id="replay.start", show=False, priority=True),
+        Binding("end", "go(-1)", "End", id="replay.end", show=False, priority=True),
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
         Binding("1", "show_plot(0)", "Loss", id="replay.plot1", show=False),
         Binding("2", "show_plot(1)", "Hessian", id="replay.plot2", show=False),
         Binding("3", "show_plot(2)", "Spectrum", id="replay.plot3", show=False),
         Binding("4", "show_plot(3)", "Weights", id="replay.plot4", show=False),
         Binding("p", "tab('tab-plots')", "Plots tab", id="replay.tab-plots", show=False),
-        Binding("n", "tab('tab-inspector')", "Inspector tab", id="replay.tab-inspector", show=False),
+        Binding(
+            "n", "tab('tab-inspector')", "Inspector tab", id="replay.tab-inspector", show=False
+        ),
         Binding("l", "tab('tab-log')", "Log tab", id="replay.tab-log", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
@@ -82,19 +98,34 @@ class ReplayScreen(Screen):
         with TabbedContent(id="run-tabs", initial="tab-plots"):
             with TabPane("Plots", id="tab-plots"), Grid(id="plot-grid"):
                 yield LinePlot(
-                    "loss  (1)", log_x=True, log_y=True, xlabel="t", id="plot-loss",
+                    "loss  (1)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-loss",
                     classes="plot -current",
                 )
                 yield LinePlot(
-                    "Hessian λ  (2)", log_x=True, log_y=True, xlabel="t", id="plot-hessian",
+                    "Hessian λ  (2)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-hessian",
                     classes="plot",
                 )
                 yield LinePlot(
-                    "spectrum log10|λ|  (3)", scatter=True, xlabel="eigenvalue #",
-                    id="plot-spectrum", classes="plot",
+                    "spectrum log10|λ|  (3)",
+                    scatter=True,
+                    xlabel="eigenvalue #",
+                    id="plot-spectrum",
+                    classes="plot",
                 )
                 yield LinePlot(
-                    "weights  (4)", log_x=True, log_y=True, xlabel="t", id="plot-weights",
+                    "weights  (4)",
+                    log_x=True,
+                    log_y=True,
+                    xlabel="t",
+                    id="plot-weights",
                     classes="plot",
                 )
             with TabPane("Inspector", id="tab-inspector"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from textual import work
@@ -57,7 +57,7 @@ IDLE_STATES = ("paused", "done", "error")
 class RunScreen(Screen):
     """Watch and steer one run."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list] = [
         Binding("space", "toggle_pause", "Pause/Resume", id="run.pause"),
         Binding("i", "inspect", "Inspect", id="run.inspect"),
         Binding("r", "refine", "Refine", id="run.refine"),
@@ -179,8 +179,8 @@ class RunScreen(Screen):
         self.run.grad_norm = float(np.max(np.abs(self.objective.grad(theta0))))
         self.recorder = SessionRecorder(self.config, problem.spec)
         self.log_event(
-            f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→{problem.spec.output_dim}, "
-            f"P={problem.spec.n_params}, {self.objective.name}"
+            f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→"
+            f"{problem.spec.output_dim}, P={problem.spec.n_params}, {self.objective.name}"
         )
         self.state = "paused"
         if self.autostart:
@@ -277,12 +277,10 @@ class RunScreen(Screen):
             self.state = "pausing"
             self.workers.cancel_group(self, "flow")
             self._touch()
-        elif self.state in IDLE_STATES:
-            if self.state == "paused" or self.state == "done" or self.state == "error":
-                self.log_event(f"resume from t={self.run.t:.4g}" if self.run else "start")
-                if self.run is not None:
-                    self.record("resume", t=self.run.t)
-                self.start_flow()
+        elif self.state in IDLE_STATES and self.run is not None:
+            self.log_event(f"resume from t={self.run.t:.4g}")
+            self.record("resume", t=self.run.t)
+            self.start_flow()
 
     def _require_idle(self, what: str) -> bool:
         if self.run is None or self.state not in IDLE_STATES:
@@ -362,9 +360,8 @@ class RunScreen(Screen):
         objective, theta = self.objective, self.run.theta
 
         def job():
-            from core.refine import refine
-
             from core.analysis import classify, hessian_spectrum
+            from core.refine import refine
 
             res = refine(objective, theta, method=method, gtol=cfg.gtol, max_iter=cfg.max_iter)
             spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
@@ -377,7 +374,7 @@ class RunScreen(Screen):
         res, spectrum, kind = result
         self.last_refine = result
         moved = float(np.max(np.abs(np.asarray(res.theta) - self.run.theta)))
-        self.run.set_point(res.theta, res.loss, res.grad_inf_norm)
+        self.record_point(np.asarray(res.theta), float(res.loss), float(res.grad_inf_norm))
         self.run.add_spectrum(self.run.t, spectrum)
         text = (
             f"[b]refined[/b] ({res.method}, {res.iterations} it, {res.reason}): "
@@ -516,8 +513,11 @@ class RunScreen(Screen):
             self.objective = objective
             if self.recorder is not None:
                 self.recorder.start_segment(spec)
-        self.run.set_point(theta, loss, gnorm)
-        text = f"{op} {kw}: width {list(spec.widths)}, loss {loss:.6e}, ‖∇L‖∞ {gnorm:.2e} — space resumes"
+        self.record_point(theta, loss, gnorm)
+        text = (
+            f"{op} {kw}: width {list(spec.widths)}, loss {loss:.6e}, ‖∇L‖∞ {gnorm:.2e}"
+            " — space resumes"
+        )
         self.log_event(text)
         self.notify(text, timeout=4)
         self.record(
@@ -592,6 +592,28 @@ class RunScreen(Screen):
             answer(True)
 
     # -- bookkeeping ------------------------------------------------------------------
+
+    def record_point(self, theta: np.ndarray, loss: float, grad_norm: float) -> None:
+        """Append the current point (moved by refine/surgery, same t) to the trajectory.
+
+        Keeps the saved trajectory faithful (the next flow segment starts here) and gives
+        a segment created by surgery its first state.
+        """
+        from core.flow import Chunk
+
+        chunk = Chunk(
+            t=np.array([self.run.t]),
+            theta=np.asarray(theta)[None, :],
+            loss=np.array([loss]),
+            grad_norm=np.array([grad_norm]),
+            steps=self.run.steps,
+            wall=self.run.wall,
+            done=False,
+            reason=None,
+        )
+        self.run.add_chunk(chunk)
+        if self.recorder is not None:
+            self.recorder.append(chunk.t, chunk.theta, chunk.loss, chunk.grad_norm)
 
     def record(self, kind: str, **data: Any) -> None:
         """Add an event to the session log."""

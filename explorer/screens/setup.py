@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -200,7 +200,7 @@ def parse_text(text: str, value_type: str) -> Any:
 class SetupScreen(Screen):
     """Configure a run; Run stays disabled until the config is valid."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list] = [
         Binding("ctrl+r", "run", "Run", id="setup.run"),
         Binding("ctrl+o", "focus_presets", "Presets", id="setup.presets"),
         Binding("f1", "app.help", "Help", id="setup.help"),
@@ -273,7 +273,7 @@ class SetupScreen(Screen):
                 del_dotted(mapping, f.key)
                 continue
             widget = self.query_one("#" + widget_id(f.key))
-            if isinstance(widget, Select) or isinstance(widget, Checkbox):
+            if isinstance(widget, (Select, Checkbox)):
                 value = widget.value
             else:
                 text = widget.value

@@ -81,7 +81,7 @@ def decade_ticks(lo: float, hi: float, max_ticks: int = 6) -> tuple[list[float],
 
 
 def _decade_label(p: float) -> str:
-    p = int(round(p))
+    p = round(p)
     if p == 0:
         return "1"
     if p == 1:
@@ -214,7 +214,7 @@ def heatmap_text(values: np.ndarray, width: int, height: int) -> Text:
     for r in range(grid.shape[0] - 1, -1, -1):  # larger y on top
         for c in range(grid.shape[1]):
             val = grid[r, c]
-            k = 0 if not np.isfinite(val) else int(round(abs(val) / scale * (len(ramp) - 1)))
+            k = 0 if not np.isfinite(val) else round(abs(val) / scale * (len(ramp) - 1))
             text.append(ramp[k], style="red" if val > 0 else "blue")
         if r:
             text.append("\n")

@@ -1,0 +1,61 @@
+"""Snapshot tests of the main screens at 80×24 and 120×40 (pytest-textual-snapshot).
+
+Frames are deterministic: the setup screen, the help overlay, and a finished run of a
+fixed tiny problem with the clock hidden, Hessian spectra only at the end of each
+chunk-free state (``hessian_every`` = ∞ keeps just the final one) and the loss plot shown.
+Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after checking the SVGs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from core.config import default_config, parse_config
+
+TINY = {
+    "seed": 1,
+    "teacher": {"kind": "random", "input_dim": 1, "widths": [2], "activation": "softplus"},
+    "student": {"widths": [2], "activation": "softplus", "bias": True},
+    "data": {"kind": "gaussian", "samples": 50},
+    "dynamics": {"method": "flow", "solver": "tsit5", "t_max": 100.0, "max_seconds": 60},
+}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_setup_screen(snap_compare, size) -> None:
+    from explorer.app import ExplorerApp
+
+    assert snap_compare(ExplorerApp(config=default_config()), terminal_size=size)
+
+
+def test_help_overlay(snap_compare) -> None:
+    from explorer.app import ExplorerApp
+
+    async def open_help(pilot) -> None:
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(
+        ExplorerApp(config=default_config()), terminal_size=(120, 40), run_before=open_help
+    )
+
+
+def test_finished_run(snap_compare) -> None:
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    cfg = parse_config(TINY, "tiny")
+    app = ExplorerApp(config=cfg, show_clock=False, hessian_every=math.inf)
+
+    async def run_to_end(pilot) -> None:
+        await pilot.press("ctrl+r")
+        start = time.monotonic()
+        while not (isinstance(app.screen, RunScreen) and app.screen.state == "done"):
+            assert time.monotonic() - start < 120, "run did not finish"
+            await pilot.pause(0.1)
+        await pilot.pause(0.5)  # one redraw tick
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_to_end)

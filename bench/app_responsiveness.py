@@ -61,8 +61,11 @@ def child(ping_file: str) -> None:
             self.call_after_refresh(self.start_run, cfg)
 
         def action_bench_ping(self) -> None:
+            now = time.monotonic()
+            state = getattr(self.screen, "state", "?")
+            t = getattr(getattr(self.screen, "run", None), "t", float("nan"))
             with open(ping_file, "a") as f:
-                f.write(f"{time.monotonic()}\n")
+                f.write(f"{now} {state} {t}\n")
 
     BenchApp(config=cfg).run()
 
@@ -113,11 +116,14 @@ def main() -> None:
         time.sleep(1.0)
         window = [n for t, n in log if t0 <= t < t1]
         rate = sum(window) / (t1 - t0)
-        pings = (
-            [float(x) for x in Path(ping_file).read_text().split()]
-            if Path(ping_file).exists()
-            else []
-        )
+        lines = Path(ping_file).read_text().splitlines() if Path(ping_file).exists() else []
+        pings = [float(line.split()[0]) for line in lines]
+        if lines:
+            print(
+                "app state (state, t) at first/last press:",
+                lines[0].split()[1:],
+                lines[-1].split()[1:],
+            )
         lat = [1e3 * (p - s) for s, p in zip(sent, pings, strict=False)]
         print(f"terminal {cols}x{rows}, window {t1 - t0:.1f} s")
         print(f"bytes written: {sum(window)} → {rate / 1024:.1f} KiB/s (target < 30 KB/s)")

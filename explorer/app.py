@@ -17,7 +17,7 @@ from textual.binding import Binding
 class ExplorerApp(App):
     """Setup → run → inspect/refine/surgery → save; or replay a saved session."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).resolve().parent / "app.tcss"  # absolute: subclasses elsewhere
     TITLE = "landscape explorer"
     HORIZONTAL_BREAKPOINTS: ClassVar[list] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list] = [(0, "-short"), (32, "-tall")]

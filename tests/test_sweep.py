@@ -7,6 +7,7 @@ each costs ~1 s of CPU after compilation.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -303,28 +304,76 @@ def _check_against_sessions(result, out: Path) -> None:
         assert {o: int(srow[o]) for o in OUTCOMES} == c
 
 
-def test_small_sweep_on_two_workers_then_rerun_skips_everything(tmp_path, client):
-    path = write_sweep(tmp_path, 'seed = [1, 2]\n"student.widths" = [[1], [2]]')
-    out = tmp_path / "out"
-    events = []
+@pytest.fixture(scope="module")
+def small_sweep(client, tmp_path_factory):
+    """A 4-run sweep (seed × student width) run once on the 2-worker cluster."""
+    folder = tmp_path_factory.mktemp("small")
+    path = write_sweep(folder, 'seed = [1, 2]\n"student.widths" = [[1], [2]]')
+    out = folder / "out"
+    events: list = []
     result = run_sweep(path, out, client=client, progress=events.append)
+    return path, out, result, events
+
+
+def _session_dirs(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+def test_small_sweep_on_two_workers_then_rerun_skips_everything(small_sweep, client):
+    path, out, result, events = small_sweep
     assert result.executed == 4 and result.skipped == 0 and not result.failed
     assert sorted(e.kind for e in events) == ["done"] * 4
     _check_against_sessions(result, out)
     # A rerun submits nothing and rewrites no session.
-    stamps = {
-        p.name: (p / "meta.json").stat().st_mtime_ns
-        for p in out.iterdir()
-        if p.is_dir() and p.name[0] != "."
-    }
+    stamps = {p.name: (p / "meta.json").stat().st_mtime_ns for p in _session_dirs(out)}
     again = run_sweep(path, out, client=client)
     assert again.executed == 0 and again.skipped == 4
-    assert stamps == {
-        p.name: (p / "meta.json").stat().st_mtime_ns
-        for p in out.iterdir()
-        if p.is_dir() and p.name[0] != "."
-    }
+    assert stamps == {p.name: (p / "meta.json").stat().st_mtime_ns for p in _session_dirs(out)}
     _check_against_sessions(again, out)
+
+
+def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from core.sweep import OUTCOMES
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.sweep import SweepScreen
+
+    _, out, result, _ = small_sweep
+
+    class SweepApp(App):
+        def on_mount(self) -> None:
+            self.push_screen(SweepScreen(out))
+
+    async def scenario() -> None:
+        app = SweepApp()
+        async with app.run_test(size=(120, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, SweepScreen)
+            table = screen.query_one(DataTable)
+            assert table.row_count == 4
+
+            def column(name: str) -> list[str]:
+                return [str(table.get_cell_at((i, screen.columns.index(name)))) for i in range(4)]
+
+            ranks = [OUTCOMES.index(o) for o in column("outcome")]
+            assert ranks == sorted(ranks)  # default: by outcome
+            await pilot.press("l")
+            losses = [float(x) for x in column("final_loss")]
+            assert losses == sorted(losses)
+            await pilot.press("l")
+            assert [float(x) for x in column("final_loss")] == sorted(losses, reverse=True)
+            await pilot.press("down", "enter")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if isinstance(app.screen, ReplayScreen):
+                    break
+            assert isinstance(app.screen, ReplayScreen)
+            picked = sorted(result.rows, key=lambda r: r["final_loss"], reverse=True)[1]["run"]
+            assert Path(app.screen.session.path).name == picked
+
+    asyncio.run(scenario())
 
 
 def test_interrupted_sweep_resumes_with_every_run_exactly_once(tmp_path, client):
@@ -350,8 +399,7 @@ def test_interrupted_sweep_resumes_with_every_run_exactly_once(tmp_path, client)
     # (a cancelled run still executing on a worker finishes there and is then skipped).
     assert (first / "meta.json").read_bytes() == meta_before
     assert result.executed + result.skipped == 4 and result.executed >= 1
-    sessions = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert sorted(p.name for p in sessions) == sorted(r.name for r in result.sweep.runs)
+    assert sorted(p.name for p in _session_dirs(out)) == sorted(r.name for r in result.sweep.runs)
     assert not [p for p in out.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     _check_against_sessions(result, out)
 
@@ -384,3 +432,32 @@ def test_killed_worker_loses_only_its_run_which_is_retried(tmp_path, client):
     name = next(r.name for r in result.sweep.runs if killed[1].endswith("-" + r.name))
     created = datetime.fromisoformat(load_session(out / name).created).timestamp()
     assert created >= int(killed[2]) - 1
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_bad_grid_value_exits_2_and_writes_nothing(tmp_path, capsys):
+    from explorer.cli import main
+
+    path = write_sweep(tmp_path, 'seed = [1]\n"student.widths" = [[2], [-1]]')
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {path}: grid.student.widths: value [-1]")
+    assert not out.exists()
+    assert main(["sweep", str(path), "--out", str(out), "--queue", "short"]) == 2
+    assert "--queue: only used with --jobqueue" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_on_an_existing_scheduler_resumes_the_finished_sweep(small_sweep, client, capsys):
+    from explorer.cli import main
+
+    path, out, _, _ = small_sweep
+    addr = client.scheduler.address
+    assert main(["sweep", str(path), "--out", str(out), "--scheduler", addr]) == 0
+    cap = capsys.readouterr()
+    assert cap.err.count("skipped") == 4 and "0 run, 4 already done, 0 failed" in cap.err
+    header, *lines = cap.out.strip().splitlines()
+    assert header.split()[:2] == ["student.widths", "runs"] and len(lines) == 2

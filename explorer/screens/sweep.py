@@ -1,0 +1,201 @@
+"""Sweep screen: the runs of a sweep folder (``explorer sweep … --out DIR``) in a table.
+
+Rows come from ``DIR/summary.csv`` (:mod:`core.sweep`): run name, grid values, outcome,
+classification, final loss, wall time.  Keys: o / l / w / n sort by outcome, final loss,
+wall time, name (pressing the same key again reverses); Enter opens the run's session in
+the replay screen (loaded in a worker thread); r reloads the table (a sweep still running
+rewrites summary.csv after every run).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer
+
+from explorer.widgets.status import StatusLine
+
+#: Sort keys: binding action argument → (summary.csv column, label).
+SORTS = {
+    "outcome": ("outcome", "outcome"),
+    "loss": ("final_loss", "final loss"),
+    "wall": ("wall_seconds", "wall time"),
+    "name": ("run", "name"),
+}
+
+
+def _number(text: str) -> float:
+    """A CSV cell as a float; empty/invalid cells sort last (as +inf)."""
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        return math.inf
+    return x if math.isfinite(x) else math.inf
+
+
+def sort_rows(rows: list[dict[str, str]], by: str, reverse: bool = False) -> list[dict]:
+    """Rows sorted by ``by`` (a key of :data:`SORTS`); outcomes in :data:`core.sweep.OUTCOMES`
+    order (zero-loss first, failed last), ties broken by final loss then name."""
+    from core.sweep import OUTCOMES
+
+    rank = {o: i for i, o in enumerate(OUTCOMES)}
+    column = SORTS[by][0]
+
+    def key(r: dict[str, str]) -> tuple:
+        tail = (_number(r.get("final_loss", "")), r.get("run", ""))
+        if by == "outcome":
+            return (rank.get(r.get("outcome", ""), len(rank)), *tail)
+        if by == "name":
+            return (r.get("run", ""),)
+        return (_number(r.get(column, "")), *tail)
+
+    return sorted(rows, key=key, reverse=reverse)
+
+
+class SessionLoaded(Message):
+    """A run's session was loaded (``session``), or failed to (``error``)."""
+
+    def __init__(self, run: str, session: Any = None, error: str = "") -> None:
+        super().__init__()
+        self.run = run
+        self.session = session
+        self.error = error
+
+
+class SweepScreen(Screen):
+    """The runs of one sweep output folder; Enter replays one."""
+
+    DEFAULT_CSS = """
+    SweepScreen #sweep-table { height: 1fr; }
+    """
+
+    BINDINGS: ClassVar[list] = [
+        Binding("enter", "open", "Replay run", id="sweep.open"),
+        Binding("o", "sort('outcome')", "Sort: outcome", id="sweep.sort-outcome"),
+        Binding("l", "sort('loss')", "Sort: loss", id="sweep.sort-loss"),
+        Binding("w", "sort('wall')", "Sort: wall", id="sweep.sort-wall", show=False),
+        Binding("n", "sort('name')", "Sort: name", id="sweep.sort-name", show=False),
+        Binding("r", "reload", "Reload", id="sweep.reload"),
+        Binding("question_mark", "app.help", "Help", id="sweep.help"),
+        Binding("q", "app.quit", "Quit", id="sweep.quit"),
+    ]
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.rows: list[dict[str, str]] = []
+        self.columns: list[str] = []
+        self.sort_by = "outcome"
+        self.reverse = False
+        self.error = ""
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("", id="status")
+        yield DataTable(id="sweep-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_reload()
+        self.query_one(DataTable).focus()
+
+    # -- data ---------------------------------------------------------------------
+
+    def load_rows(self) -> None:
+        """Read ``summary.csv``; the columns shown are run, grid values, then results."""
+        from core.sweep import RUN_COLUMNS, SUMMARY_CSV, read_summary_csv
+
+        path = self.folder / SUMMARY_CSV
+        try:
+            self.rows = read_summary_csv(path)
+        except (OSError, ValueError) as e:
+            self.rows, self.columns = [], []
+            self.error = f"{path}: cannot read ({e})"
+            return
+        self.error = ""
+        header = list(self.rows[0]) if self.rows else ["run"]
+        grid = [c for c in header if c != "run" and c not in RUN_COLUMNS]
+        shown = ("outcome", "classification", "final_loss", "wall_seconds")
+        self.columns = ["run", *grid, *shown]
+
+    def _cell(self, column: str, value: str) -> str:
+        if column == "final_loss" and value:
+            return f"{float(value):.4e}"
+        if column == "wall_seconds" and value:
+            return f"{float(value):.2f}"
+        return value or "-"
+
+    def refresh_table(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        for c in self.columns:
+            table.add_column(c, key=c)
+        for row in sort_rows(self.rows, self.sort_by, self.reverse):
+            table.add_row(*(self._cell(c, row.get(c, "")) for c in self.columns), key=row["run"])
+        self.query_one(StatusLine).update(self.status_text())
+
+    def status_text(self) -> str:
+        from core.sweep import OUTCOMES
+
+        if self.error:
+            return self.error
+        counts = {o: sum(r.get("outcome") == o for r in self.rows) for o in OUTCOMES}
+        parts = " · ".join(f"{o} {n}" for o, n in counts.items() if n)
+        order = "↓" if self.reverse else "↑"
+        return (
+            f"{self.folder}  {len(self.rows)} runs  {parts}   "
+            f"sorted by {SORTS[self.sort_by][1]} {order}"
+        )
+
+    # -- actions ------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        self.load_rows()
+        self.refresh_table()
+
+    def action_sort(self, by: str) -> None:
+        self.reverse = (not self.reverse) if by == self.sort_by else False
+        self.sort_by = by
+        self.refresh_table()
+
+    def selected_run(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return None if key.value is None else str(key.value)
+
+    def action_open(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.load_session(run)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.load_session(str(event.row_key.value))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def load_session(self, run: str) -> None:
+        from core.session import SessionError, load_session
+
+        try:
+            session = load_session(self.folder / run)
+        except SessionError as e:
+            self.post_message(SessionLoaded(run, error=str(e)))
+            return
+        self.post_message(SessionLoaded(run, session=session))
+
+    def on_session_loaded(self, message: SessionLoaded) -> None:
+        if message.error:
+            self.notify(message.error, title=f"cannot open {message.run}", severity="error")
+            return
+        from explorer.screens.replay import ReplayScreen
+
+        self.app.push_screen(ReplayScreen(message.session))

@@ -67,9 +67,20 @@ def _sub_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a session as CSV")
     ex.add_argument("session", help="session folder")
     ex.add_argument("--csv", required=True, help="output folder, or a .csv file name")
-    sw = sub.add_parser("sweep", help="run a grid of configs")
+    sw = sub.add_parser("sweep", help="run a grid of configs (on dask.distributed)")
     sw.add_argument("sweep", help="sweep TOML")
     sw.add_argument("--out", required=True, help="output folder")
+    sw.add_argument("--workers", type=int, help="local cluster worker processes (default: cores)")
+    sw.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://host:port")
+    sw.add_argument("--jobqueue", choices=("slurm", "pbs"), help="submit workers as batch jobs")
+    sw.add_argument("--queue", help="batch queue / partition (--jobqueue)")
+    sw.add_argument("--account", help="batch account / project (--jobqueue)")
+    sw.add_argument("--walltime", help="job walltime, e.g. 02:00:00 (--jobqueue)")
+    sw.add_argument("--cores", type=int, help="cores (= worker processes) per job (--jobqueue)")
+    sw.add_argument("--memory", help="memory per job, e.g. 8GB (--jobqueue)")
+    sw.add_argument("--jobs", type=int, help="number of batch jobs (--jobqueue)")
+    sw.add_argument("--retries", type=int, default=1, help="extra attempts for a failing run")
+    sw.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     return p
 
 
@@ -204,15 +215,48 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a sweep; print the per-setting table.  Exit 0, or 1 if some run failed
+    (their rows in summary.csv say why; rerunning retries them), 130 on Ctrl-C."""
     import core  # noqa: F401
+    from core.sweep import settings_table_text
+    from explorer.sweep_runner import ClusterOptions, run_sweep
+
+    names = ("scheduler", "jobqueue", "workers", "queue", "account", "walltime", "cores")
+    options = ClusterOptions(**{k: getattr(args, k) for k in (*names, "memory", "jobs")})
+    options.check()
+    if args.retries < 0:
+        raise CliError(f"--retries: must be ≥ 0, got {args.retries}")
+
+    def progress(event: Any) -> None:
+        row = event.row
+        loss = row.get("final_loss")
+        loss_text = "n/a" if loss is None else f"{loss:.3e}"
+        detail = row.get("error") if event.kind == "failed" else f"loss {loss_text}"
+        print(
+            f"[{event.done}/{event.total}] {event.kind:7s} {event.run.name}: "
+            f"{row.get('outcome')} ({detail})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
-        from explorer.sweep_runner import run_sweep  # the sweep engineer's runner
-    except ImportError:
-        raise CliError("sweep: not yet available in this version") from None
-    result = run_sweep(args.sweep, args.out)
-    print(f"sweep written to {result.out}", file=sys.stderr)
-    return 1 if getattr(result, "failed", None) else 0
+        result = run_sweep(
+            args.sweep,
+            args.out,
+            options,
+            retries=args.retries,
+            progress=None if args.quiet else progress,
+        )
+    except KeyboardInterrupt:
+        print(f"interrupted: finished runs are kept in {args.out}; rerun", file=sys.stderr)
+        return 130
+    sys.stdout.write(settings_table_text(result.settings, result.sweep.setting_keys))
+    print(
+        f"{result.out}: {result.executed} run, {result.skipped} already done, "
+        f"{len(result.failed)} failed; summary.csv, settings.csv",
+        file=sys.stderr,
+    )
+    return 1 if result.failed else 0
 
 
 _COMMANDS = {

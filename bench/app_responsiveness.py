@@ -1,7 +1,7 @@
 """Responsiveness of the explorer during a run: terminal bytes per second and key latency.
 
 Runs the real app in a pseudo-terminal of 120×40 (as over SSH), starts a long gradient
-flow (the default teacher-recovery problem with t_max = 1e8 so it keeps running),
+flow (the channel-to-infinity preset with t_max = 1e10, so it keeps running),
 then, after the JAX compile, measures
 
 * bytes written to the terminal per second over a window (target < 30 KB/s), and
@@ -45,12 +45,13 @@ def child(ping_file: str) -> None:
 
     from textual.binding import Binding
 
-    from core.config import default_config
+    from core.config import load_config
     from explorer.app import ExplorerApp
 
-    cfg = default_config()
+    # A channel to infinity keeps the flow busy (ever smaller steps) for the whole window.
+    cfg = load_config(ROOT / "explorer" / "presets" / "channel_to_infinity.toml")
     cfg = dataclasses.replace(
-        cfg, dynamics=dataclasses.replace(cfg.dynamics, t_max=1e8, max_seconds=3600)
+        cfg, dynamics=dataclasses.replace(cfg.dynamics, t_max=1e10, max_seconds=3600)
     )
 
     class BenchApp(ExplorerApp):

@@ -71,8 +71,12 @@ DEAD_REL_A = 1e-6
 #:   * the GLU term carries at least CHANNEL_MIN_GLU_SHARE of the pair's output (RMS over
 #:     x): this rejects exact duplicates (ε = 0, e.g. a neuron split with μ ∉ [0, 1]),
 #:     which lie on a line of critical points, not on a channel.
+#: CHANNEL_RATIO = 3 catches channels early enough to matter: the default teacher-student
+#: problem (seed 1) at t = 10⁸ has a pair with ε/‖w‖ ≈ 0.03, a = (4.36, −3.24) next to
+#: typical |a| ≈ 1.3, loss 1.6e-5 and ‖∇L‖∞ ≈ 1e-8 — with a ratio of 10 that point was
+#: reported as a "minimum", exactly the trap the channels paper warns about.
 CHANNEL_EPS_REL = 0.1
-CHANNEL_RATIO = 10.0
+CHANNEL_RATIO = 3.0
 CHANNEL_MIN_GLU_SHARE = 1e-2
 
 #: Activations with σ(−z) = −σ(z): for them (w, a) and (−w, −a) are the same neuron, so

@@ -2,11 +2,14 @@
 
 ``ExplorerApp(config=cfg, config_path=path)`` opens the setup screen on a config
 (default: :func:`core.config.default_config`); ``ExplorerApp(replay=session)``
-opens the replay screen on a loaded :class:`core.session.Session`.
+opens the replay screen on a loaded :class:`core.session.Session`;
+``ExplorerApp(sweep=folder)`` opens the sweep view on a sweep's output folder
+(``explorer replay DIR`` when DIR holds ``summary.csv``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,24 +35,31 @@ class ExplorerApp(App):
         config_path: str | Path | None = None,
         replay: Any = None,
         *,
+        sweep: str | Path | None = None,
         autostart: bool = True,
         show_clock: bool = True,
         hessian_every: float | None = None,
     ) -> None:
         super().__init__()
-        if config is None and replay is None:
+        if config is None and replay is None and sweep is None:
             from core.config import default_config
 
             config = default_config()
         self.config = config
         self.config_path = Path(config_path) if config_path is not None else None
         self.replay = replay
+        self.sweep = Path(sweep) if sweep is not None else None
         self.autostart = autostart
         self.show_clock = show_clock
         self.hessian_every = hessian_every
 
     def on_mount(self) -> None:
-        if self.replay is not None:
+        self._enable_compilation_cache()
+        if self.sweep is not None:
+            from explorer.screens.sweep import SweepScreen
+
+            self.push_screen(SweepScreen(self.sweep))
+        elif self.replay is not None:
             from explorer.screens.replay import ReplayScreen
 
             self.push_screen(ReplayScreen(self.replay))
@@ -57,6 +67,18 @@ class ExplorerApp(App):
             from explorer.screens.setup import SetupScreen
 
             self.push_screen(SetupScreen(self.config, self.config_path))
+
+    @staticmethod
+    def _enable_compilation_cache() -> None:
+        """Switch on the persistent JAX compilation cache (core.cache) when available."""
+        try:
+            from core import cache
+        except ImportError:
+            return
+        enable = getattr(cache, "enable", None) or getattr(cache, "enable_cache", None)
+        if enable is not None:
+            with contextlib.suppress(Exception):  # a cache problem must never stop the app
+                enable()
 
     def start_run(self, config: Any, config_path: Path | None = None) -> None:
         """Open a run screen on a validated config (called by the setup screen)."""
@@ -72,8 +94,9 @@ class ExplorerApp(App):
         from explorer.screens.replay import ReplayScreen
         from explorer.screens.run import RunScreen
         from explorer.screens.setup import SetupScreen
+        from explorer.screens.sweep import SweepScreen
 
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
             return
-        self.push_screen(HelpScreen([SetupScreen, RunScreen, ReplayScreen]))
+        self.push_screen(HelpScreen([SetupScreen, RunScreen, ReplayScreen, SweepScreen]))

@@ -2,7 +2,9 @@
 
     explorer [CONFIG]                          the Textual app (default config, or CONFIG)
     explorer run CONFIG --out DIR [--resume DIR]   headless run → session folder DIR
-    explorer replay DIR                        the app, replaying a saved session
+    explorer replay DIR                        the app, replaying a saved session; or, when
+                                               DIR is a sweep's --out folder (summary.csv),
+                                               the sweep view (Enter replays a run)
     explorer report DIR [--json]               the report of a session (JSON with --json)
     explorer export DIR --csv OUT              loss curve, spectra, neuron trajectories as CSV
     explorer sweep SWEEP --out DIR             a grid of runs (see core.sweep)
@@ -59,8 +61,14 @@ def _sub_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="session folder to write")
     r.add_argument("--resume", help="session folder to continue from")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    rp = sub.add_parser("replay", help="replay a saved session in the app")
-    rp.add_argument("session", help="session folder")
+    rp = sub.add_parser(
+        "replay",
+        help="replay a saved session in the app, or browse a sweep's runs",
+        description="Replay a saved session folder in the app.  Given a sweep's output "
+        "folder (explorer sweep … --out DIR, holding summary.csv), open the sweep view: "
+        "a table of its runs, sortable by outcome/loss/wall time, Enter replays one.",
+    )
+    rp.add_argument("session", help="session folder, or a sweep's --out folder")
     rep = sub.add_parser("report", help="print a session's report")
     rep.add_argument("session", help="session folder")
     rep.add_argument("--json", action="store_true", help="the full JSON report")
@@ -172,14 +180,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def replay_app(folder: str | Path) -> Any:
+    """The app for ``explorer replay DIR``: the sweep view when DIR is a sweep's output
+    folder (holds ``summary.csv`` and is not itself a session), else the replay screen
+    on the session in DIR (raises :class:`core.session.SessionError` if it is none)."""
     import core  # noqa: F401
-    from core.session import load_session
-
-    session = load_session(args.session)
+    from core.session import is_session_dir, load_session
+    from core.sweep import SUMMARY_CSV
     from explorer.app import ExplorerApp
 
-    ExplorerApp(replay=session).run()
+    folder = Path(folder)
+    if not is_session_dir(folder) and (folder / SUMMARY_CSV).is_file():
+        return ExplorerApp(sweep=folder)
+    return ExplorerApp(replay=load_session(folder))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    replay_app(args.session).run()
     return 0
 
 

@@ -133,15 +133,20 @@ def stream_flow(
 
     gen = run_dynamics(objective, np.asarray(theta0), settings, t0=t0, seed=seed)
     last_hessian = -np.inf
+    # The spectrum is Python-side work (Hessian call + eigh) that competes with the UI
+    # for the GIL: keep it under ~10 % of wall time however large P is.
+    every = hessian_every
     reason, message = "paused", ""
     try:
         for chunk in gen:
             post(ChunkArrived(chunk, segment))
             now = time.monotonic()
-            if len(chunk.t) and (chunk.done or now - last_hessian >= hessian_every):
+            if len(chunk.t) and (chunk.done or now - last_hessian >= every):
                 theta = np.asarray(chunk.theta[-1])
                 spectrum = hessian_spectrum(np.asarray(objective.hessian(theta)))
                 post(SpectrumArrived(float(chunk.t[-1]), spectrum, segment))
+                if np.isfinite(last_hessian):  # the first call includes JIT compilation
+                    every = max(hessian_every, 10.0 * (time.monotonic() - now))
                 last_hessian = time.monotonic()
             if chunk.done:
                 reason, message = chunk.reason or "done", chunk.message
@@ -205,6 +210,12 @@ class Segment:
     theta: list[np.ndarray] = field(default_factory=list)
     loss: list[np.ndarray] = field(default_factory=list)
     grad_norm: list[np.ndarray] = field(default_factory=list)
+
+    def compact(self) -> None:
+        """Join the chunk arrays into one per field, so repeated reads stay O(new data)."""
+        if len(self.t) > 1:
+            for name in ("t", "theta", "loss", "grad_norm"):
+                setattr(self, name, [np.concatenate(getattr(self, name))])
 
 
 @dataclass
@@ -288,6 +299,8 @@ class RunState:
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(t, values) over all segments for ``name`` in {"loss", "grad_norm"}."""
+        for s in self.segments:
+            s.compact()
         ts = [np.concatenate(s.t) for s in self.segments if s.t]
         vs = [np.concatenate(getattr(s, name)) for s in self.segments if s.t]
         if not ts:
@@ -297,6 +310,7 @@ class RunState:
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
         """(t (m,), θ (m, P)) of the current segment."""
         seg = self.segments[-1]
+        seg.compact()
         if not seg.t:
             return np.zeros(0), np.zeros((0, self.theta.shape[0]))
         return np.concatenate(seg.t), np.concatenate(seg.theta)

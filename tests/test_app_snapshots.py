@@ -1,8 +1,11 @@
 """Snapshot tests of the main screens at 80×24 and 120×40 (pytest-textual-snapshot).
 
-Frames are deterministic: the setup screen, the help overlay, and a finished run of a
+Frames are deterministic: the setup screen, the help overlay, a finished run of a
 fixed tiny problem with the clock hidden, Hessian spectra only at the end of each
-chunk-free state (``hessian_every`` = ∞ keeps just the final one) and the loss plot shown.
+chunk-free state (``hessian_every`` = ∞ keeps just the final one) and the loss plot shown,
+and the replay screen and its neuron inspector on a session saved by the headless runner.
+Figures are built synchronously (``LinePlot.background = False``) so a frame never shows
+a plot still being drawn.
 Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after checking the SVGs.
 """
 
@@ -15,6 +18,8 @@ import pytest
 
 from core.config import default_config, parse_config
 
+SIZES = [(80, 24), (120, 40)]
+
 TINY = {
     "seed": 1,
     "teacher": {"kind": "random", "input_dim": 1, "widths": [2], "activation": "softplus"},
@@ -24,7 +29,25 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pytest.fixture(autouse=True)
+def synchronous_plots(monkeypatch):
+    from explorer.widgets.plots import LinePlot
+
+    monkeypatch.setattr(LinePlot, "background", False)
+
+
+@pytest.fixture(scope="module")
+def saved_session(tmp_path_factory):
+    """A session of the tiny problem saved by ``core.runner.run_config`` (headless)."""
+    from core.runner import run_config
+    from core.session import load_session
+
+    cfg = parse_config({**TINY, "refine": {"method": "newton"}}, "tiny")
+    out = run_config(cfg, tmp_path_factory.mktemp("snap") / "sess")
+    return load_session(out)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_setup_screen(snap_compare, size) -> None:
     from explorer.app import ExplorerApp
 
@@ -59,3 +82,39 @@ def test_finished_run(snap_compare) -> None:
         await pilot.pause(0.5)  # one redraw tick
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_to_end)
+
+
+async def _wait(pilot, cond, what: str, timeout: float = 60.0) -> None:
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_screen(snap_compare, saved_session, size) -> None:
+    from explorer.app import ExplorerApp
+
+    app = ExplorerApp(replay=saved_session)
+
+    async def scrub(pilot) -> None:
+        await pilot.press("home", "pagedown", "pagedown", "pagedown")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=scrub)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_inspector(snap_compare, saved_session, size) -> None:
+    from explorer.app import ExplorerApp
+
+    app = ExplorerApp(replay=saved_session)
+
+    async def inspect(pilot) -> None:
+        rs = app.screen
+        await _wait(pilot, lambda: rs.problem is not None, "problem rebuilt")
+        await pilot.press("i")
+        await _wait(pilot, lambda: rs.last_inspection is not None, "inspection")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=inspect)

@@ -8,7 +8,9 @@ the point (refine, surgery) run only while nothing flows, in one-off workers
 (``busy``), and are logged as session events.
 
 Redraws are throttled: messages only update :class:`~explorer.worker.RunState`;
-a 5 Hz timer pushes it to the plots.
+a 5 Hz timer refreshes the status line and, at most every ``PLOT_SECONDS`` while
+the flow runs (at once when idle), pushes new data to the plots that are on
+screen — which build their figures off the event loop (:mod:`explorer.widgets.plots`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from explorer.worker import (
 )
 
 REDRAW_HZ = 5
+# Live plots refresh at most this often: a figure costs ~0.1 s of (GIL-holding) Python.
+PLOT_SECONDS = 0.5
 PLOTS = ("plot-loss", "plot-hessian", "plot-spectrum", "plot-weights")
 IDLE_STATES = ("paused", "done", "error")
 
@@ -105,7 +109,8 @@ class RunScreen(Screen):
         self._wall_offset = 0.0
         self._segment = 0
         self._version = 0
-        self._drawn = -1
+        self._plotted: dict[str, int] = {}
+        self._last_plot = 0.0
         self.last_refine: Any = None
         self.last_inspection: dict | None = None
 
@@ -627,13 +632,26 @@ class RunScreen(Screen):
         self._version += 1
 
     def _redraw(self) -> None:
-        """Timer callback: push state to the widgets if anything changed."""
+        """Timer callback: status line always; plots on screen whose data changed."""
         self._frame += 1
         self._update_status()
-        if self._version == self._drawn or self.run is None:
+        if self.run is None:
             return
-        self._drawn = self._version
-        update_plots(self, self.run)
+        now = time.monotonic()
+        live = self.state in ("compiling", "running", "pausing")
+        if live and now - self._last_plot < PLOT_SECONDS:
+            return
+        stale = [
+            pid
+            for pid in PLOTS
+            if self._plotted.get(pid) != self._version
+            and self.query_one("#" + pid, LinePlot).on_screen
+        ]
+        if stale:
+            self._last_plot = now
+            update_plots(self, self.run, stale)
+            for pid in stale:
+                self._plotted[pid] = self._version
 
     def _update_status(self) -> None:
         run = self.run
@@ -655,13 +673,25 @@ class RunScreen(Screen):
         self.query_one(StatusLine).update(text)
 
 
-def update_plots(screen: Screen, run: RunState) -> None:
-    """Push a RunState into the four plots of ``screen``."""
-    t, loss = run.series("loss")
-    _, gnorm = run.series("grad_norm")
-    screen.query_one("#plot-loss", LinePlot).set_series(
-        [Series(t, loss, "loss", "cyan"), Series(t, gnorm, "‖∇L‖∞", "yellow")]
-    )
+def update_plots(screen: Screen, run: RunState, only: Any = PLOTS) -> None:
+    """Push a RunState into the plots of ``screen`` whose ids are in ``only`` (default all)."""
+    if "plot-loss" in only:
+        t, loss = run.series("loss")
+        _, gnorm = run.series("grad_norm")
+        screen.query_one("#plot-loss", LinePlot).set_series(
+            [Series(t, loss, "loss", "cyan"), Series(t, gnorm, "‖∇L‖∞", "yellow")]
+        )
+    if "plot-hessian" in only:
+        _hessian_plot(screen, run)
+    if "plot-spectrum" in only:
+        _spectrum_plot(screen, run)
+    if "plot-weights" in only:
+        _weights_plot(screen, run)
+    for pid in only:
+        screen.query_one("#" + pid, LinePlot).flush()
+
+
+def _hessian_plot(screen: Screen, run: RunState) -> None:
     st = np.asarray(run.spec_t)
     lmin = np.asarray(run.spec_min)
     lmax = np.asarray(run.spec_max)
@@ -672,6 +702,9 @@ def update_plots(screen: Screen, run: RunState) -> None:
             Series(st, np.where(lmin < 0, -lmin, np.nan), "−λmin<0", "magenta"),
         ]
     )
+
+
+def _spectrum_plot(screen: Screen, run: RunState) -> None:
     spec_plot = screen.query_one("#plot-spectrum", LinePlot)
     if run.spectrum is not None:
         ev = np.asarray(run.spectrum.eigenvalues)
@@ -687,6 +720,9 @@ def update_plots(screen: Screen, run: RunState) -> None:
         )
     else:
         spec_plot.set_series([])
+
+
+def _weights_plot(screen: Screen, run: RunState) -> None:
     weights = []
     if run.a_abs and len({a.shape for a in run.a_abs}) == 1:
         at = np.asarray(run.a_t)
@@ -695,8 +731,6 @@ def update_plots(screen: Screen, run: RunState) -> None:
             weights.append(Series(at, a[:, i], f"|a{i}|" if i < 6 else "", PALETTE[i % 6]))
         weights.append(Series(at, np.asarray(run.pair_dist), "min‖wi−wj‖", "white"))
     screen.query_one("#plot-weights", LinePlot).set_series(weights)
-    for pid in PLOTS:
-        screen.query_one("#" + pid, LinePlot).flush()
 
 
 def inspect_point(spec: Any, theta: np.ndarray, objective: Any, teacher: Any, t: float) -> dict:

@@ -9,7 +9,16 @@ string; swapping it for another renderer touches nothing else.
 
 Redraws are throttled by the caller: :meth:`LinePlot.set_series` only stores the
 data and bumps a version; the widget re-renders when its screen's timer calls
-:meth:`LinePlot.flush` (4–10 Hz), never once per solver chunk.
+:meth:`LinePlot.flush` (a few Hz), never once per solver chunk.
+
+Keeping the app responsive: plotext costs ~50–100 ms per figure (pure Python), far too
+much for the event loop.  So (i) every series is thinned to at most two points per
+braille dot column (:func:`envelope_indices`: the min and max of each column, which is
+all a terminal can show), (ii) only plots that are on screen are rendered, and only
+when their data or size changed, and (iii) in background mode (the default)
+the figure text is built in a worker thread and swapped in when ready; the event loop
+only ever blits cached text.  Synchronous mode (``LinePlot.background = False``) is for
+deterministic snapshots.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from rich.text import Text
+from textual.message import Message
 from textual.widget import Widget
 
 # 16-colour names: readable with TEXTUAL_COLOR_SYSTEM=standard and over SSH.
@@ -59,6 +69,37 @@ def finite_log10(values: np.ndarray) -> np.ndarray:
     ok = np.isfinite(v) & (v > 0)
     out[ok] = np.log10(v[ok])
     return out
+
+
+def envelope_indices(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
+    """Indices of the points that survive drawing at ``n_bins`` columns, in order.
+
+    x (m,) and y (m,) are finite display coordinates.  The x range is cut into
+    ``n_bins`` equal columns; in each, the first and last point (so lines joining
+    columns are kept) and the points of minimum and maximum y (so spikes are kept)
+    survive.  At most ``4 * n_bins`` indices, sorted; all of them when m is small.
+    """
+    m = len(x)
+    if m <= 4 * n_bins:
+        return np.arange(m)
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if hi <= lo:
+        col = np.zeros(m, dtype=int)
+    else:
+        col = np.minimum(((x - lo) / (hi - lo) * n_bins).astype(int), n_bins - 1)
+    order = np.lexsort((np.arange(m), col))  # by column, then by index
+    col_sorted = col[order]
+    starts = np.flatnonzero(np.r_[True, col_sorted[1:] != col_sorted[:-1]])
+    ends = np.r_[starts[1:], m] - 1
+    keep = [order[starts], order[ends]]
+    ys = y[order]
+    # Per column argmin / argmax via reduceat on (y, index) — vectorised.
+    for pick in (np.minimum, np.maximum):
+        best = pick.reduceat(ys, starts)
+        hit = ys == np.repeat(best, ends - starts + 1)
+        first_hit = np.minimum.reduceat(np.where(hit, np.arange(m), m), starts)
+        keep.append(order[first_hit])
+    return np.unique(np.concatenate(keep))
 
 
 def decade_ticks(lo: float, hi: float, max_ticks: int = 6) -> tuple[list[float], list[str]]:
@@ -101,9 +142,13 @@ class PlotextBackend:
             y = finite_log10(s.y) if spec.log_y else np.asarray(s.y, float)
             ok = np.isfinite(x) & np.isfinite(y)
             if ok.any():
-                drawn.append((x[ok], y[ok], s))
-                xs_all.append(x[ok])
-                ys_all.append(y[ok])
+                x, y = x[ok], y[ok]
+                # Braille has 2 dots per column: nothing finer can be seen.
+                keep = envelope_indices(x, y, 2 * max(width, 10))
+                x, y = x[keep], y[keep]
+                drawn.append((x, y, s))
+                xs_all.append(x)
+                ys_all.append(y)
         with _PLOTEXT_LOCK:
             plt.clf()
             plt.plotsize(max(width, 10), max(height, 5))
@@ -135,13 +180,28 @@ class PlotextBackend:
 class LinePlot(Widget):
     """A plot widget: holds a :class:`PlotSpec`, renders it at its own size.
 
-    ``set_series`` is cheap and thread-agnostic on the main thread; the render is
-    cached per (version, size) so repeated refreshes cost nothing.
+    ``set_series`` only stores data (main thread).  The figure text is cached per
+    (data version, width, height); :meth:`flush` (called from the screen's timer)
+    rebuilds it when stale and the plot is on screen — in a worker thread when
+    ``background`` is true, inline otherwise.  ``render`` never builds a figure in
+    background mode: it shows the last text (or a placeholder) until the new one
+    arrives.
     """
 
     DEFAULT_CSS = """
     LinePlot { height: 1fr; width: 1fr; }
     """
+
+    #: Build figures in a worker thread (class default; snapshot tests switch it off).
+    background = True
+
+    class Rendered(Message):
+        """A figure built off the main thread for ``key`` = (version, w, h)."""
+
+        def __init__(self, key: tuple[int, int, int], text: Text) -> None:
+            super().__init__()
+            self.key = key
+            self.text = text
 
     def __init__(
         self,
@@ -159,13 +219,24 @@ class LinePlot(Widget):
         self.backend = backend or PlotextBackend()
         self.plot = PlotSpec((), title, log_x, log_y, xlabel, scatter)
         self._version = 0
-        self._drawn_version = -1
         self._cache: tuple[tuple[int, int, int], Text] | None = None
+        self._pending: tuple[int, int, int] | None = None
+        self.renders = 0  # figures built (for tests and the responsiveness bench)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """(data version, content width, content height) of the figure to show."""
+        return (self._version, self.content_size.width, self.content_size.height)
 
     @property
     def dirty(self) -> bool:
-        """True when data changed since the last render."""
-        return self._version != self._drawn_version
+        """True when the shown figure is not that of the current data and size."""
+        return self._cache is None or self._cache[0] != self.key
+
+    @property
+    def on_screen(self) -> bool:
+        """Displayed with a non-empty region (not in a hidden tab or a hidden grid cell)."""
+        return self.display and self.region.area > 0 and self.is_on_screen
 
     def set_series(self, series: Sequence[Series], title: str | None = None) -> None:
         """Replace the plotted data (no redraw until :meth:`flush`)."""
@@ -180,19 +251,46 @@ class LinePlot(Widget):
         self._version += 1
 
     def flush(self) -> None:
-        """Refresh if the data changed: called from a throttled timer."""
-        if self.dirty:
+        """Rebuild the figure if it is stale and visible (called from a throttled timer)."""
+        if not self.dirty or not self.on_screen:
+            return
+        if not self.background:
             self.refresh()
+            return
+        key = self.key
+        if self._pending is not None:
+            return  # one build at a time; the next flush picks up newer data
+        self._pending = key
+        plot, backend = self.plot, self.backend
 
-    def render(self) -> Text:
-        w, h = self.content_size.width, self.content_size.height
-        key = (self._version, w, h)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        self._drawn_version = self._version
-        text = Text.from_ansi(self.backend.render(self.plot, w, h), no_wrap=True)
+        def build() -> None:
+            text = Text.from_ansi(backend.render(plot, key[1], key[2]), no_wrap=True)
+            self.post_message(self.Rendered(key, text))
+
+        self.run_worker(build, thread=True, group="plot-render", exit_on_error=False)
+
+    def on_line_plot_rendered(self, message: LinePlot.Rendered) -> None:
+        message.stop()
+        self._pending = None
+        self.renders += 1
+        self._cache = (message.key, message.text)
+        self.refresh()
+
+    def _build_now(self) -> Text:
+        key = self.key
+        text = Text.from_ansi(self.backend.render(self.plot, key[1], key[2]), no_wrap=True)
+        self.renders += 1
         self._cache = (key, text)
         return text
+
+    def render(self) -> Text:
+        if not self.dirty:
+            return self._cache[1]
+        if not self.background:
+            return self._build_now()
+        # Never build on the event loop: show what we have and ask for a rebuild.
+        self.call_later(self.flush)
+        return self._cache[1] if self._cache is not None else Text("drawing…", style="dim")
 
 
 def heatmap_text(values: np.ndarray, width: int, height: int) -> Text:

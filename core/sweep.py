@@ -28,7 +28,10 @@ Outcomes (per run, for the summary):
   expressible target, up to round-off: losses of exact interpolants are ~1e-30);
 * ``minimum``     — classified "minimum" at a finite loss ≥ 1e-20;
 * ``saddle``, ``channel`` (a channel to infinity), ``unconverged`` — the classification;
-* ``failed``      — no final report (the run crashed or was never completed).
+* ``failed``      — the run raised (or its worker died more often than the scheduler
+  allows); its row says why;
+* ``pending``     — not run yet, or interrupted before its final report (a rerun of the
+  sweep runs it).
 
 This module is pure (no Dask); :mod:`explorer.sweep_runner` executes sweeps.
 """
@@ -55,7 +58,7 @@ from typing import Any
 from core.config import Config, ConfigError, config_to_dict, default_config, parse_config
 
 ZERO_LOSS = 1e-20
-OUTCOMES = ("zero-loss", "minimum", "saddle", "channel", "unconverged", "failed")
+OUTCOMES = ("zero-loss", "minimum", "saddle", "channel", "unconverged", "failed", "pending")
 CONFIG_KEYS = ("seed", "teacher", "student", "data", "dynamics", "refine")
 SWEEP_KEYS = ("base", "grid", *CONFIG_KEYS)
 SEED_KEY = "seed"
@@ -367,7 +370,10 @@ def _float(x: Any) -> float | None:
 
 
 def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, Any]:
-    """The summary.csv row of ``run`` from its loaded session (``None``: failed run).
+    """The summary.csv row of ``run`` from its loaded session.
+
+    Without a session, or with one that has no final report, the row is "failed" when
+    ``error`` (why) is given, else "pending".
 
     ``final_loss`` is the loss at the end of the dynamics, ``refined_loss`` after
     refinement (empty without), ``loss`` the loss at the analysed point (what
@@ -377,8 +383,8 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
     report = None if session is None else session.report
     if report is None:
         row.update({c: None for c in RUN_COLUMNS})
-        row["outcome"] = "failed"
-        row["error"] = error or ("no session" if session is None else "run did not finish")
+        row["outcome"] = "failed" if error else "pending"
+        row["error"] = error or None
         if session is not None:
             row["final_loss"] = session.final_loss
             row["wall_seconds"] = session.wall_seconds

@@ -267,9 +267,9 @@ def prepare(sweep: Sweep, out: Path) -> tuple[list[SweepRun], dict[str, dict]]:
 
 
 def write_summaries(sweep: Sweep, out: Path, rows: dict[str, dict]) -> tuple[list, list]:
-    """Write ``summary.csv`` (one row per run, in grid order; unfinished runs as "failed")
+    """Write ``summary.csv`` (one row per run, in grid order; runs not finished: "pending")
     and ``settings.csv`` atomically; return (rows, settings)."""
-    ordered = [rows.get(r.name) or run_row(r, None, "not run yet") for r in sweep.runs]
+    ordered = [rows.get(r.name) or run_row(r, None) for r in sweep.runs]
     settings = summarize(ordered, sweep.setting_keys)
     write_text_atomic(out / SUMMARY_CSV, csv_text(ordered, run_columns(sweep.keys)))
     write_text_atomic(out / SETTINGS_CSV, csv_text(settings, setting_columns(sweep.setting_keys)))

@@ -479,3 +479,42 @@ def test_output_of_a_different_sweep_is_refused_before_any_work(small_sweep, tmp
     err = capsys.readouterr().err
     assert "holds a session of a different config" in err and "seed=1_student.widths=1" in err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_cli_sweep_ctrl_c_then_rerun_completes(tmp_path):
+    """The real command on its own LocalCluster: SIGINT after the first finished run exits
+    130 leaving finished sessions; the rerun completes the rest without redoing them."""
+    import subprocess
+    import sys
+
+    path = write_sweep(tmp_path, "seed = [31, 32, 33, 34, 35, 36]")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "explorer", "sweep", str(path), "--out", str(out)]
+    cmd += ["--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "summary.csv").exists() and any(
+            r["outcome"] != "pending" for r in read_summary_csv(out / "summary.csv")
+        ):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    finished = {
+        r["run"]: (out / r["run"] / "meta.json").read_bytes()
+        for r in read_summary_csv(out / "summary.csv")
+        if r["outcome"] != "pending"
+    }
+    assert 1 <= len(finished) < 6
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    # (≥: a run may have finished on a worker after the last summary write before exit.)
+    done_before = int(rerun.stderr.split(" already done")[0].rsplit(" ", 1)[-1])
+    assert len(finished) <= done_before < 6
+    for name, meta in finished.items():
+        assert (out / name / "meta.json").read_bytes() == meta
+    rows = read_summary_csv(out / "summary.csv")
+    assert len(rows) == 6 and all(r["outcome"] not in ("pending", "failed") for r in rows)

@@ -1,4 +1,4 @@
-"""Write ``explorer/presets/symmetry_saddle.toml``: a student that starts at a symmetry-induced saddle.
+"""Write ``explorer/presets/symmetry_saddle.toml``: a student starting at a symmetry-induced saddle.
 
 Construction (Şimşek et al. 2021, "Geometry of the loss landscape in overparameterized
 neural networks: symmetries and invariances"):
@@ -122,7 +122,7 @@ def construct() -> tuple[str, dict]:
     objective = make_objective(wide_cfg, wide_cfg.student_spec(), small.teacher, small.data)
     best = None
     for mu in MU_GRID:
-        spec, theta = split_neuron(spec_small, r.theta, SPLIT_NEURON, float(mu))
+        _, theta = split_neuron(spec_small, r.theta, SPLIT_NEURON, float(mu))
         lam = hessian_spectrum(np.asarray(objective.hessian(theta)))
         if best is None or lam.eigenvalues[0] < best[2].eigenvalues[0]:
             best = (float(mu), theta, lam)
@@ -139,9 +139,9 @@ def construct() -> tuple[str, dict]:
         "index": int(spectrum.index),
         "saddle_grad": float(np.max(np.abs(np.asarray(objective.grad(saddle))))),
     }
-    text = HEADER.format(
-        eps=PERTURBATION, k1=WIDTH - 1, i=SPLIT_NEURON, **facts
-    ) + _preset_body(params)
+    text = HEADER.format(eps=PERTURBATION, k1=WIDTH - 1, i=SPLIT_NEURON, **facts) + _preset_body(
+        params
+    )
     _config(WIDTH, {k: np.asarray(v) for k, v in params.items()})  # validates the params
     return text, facts
 

@@ -36,9 +36,11 @@ def test_examples_exist_and_load():
 def test_default_is_the_teacher_recovery_example():
     cfg = default_config()
     assert cfg == load_config(EXAMPLES[0].parent / "teacher_recovery.toml")
-    assert cfg.teacher.input_dim == 2 and cfg.teacher.widths == (4,) and cfg.teacher.bias
-    assert cfg.teacher.activation == "softplus" and cfg.student.widths == (4,)
-    assert cfg.data.samples == 1000
+    preset = Path(__file__).parent.parent / "explorer" / "presets" / "teacher_recovery.toml"
+    assert cfg == load_config(preset)
+    assert cfg.teacher.input_dim == 2 and cfg.teacher.widths == (3,) and cfg.teacher.bias
+    assert cfg.teacher.activation == "softplus" and cfg.student.widths == (3,)
+    assert cfg.data.samples == 500
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

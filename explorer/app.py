@@ -10,11 +10,14 @@ opens the replay screen on a loaded :class:`core.session.Session`;
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
+
+SWITCH_INTERVAL = 0.001  # seconds (CPython's default is 0.005)
 
 
 class ExplorerApp(App):
@@ -54,7 +57,16 @@ class ExplorerApp(App):
         self.hessian_every = hessian_every
 
     def on_mount(self) -> None:
+        # Worker threads (flow bookkeeping, figure building) run Python too; a short GIL
+        # switch interval lets the event loop take the GIL back within ~1 ms, not 5 ms,
+        # each time it wakes — the difference between a snappy and a sticky key press.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self._enable_compilation_cache()
+        from explorer.widgets.plots import LinePlot, start_drawing_process
+
+        if LinePlot.background:
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                start_drawing_process()  # figures are drawn there, off the GIL
         if self.sweep is not None:
             from explorer.screens.sweep import SweepScreen
 

@@ -49,6 +49,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     from explorer.screens.replay import ReplayScreen
     from explorer.screens.run import RunScreen
     from explorer.widgets.inspector import NeuronInspector
+    from explorer.widgets.plots import LinePlot
 
     cfg = tiny_config()
     app = ExplorerApp(config=cfg, show_clock=False, hessian_every=0.0)
@@ -82,6 +83,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert screen.run.spectrum is not None
             await pilot.pause(0.3)  # a redraw tick
             assert "done" in str(screen.query_one("#status").render())
+            # At 80×24 only the current plot is on screen: the others are never drawn.
+            plots = {p.id: p for p in screen.query(LinePlot)}
+            await wait_for(pilot, lambda: plots["plot-loss"].renders > 0, 10, "loss figure")
+            assert plots["plot-hessian"].renders == 0 and plots["plot-weights"].renders == 0
+            await pilot.press("2")  # the Hessian plot is drawn when shown, off the event loop
+            await wait_for(pilot, lambda: plots["plot-hessian"].renders > 0, 10, "λ figure")
+            assert not plots["plot-hessian"].dirty
+            await pilot.press("1")
 
             # Inspect (i): the table shows core.analysis.neuron_table at the current point.
             await pilot.press("i")
@@ -116,6 +125,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             # Split (x) neuron 0 with μ = 0.3: width 3, same function.
             x = np.asarray(screen.objective.data.x)
             f_before = np.asarray(forward(screen.run.spec, screen.run.theta, x))
+            # Invalid input in the prompt is refused with a message; nothing changes.
+            await pilot.press("x")
+            await pilot.pause(0.1)
+            app.screen.query_one("#prompt-input").value = "zero"
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert app.screen is screen and screen.run.spec.widths == (2,)
+            assert any("split:" in str(n.message) for n in app._notifications)
             await pilot.press("x")
             await pilot.pause(0.1)
             prompt = app.screen.query_one("#prompt-input")

@@ -41,8 +41,8 @@ class ReplayScreen(Screen):
 
     BINDINGS: ClassVar[list] = [
         Binding("space", "toggle_play", "Play/Pause", id="replay.play", priority=True),
-        Binding("right", "step(1)", "Step →", id="replay.next", priority=True),
-        Binding("left", "step(-1)", "← Step", id="replay.prev", priority=True),
+        Binding("right", "step(1)", "Step", id="replay.next", priority=True),
+        Binding("left", "step(-1)", "Back", id="replay.prev", priority=True),
         Binding(
             "pagedown,right_square_bracket",
             "jump(1)",
@@ -305,6 +305,9 @@ class ReplayScreen(Screen):
 
     def on_task_done(self, message: TaskDone) -> None:
         if message.kind == "build":
+            import gc
+
+            gc.freeze()  # keep full collections (and their pauses) small; see run.py
             self.problem = message.result
         elif message.kind == "inspect":
             self.last_inspection = message.result

@@ -8,9 +8,10 @@ the point (refine, surgery) run only while nothing flows, in one-off workers
 (``busy``), and are logged as session events.
 
 Redraws are throttled: messages only update :class:`~explorer.worker.RunState`;
-a 5 Hz timer refreshes the status line and, at most every ``PLOT_SECONDS`` while
-the flow runs (at once when idle), pushes new data to the plots that are on
-screen — which build their figures off the event loop (:mod:`explorer.widgets.plots`).
+a 5 Hz timer refreshes the status line and pushes new data to the plots that are on
+screen — while the flow runs, one plot per tick and each at most every
+``PLOT_SECONDS``; when idle, all at once.  Figures are drawn off the event loop
+(:mod:`explorer.widgets.plots`).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ from explorer.worker import (
 )
 
 REDRAW_HZ = 5
-# Live plots refresh at most this often: a figure costs ~0.1 s of (GIL-holding) Python.
-PLOT_SECONDS = 0.5
+# While the flow runs, each visible plot is refreshed at most this often, one plot
+# per timer tick (a figure costs ~50-100 ms of drawing, done in another process).
+PLOT_SECONDS = 0.8
 PLOTS = ("plot-loss", "plot-hessian", "plot-spectrum", "plot-weights")
 IDLE_STATES = ("paused", "done", "error")
 
@@ -110,7 +112,7 @@ class RunScreen(Screen):
         self._segment = 0
         self._version = 0
         self._plotted: dict[str, int] = {}
-        self._last_plot = 0.0
+        self._last_plot: dict[str, float] = {}
         self.last_refine: Any = None
         self.last_inspection: dict | None = None
 
@@ -167,21 +169,34 @@ class RunScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="task")
     def _build_worker(self) -> None:
         def job():
+            # Everything slow happens here, off the event loop: the build, the first
+            # JIT compilations (loss, gradient) and the import of the dynamics stack.
+            import core.flow  # noqa: F401
             from core.problem import build_problem
 
-            return build_problem(self.config)
+            problem = build_problem(self.config)
+            theta0 = np.asarray(problem.theta0)
+            loss = float(problem.objective.loss(theta0))
+            gnorm = float(np.max(np.abs(np.asarray(problem.objective.grad(theta0)))))
+            return problem, loss, gnorm
 
         run_task("build", job, self.post_message)
 
-    def _on_built(self, problem: Any) -> None:
+    def _on_built(self, built: tuple) -> None:
+        import gc
+
         from core.session import SessionRecorder
 
+        problem, loss0, gnorm0 = built
+        # JAX, diffrax and Textual leave ~10⁶ long-lived objects; a full collection
+        # scanning them stalls the event loop for ~0.5 s.  Freeze them out of the GC.
+        gc.freeze()
         self.problem = problem
         self.objective = problem.objective
         theta0 = np.asarray(problem.theta0)
         self.run = RunState(problem.spec, theta0)
-        self.run.loss = float(self.objective.loss(theta0))
-        self.run.grad_norm = float(np.max(np.abs(self.objective.grad(theta0))))
+        self.run.loss = loss0
+        self.run.grad_norm = gnorm0
         self.recorder = SessionRecorder(self.config, problem.spec)
         self.log_event(
             f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→"
@@ -639,19 +654,21 @@ class RunScreen(Screen):
             return
         now = time.monotonic()
         live = self.state in ("compiling", "running", "pausing")
-        if live and now - self._last_plot < PLOT_SECONDS:
-            return
         stale = [
             pid
             for pid in PLOTS
             if self._plotted.get(pid) != self._version
             and self.query_one("#" + pid, LinePlot).on_screen
+            and not (live and now - self._last_plot.get(pid, 0.0) < PLOT_SECONDS)
         ]
+        if live:
+            # One figure per tick, the longest-waiting first: spreads the repaint work.
+            stale = sorted(stale, key=lambda pid: self._last_plot.get(pid, 0.0))[:1]
         if stale:
-            self._last_plot = now
             update_plots(self, self.run, stale)
             for pid in stale:
                 self._plotted[pid] = self._version
+                self._last_plot[pid] = now
 
     def _update_status(self) -> None:
         run = self.run

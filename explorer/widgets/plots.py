@@ -17,16 +17,23 @@ braille dot column (:func:`envelope_indices`: the min and max of each column, wh
 all a terminal can show), (ii) only plots that are on screen are rendered, and only
 when their data or size changed, and (iii) in background mode (the default)
 the figure text is built in a worker thread and swapped in when ready; the event loop
-only ever blits cached text.  Synchronous mode (``LinePlot.background = False``) is for
+only ever blits cached text.  The figure itself is drawn in a separate process
+(:func:`draw_in_process`, one shared forkserver worker): plotext is pure Python, and in
+a thread it would hold the GIL that the event loop needs for every key press; the
+thread only thins the data and waits.  Synchronous mode (``LinePlot.background = False``) is for
 deterministic snapshots.
 """
 
 from __future__ import annotations
 
+import atexit
+import concurrent.futures
 import math
+import multiprocessing
+import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from rich.text import Text
@@ -102,6 +109,76 @@ def envelope_indices(x: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(np.concatenate(keep))
 
 
+def thin(spec: PlotSpec, width: int) -> PlotSpec:
+    """``spec`` with each series cut to the points visible at ``width`` columns.
+
+    Envelope (:func:`envelope_indices`, 2 braille dots per column) in display
+    coordinates (log10 where the axis is logarithmic); non-finite and, on log axes,
+    non-positive points are dropped, as the backend would.  Drawing the result gives
+    the same figure, at a cost bounded by the width rather than the history length.
+    """
+    out = []
+    for s in spec.series:
+        x = finite_log10(s.x) if spec.log_x else np.asarray(s.x, float)
+        y = finite_log10(s.y) if spec.log_y else np.asarray(s.y, float)
+        ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+        keep = ok[envelope_indices(x[ok], y[ok], 2 * max(width, 10))]
+        out.append(replace(s, x=np.asarray(s.x, float)[keep], y=np.asarray(s.y, float)[keep]))
+    return replace(spec, series=tuple(out))
+
+
+_POOL: concurrent.futures.ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _draw(spec: PlotSpec, width: int, height: int) -> str:
+    return PlotextBackend().render(spec, width, height)
+
+
+def _shutdown_pool() -> None:
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+
+
+def start_drawing_process() -> concurrent.futures.ProcessPoolExecutor:
+    """Start (once) the shared drawing process; returns the pool.
+
+    Call it from the main thread early (the app does, on mount).  Under Textual,
+    ``sys.stderr`` is a capture object without a file descriptor, which
+    multiprocessing's helper processes need: the real stderr is lent for the start.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            ctx = multiprocessing.get_context("forkserver")  # never fork JAX's threads
+            pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx)
+            saved = sys.stderr
+            try:
+                if sys.__stderr__ is not None:
+                    sys.stderr = sys.__stderr__
+                pool.submit(int)  # spawns the worker now, with a real stderr
+            finally:
+                sys.stderr = saved
+            _POOL = pool
+            atexit.register(_shutdown_pool)
+        return _POOL
+
+
+def draw_in_process(spec: PlotSpec, width: int, height: int) -> str:
+    """:meth:`PlotextBackend.render` of :func:`thin` ``(spec)`` in the drawing process.
+
+    Falls back to drawing in the calling thread if the process cannot be used.
+    """
+    global _POOL
+    spec = thin(spec, width)  # small pickles, bounded work
+    try:
+        return start_drawing_process().submit(_draw, spec, width, height).result()
+    except (concurrent.futures.process.BrokenProcessPool, OSError, RuntimeError, ValueError):
+        with _POOL_LOCK:
+            _POOL = None
+        return _draw(spec, width, height)
+
+
 def decade_ticks(lo: float, hi: float, max_ticks: int = 6) -> tuple[list[float], list[str]]:
     """Tick positions in log10 space spanning [lo, hi] and labels of the original values.
 
@@ -143,7 +220,7 @@ class PlotextBackend:
             ok = np.isfinite(x) & np.isfinite(y)
             if ok.any():
                 x, y = x[ok], y[ok]
-                # Braille has 2 dots per column: nothing finer can be seen.
+                # Braille has 2 dots per column: nothing finer can be seen (see thin()).
                 keep = envelope_indices(x, y, 2 * max(width, 10))
                 x, y = x[keep], y[keep]
                 drawn.append((x, y, s))
@@ -264,7 +341,14 @@ class LinePlot(Widget):
         plot, backend = self.plot, self.backend
 
         def build() -> None:
-            text = Text.from_ansi(backend.render(plot, key[1], key[2]), no_wrap=True)
+            try:
+                if type(backend) is PlotextBackend:
+                    ansi = draw_in_process(plot, key[1], key[2])
+                else:
+                    ansi = backend.render(plot, key[1], key[2])
+                text = Text.from_ansi(ansi, no_wrap=True)
+            except Exception as exc:  # always answer, or the plot would never redraw
+                text = Text(f"plot failed: {type(exc).__name__}: {exc}", style="red")
             self.post_message(self.Rendered(key, text))
 
         self.run_worker(build, thread=True, group="plot-render", exit_on_error=False)

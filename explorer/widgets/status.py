@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.widgets import Static
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -36,3 +38,12 @@ class StatusLine(Static):
     DEFAULT_CSS = "StatusLine { height: 1; }"
 
     show_clock = True
+    _shown: object = None
+
+    def update(self, content: Any = "", *, layout: bool = False) -> None:
+        """Repaint only when the text changed, and without a layout pass: the line's
+        size is fixed, and a screen-wide layout 5×/s costs the event loop ~30 ms each."""
+        if content == self._shown:
+            return
+        self._shown = content
+        super().update(content, layout=layout)

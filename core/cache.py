@@ -50,3 +50,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
+
+
+# The name the app's entry point looks for (explorer.app.ExplorerApp._enable_compilation_cache).
+enable = enable_compilation_cache

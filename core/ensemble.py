@@ -79,9 +79,17 @@ def _vmapped(objective: Objective, settings: DynamicsSettings):
     key = (id(init), id(advance))
     hit = _VMAPPED.get(key)
     if hit is None:
-        vinit = jax.jit(jax.vmap(init, in_axes=(None, None, 0, None)))
-        vadvance = jax.jit(jax.vmap(advance, in_axes=(0, None, None, None, None, None, None)))
-        hit = _VMAPPED[key] = (vinit, vadvance, init, advance)
+        # The objective's data (``consts``) are shared by all members: not mapped.
+        vinit = jax.jit(jax.vmap(init.fn, in_axes=(None, None, 0, None, None)))
+        vadvance = jax.jit(
+            jax.vmap(advance.fn, in_axes=(0, None, None, None, None, None, None, None))
+        )
+        hit = _VMAPPED[key] = (
+            flow._BoundConsts(vinit, init.consts),
+            flow._BoundConsts(vadvance, advance.consts),
+            init,
+            advance,
+        )
         if len(_VMAPPED) > 16:
             _VMAPPED.pop(next(iter(_VMAPPED)))
     return hit[0], hit[1]

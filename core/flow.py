@@ -235,9 +235,66 @@ def _make_solver(name: str, rtol: float, atol: float):
     return solver, diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.4)
 
 
+def _hoist_constants(fn, example: Array):
+    """θ ↦ fn(θ) as ``pure(θ, consts)`` with its closed-over arrays (the data) as arguments.
+
+    Why: an objective's callables close over its data set; traced into the flow's jitted
+    loop, those arrays would become constants of the XLA program, so every data set (every
+    seed, every launch of a sweep) would be a new program to compile (10–30 s for Kvaerno5
+    on a busy 2-core CPU).  As arguments, all problems of the same shapes share one
+    program, which the persistent compilation cache (:mod:`core.cache`) then reuses.
+    """
+    closed = jax.make_jaxpr(fn)(example)
+    out_tree = jax.tree_util.tree_structure(jax.eval_shape(fn, example))
+
+    def pure(theta: Array, consts: list) -> Any:
+        flat = jax.core.eval_jaxpr(closed.jaxpr, consts, theta)
+        return jax.tree_util.tree_unflatten(out_tree, flat)
+
+    return pure, [jnp.asarray(c) for c in closed.consts]
+
+
+class _BoundConsts:
+    """A jitted ``fn(*args, consts)`` with its constants bound: ``self(*args)``.
+
+    ``fn`` and ``consts`` stay reachable so that :mod:`core.ensemble` can ``vmap`` the
+    function with the constants unbatched.
+    """
+
+    def __init__(self, fn, consts) -> None:
+        self.fn, self.consts = fn, consts
+
+    def __call__(self, *args):
+        return self.fn(*args, self.consts)
+
+
 def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: float):
-    """(init, advance) jitted functions for the gradient flow."""
-    vf = gradient_vector_field(objective)
+    """(init, advance) jitted functions for the gradient flow, data passed as arguments.
+
+    The diffrax ``args`` are (τ⁻¹, consts) where consts are the objective's arrays
+    (see :func:`_hoist_constants`).
+    """
+    example = jnp.zeros(objective.n_params)
+    grad_p, grad_c = _hoist_constants(objective.grad, example)
+    hess_p, hess_c = _hoist_constants(objective.hessian, example)
+    vag_p, vag_c = _hoist_constants(objective.value_and_grad, example)
+    consts0 = (grad_c, hess_c, vag_c)
+
+    @jax.custom_jvp
+    def field(tauinv: Array, consts, theta: Array) -> Array:
+        return -tauinv * grad_p(theta, consts[0])
+
+    @field.defjvp
+    def field_jvp(primals, tangents):
+        # The data carry no tangent (zeros): only τ⁻¹ and θ are differentiated.
+        tauinv, consts, theta = primals
+        dtau, _, dtheta = tangents
+        g = grad_p(theta, consts[0])
+        return -tauinv * g, -dtau * g - tauinv * (hess_p(theta, consts[1]) @ dtheta)
+
+    def vf(t, y, args):
+        return field(args[0], args[1], y)
+
     solver, controller = _make_solver(solver_name, rtol, atol)
     if solver_name == "kencarp5":
         zero = diffrax.ODETerm(lambda t, y, args: jnp.zeros_like(y))
@@ -245,14 +302,14 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
     else:
         terms = diffrax.ODETerm(vf)
     error_order = solver.error_order(terms)
-    value_and_grad = objective.value_and_grad
 
-    def init(t0, t_first, y0, tauinv):
+    def init(t0, t_first, y0, tauinv, consts):
+        args = (tauinv, consts)
         tnext, cstate = controller.init(
-            terms, t0, t_first, y0, None, tauinv, solver.func, error_order
+            terms, t0, t_first, y0, None, args, solver.func, error_order
         )
         tnext = jnp.minimum(tnext, t_first)
-        sstate = solver.init(terms, t0, tnext, y0, tauinv)
+        sstate = solver.init(terms, t0, tnext, y0, args)
         return dict(
             t=jnp.asarray(t0, jnp.float64),
             tnext=jnp.asarray(tnext, jnp.float64),
@@ -265,8 +322,13 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             status=jnp.asarray(_RUNNING, jnp.int64),
         )
 
-    def advance(carry, save_ts, n_valid, budget, max_steps, grad_tol, tauinv):
+    def advance(carry, save_ts, n_valid, budget, max_steps, grad_tol, tauinv, consts):
         _TRACES["flow"] = _TRACES.get("flow", 0) + 1  # trace-time counter (tests)
+        args = (tauinv, consts)
+
+        def value_and_grad(theta):
+            return vag_p(theta, consts[2])
+
         k, p = save_ts.shape[0], carry["y"].shape[0]
         out = dict(
             t=jnp.zeros(k),
@@ -289,11 +351,11 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             hit = c["tnext"] >= t_save - 1e-12 * jnp.abs(t_save)
             tn = jnp.where(hit, t_save, c["tnext"])
             y1, y_err, _, sstate1, res = solver.step(
-                terms, t, tn, y, tauinv, c["sstate"], c["made_jump"]
+                terms, t, tn, y, args, c["sstate"], c["made_jump"]
             )
             y_err = jnp.where(jnp.isnan(y_err), jnp.inf, y_err)
             keep, _, tnext1, made_jump1, cstate1, cres = controller.adapt_step_size(
-                t, tn, y, y1, tauinv, y_err, error_order, c["cstate"]
+                t, tn, y, y1, args, y_err, error_order, c["cstate"]
             )
             finite = jnp.all(jnp.isfinite(y1))
             keep = keep & finite & diffrax.is_okay(res)
@@ -359,7 +421,7 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         final = dict(t=carry["t"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
         return carry, out, final
 
-    return jax.jit(init), jax.jit(advance)
+    return _BoundConsts(jax.jit(init), consts0), _BoundConsts(jax.jit(advance), consts0)
 
 
 # ------------------------------------------------------------------------- discrete

@@ -17,10 +17,21 @@ Two methods, both with the exact Hessian H = ∇²L (``objective.hessian``):
   Newton step is undefined.  Indefinite H needs no special care: λ_i/(λ_i²+μ) has the
   sign of λ_i, so each eigen-direction is driven to ∇L = 0, not downhill.
 * ``"auto"`` — trust-region, then a Newton polish if the gradient is not yet below gtol.
+
+:func:`flow_to_fixed_point` combines the flow with Newton: teacher-student landscapes are
+extremely ill-conditioned near their minima (at a recovered softplus teacher, d = 2,
+5 neurons: λ_min/λ_max ≈ 1e-9…1e-12), so the flow needs t ≳ 1/λ_min ≈ 1e9…1e12 to get
+there and its stiff solver crawls (steps of ~1e-3·t, limited by the Newton-chord
+iterations of the implicit stages, not by the truncation error).  Newton converges
+quadratically in that basin in a handful of iterations, so once the flow's gradient is
+small the driver tries a short Newton solve and accepts it only if it lands on a
+*minimum* (Hessian index 0) no higher than the flow state, i.e. where the flow is headed;
+a Newton solve that lands on a saddle or uphill is discarded and the flow continues.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -114,7 +125,11 @@ def newton(objective: Objective, theta, gtol: float = 1e-12, max_iter: int = 200
         active = np.abs(lam) > cutoff
         gq = q.T @ g
         if mu is None:
-            mu = 1e-12 * scale**2  # nearly a full Newton step to begin with
+            # A full Newton step on every resolved direction to begin with: λ² ≥ cutoff² ≫ μ
+            # keeps λ/(λ²+μ) ≈ 1/λ even for λ/max|λ| ~ 1e-12, as at ill-conditioned
+            # teacher-student minima (a larger μ would stall those directions for dozens
+            # of iterations while μ decays).
+            mu = cutoff**2
         accepted = False
         while mu <= 1e20 * scale**2:
             coef = np.where(active, lam / (lam * lam + mu), 0.0)
@@ -164,4 +179,116 @@ def refine(
     return RefineResult(
         second.theta, second.loss, second.grad_inf_norm, first.iterations + second.iterations,
         second.converged, f"{first.reason}; then newton: {second.reason}", "newton",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------- flow, then Newton
+
+
+@dataclass(frozen=True)
+class FixedPointResult:
+    """Outcome of :func:`flow_to_fixed_point`.
+
+    Attributes:
+        theta: (P,) the final point (the accepted Newton solution, else the flow's last state).
+        loss, grad_inf_norm: L and ‖∇L‖∞ there.
+        converged: whether ‖∇L‖∞ < gtol.
+        index: number of Hessian eigenvalues < −tol there (0: a minimum).
+        t: flow time reached before the switch.
+        flow_steps: accepted solver steps of the flow.
+        newton_attempts: Newton solves tried (accepted or not).
+        jump: ‖θ_final − θ_flow‖∞, the distance Newton moved from the flow's last state.
+        wall: seconds, compilation included.
+        reason: how it ended, in words.
+    """
+
+    theta: np.ndarray
+    loss: float
+    grad_inf_norm: float
+    converged: bool
+    index: int
+    t: float
+    flow_steps: int
+    newton_attempts: int
+    jump: float
+    wall: float
+    reason: str
+
+
+def _hessian_index(objective: Objective, theta) -> int:
+    """#(λ < −tol) of ∇²L(θ), tol as in :func:`core.analysis.default_eigen_tol`."""
+    from core.analysis import default_eigen_tol
+
+    lam = np.linalg.eigvalsh(np.asarray(objective.hessian(jnp.asarray(theta)), np.float64))
+    tol = default_eigen_tol(float(np.max(np.abs(lam))) if lam.size else 0.0, lam.size)
+    return int(np.sum(lam < -tol))
+
+
+def flow_to_fixed_point(
+    objective: Objective,
+    theta0,
+    settings=None,
+    *,
+    gtol: float = 1e-12,
+    switch_grad: float = 1e-3,
+    newton_iter: int = 30,
+) -> FixedPointResult:
+    """Gradient flow from θ0 (P,), switching to Newton once it is in a minimum's basin.
+
+    The flow (:func:`core.flow.run_dynamics` with ``settings``; default: t_max = 1e10, as
+    MLPGradientFlow.jl uses) runs in chunks.  After a chunk whose last state θ_f has
+    ‖∇L(θ_f)‖∞ < ``switch_grad``, a damped Newton solve (:func:`newton`, ≤ ``newton_iter``
+    iterations) is tried from θ_f, and accepted when it converges (‖∇L‖∞ < gtol) to a point
+    with L ≤ L(θ_f) and Hessian index 0.  Attempts are spaced out (the gradient fell
+    10× since the last one, or 4× the last attempt's cost in flow time has passed), so a
+    failing Newton solve costs at most ~20 % of the run.  If the flow ends first (t_max,
+    max_seconds, …), :func:`refine` (``"auto"``) finishes from its last state and its
+    result is returned whatever it is (a saddle, too: ``index`` says which).
+    """
+    from core.flow import DynamicsSettings, run_dynamics
+
+    if settings is None:
+        settings = DynamicsSettings(t_max=1e10)
+    if not (switch_grad > 0):
+        raise ValueError(f"switch_grad: must be > 0, got {switch_grad!r}")
+    if not (isinstance(newton_iter, int) and newton_iter >= 1):
+        raise ValueError(f"newton_iter: must be an integer ≥ 1, got {newton_iter!r}")
+    start = time.perf_counter()
+    theta0 = np.asarray(theta0, np.float64)
+    last = None
+    attempts = 0
+    last_g, next_try = np.inf, 0.0
+    for chunk in run_dynamics(objective, theta0, settings):
+        if len(chunk.t):
+            last = chunk
+        if last is None or chunk.done:
+            continue
+        g, now = float(last.grad_norm[-1]), time.perf_counter()
+        if not (g < switch_grad and (g < 0.1 * last_g or now >= next_try)):
+            continue
+        attempts += 1
+        theta_f, loss_f = last.theta[-1], float(last.loss[-1])
+        res = newton(objective, theta_f, gtol, newton_iter)
+        if res.converged and res.loss <= loss_f * (1 + 1e-9) + 1e-300:
+            index = _hessian_index(objective, res.theta)
+            if index == 0:
+                return FixedPointResult(
+                    res.theta, res.loss, res.grad_inf_norm, True, 0, float(last.t[-1]),
+                    chunk.steps, attempts, float(np.max(np.abs(res.theta - theta_f))),
+                    time.perf_counter() - start,
+                    f"newton from the flow at t = {last.t[-1]:.3g} (‖∇L‖∞ = {g:.2g}): "
+                    f"{res.reason}",
+                )  # fmt: skip
+        last_g = g
+        spent = time.perf_counter() - now
+        next_try = time.perf_counter() + 4 * spent
+    if last is None:  # pragma: no cover - run_dynamics always yields a row
+        raise RuntimeError("the flow produced no state")
+    theta_f = last.theta[-1]
+    res = refine(objective, theta_f, "auto", gtol)
+    return FixedPointResult(
+        res.theta, res.loss, res.grad_inf_norm, res.converged,
+        _hessian_index(objective, res.theta), float(last.t[-1]), last.steps, attempts + 1,
+        float(np.max(np.abs(res.theta - theta_f))), time.perf_counter() - start,
+        f"flow ended ({last.reason}) at t = {last.t[-1]:.3g}; refine: {res.reason}",
     )  # fmt: skip

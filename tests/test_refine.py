@@ -93,3 +93,46 @@ def test_refine_bad_input_names_argument(teacher_problem):
         refine(obj, np.zeros(3))
     with pytest.raises(ValueError, match="theta"):
         refine(obj, np.full(obj.n_params, np.nan))
+
+
+def test_newton_takes_full_steps_on_ill_conditioned_quadratic():
+    """L = ½ θᵀHθ with λ(H) over 10 decades (as at teacher-student minima): Newton lands on
+    θ* = 0 in a couple of iterations (a damped start would stall the λ = 1e-10 direction)."""
+    from core.objectives import Objective
+
+    q = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))[0]
+    h = jnp.asarray(q @ np.diag([1e-10, 1e-5, 0.1, 1.0]) @ q.T)
+    loss = jax.jit(lambda th: 0.5 * th @ h @ th)
+    obj = Objective(
+        make_spec(1, [1], bias=True), loss, jax.jit(jax.grad(loss)),
+        jax.jit(jax.value_and_grad(loss)), jax.jit(lambda th: h), None, "quadratic",
+    )  # fmt: skip
+    theta0 = np.array([1e-3, -2e-3, 3e-3, 1e-3])
+    res = refine(obj, theta0, method="newton", gtol=1e-16)
+    assert res.converged and res.iterations <= 3, res.reason
+    # Rounding of the Newton solve: cond(H)·ε·|θ0| ≈ 1e10 · 2e-16 · 4e-3 ≈ 1e-8; a damped
+    # step would leave the λ = 1e-10 component near its start (~1e-3).
+    np.testing.assert_allclose(res.theta, 0.0, atol=1e-7)
+
+
+def test_flow_to_fixed_point_switches_to_newton(teacher_problem):
+    """From near the teacher, flow then Newton lands on the teacher exactly, before t_max.
+
+    (On this ill-conditioned minimum Newton is only accepted late, t ~ 1e7–1e8, when the
+    flow is inside its quadratic basin; earlier tries are rejected, not wrongly accepted.)"""
+    from core.refine import flow_to_fixed_point
+
+    spec, teacher, _, obj = teacher_problem
+    theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
+    settings = DynamicsSettings(t_max=1e10, n_saves=200, max_seconds=60)
+    res = flow_to_fixed_point(obj, theta0, settings)
+    assert res.converged and res.index == 0, res.reason
+    assert res.loss < 1e-20 and res.grad_inf_norm < 1e-12
+    assert "newton from the flow" in res.reason
+    assert res.t < 1e10 and res.newton_attempts >= 1  # handed over before t_max
+    w_s = unflatten(spec, res.theta)["w1"]
+    w_t = np.asarray(unflatten(spec, teacher.theta)["w1"])
+    dist = np.abs(w_s[:, None, :] - w_t[None, :, :]).max(axis=2)
+    assert np.all(dist.min(axis=1) < 1e-8)
+    with pytest.raises(ValueError, match="switch_grad"):
+        flow_to_fixed_point(obj, theta0, settings, switch_grad=0.0)

@@ -39,7 +39,7 @@ def problem(d: int, r: int, n: int, seed: int, bias: bool = True):
     return obj, np.asarray(init_params(spec, jax.random.PRNGKey(seed)))
 
 
-def part_a(seeds: int, flow_seconds: float) -> None:
+def part_a(seeds: int, flow_seconds: float, adam_lrs: tuple[float, ...]) -> None:
     rows = []
     for seed in range(seeds):
         obj, theta0 = problem(2, 5, 10_000, seed)
@@ -48,7 +48,7 @@ def part_a(seeds: int, flow_seconds: float) -> None:
         wall = res.wall
         exact = res.loss < 1e-20 and res.grad_inf_norm < 1e-12
         best, best_lr = np.inf, None
-        for lr in (1e-4, 1e-3, 1e-2):
+        for lr in adam_lrs:
             s = DynamicsSettings(method="adam", lr=lr, t_max=1e12, max_seconds=wall)
             loss = float(run_to_end(obj, theta0, s).loss[-1])
             if loss < best:
@@ -150,10 +150,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=8)
     parser.add_argument("--flow-seconds", type=float, default=20.0)
+    parser.add_argument("--adam-lrs", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2])
     args = parser.parse_args()
     enable_compilation_cache()
     if args.part in ("a", "all"):
-        part_a(args.seeds, args.flow_seconds)
+        part_a(args.seeds, args.flow_seconds, tuple(args.adam_lrs))
     if args.part in ("b", "all"):
         part_b()
     if args.part in ("c", "all"):

@@ -14,6 +14,7 @@ entry point; the folder is, in order: the ``path`` argument, ``$LANDSCAPE_JAX_CA
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 ENV_VAR = "LANDSCAPE_JAX_CACHE"
@@ -35,8 +36,6 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     on a busy 2-core machine even "fast" compilations take a second.  An unwritable
     folder disables the cache instead of failing: a cache is an optimisation.
     """
-    import jax  # local: importing this module must stay cheap
-
     folder = Path(path).expanduser() if path is not None else default_cache_dir()
     if folder is None:
         return None
@@ -46,9 +45,22 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         return None
     if not os.access(folder, os.W_OK):
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    settings = {
+        "jax_compilation_cache_dir": str(folder),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    if "jax" in sys.modules:
+        import jax
+
+        for name, value in settings.items():
+            jax.config.update(name, value)
+    else:
+        # Importing jax takes 1–3 s; a UI calling this before its first frame should not
+        # pay for it.  JAX reads its options from upper-case environment variables at
+        # import, so set those instead.
+        for name, value in settings.items():
+            os.environ[name.upper()] = str(value)
     return folder
 
 

@@ -232,6 +232,7 @@ class RunState:
     loss: float = float("nan")
     grad_norm: float = float("nan")
     steps: int = 0
+    steps_offset: int = 0  # solver steps of earlier flow segments (before a resume)
     wall: float = 0.0
     segments: list[Segment] = field(default_factory=list)
     spec_t: list[float] = field(default_factory=list)
@@ -249,7 +250,7 @@ class RunState:
     def add_chunk(self, chunk: Any) -> None:
         """Append a chunk; keeps only finite states (θ, loss) as the current point."""
         if len(chunk.t) == 0:
-            self.steps = int(chunk.steps)
+            self.steps = self.steps_offset + int(chunk.steps)
             return
         seg = self.segments[-1]
         theta = np.asarray(chunk.theta)
@@ -264,7 +265,7 @@ class RunState:
             self.t = float(chunk.t[last])
             self.loss = float(chunk.loss[last])
             self.grad_norm = float(chunk.grad_norm[last])
-        self.steps = int(chunk.steps)
+        self.steps = self.steps_offset + int(chunk.steps)
         self.wall = float(chunk.wall)
         if one_hidden_layer(self.spec):
             for ti, th in zip(chunk.t, theta, strict=True):

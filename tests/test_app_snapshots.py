@@ -15,6 +15,7 @@ import math
 import time
 
 import pytest
+from textual.widgets import DataTable
 
 from core.config import default_config, parse_config
 
@@ -91,6 +92,20 @@ async def _wait(pilot, cond, what: str, timeout: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+async def settle(pilot) -> None:
+    """No worker running (problem build, inspection) and no animation (tab underline)."""
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
+    # A DataTable sizes its columns on idle after rows change; a frame taken before that
+    # shows header-wide columns (Textual-internal flag, hence getattr).
+    for table in pilot.app.screen.query(DataTable):
+        await _wait(
+            pilot, lambda t=table: not getattr(t, "_require_update_dimensions", False), "table"
+        )
+    await pilot.pause(0.2)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_replay_screen(snap_compare, saved_session, size) -> None:
     from explorer.app import ExplorerApp
@@ -99,7 +114,7 @@ def test_replay_screen(snap_compare, saved_session, size) -> None:
 
     async def scrub(pilot) -> None:
         await pilot.press("home", "pagedown", "pagedown", "pagedown")
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=scrub)
 
@@ -115,6 +130,6 @@ def test_replay_inspector(snap_compare, saved_session, size) -> None:
         await _wait(pilot, lambda: rs.problem is not None, "problem rebuilt")
         await pilot.press("i")
         await _wait(pilot, lambda: rs.last_inspection is not None, "inspection")
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=inspect)

@@ -13,13 +13,18 @@ from textual.widgets import Label, Static
 
 def key_table(screens: list[type[Screen]]) -> str:
     """One line per binding: key, description, binding id; grouped by screen."""
+    from textual.keys import format_key
+
     lines = []
     for screen in screens:
         lines.append(f"[b]{screen.__name__.removesuffix('Screen')}[/b]")
         for b in screen.BINDINGS:
             if isinstance(b, Binding):
-                keys = ", ".join(k.strip() for k in b.key.split(","))
-                lines.append(f"  {keys:<14} {b.description or b.action}")
+                # Readable names ("?", "pgdn", "]"), not Textual's ("question_mark", …).
+                keys = " / ".join(format_key(k.strip()) for k in b.key.split(","))
+                # Pad first, then escape "[" (Textual markup), so columns stay aligned.
+                line = f"  {keys:<12} {b.description or b.action}"
+                lines.append(line.replace("[", "\\["))
         lines.append("")
     return "\n".join(lines)
 

@@ -222,6 +222,7 @@ class RunScreen(Screen):
         self.error = None
         self._t_start = time.monotonic()
         self._wall_offset = self.run.wall
+        self.run.steps_offset = self.run.steps  # the generator counts from 0 again
         self._flow(self.objective, self.run.theta, t0, settings, self._segment)
         self._touch()
 
@@ -626,7 +627,7 @@ class RunScreen(Screen):
             theta=np.asarray(theta)[None, :],
             loss=np.array([loss]),
             grad_norm=np.array([grad_norm]),
-            steps=self.run.steps,
+            steps=self.run.steps - self.run.steps_offset,  # add_chunk adds the offset
             wall=self.run.wall,
             done=False,
             reason=None,
@@ -736,7 +737,7 @@ def _spectrum_plot(screen: Screen, run: RunState) -> None:
             title=f"spectrum log10|λ|: index {run.spectrum.index}, zero {run.spectrum.n_zero}  (3)",
         )
     else:
-        spec_plot.set_series([])
+        spec_plot.set_series([], title="spectrum log10|λ|  (3)")  # no stale index
 
 
 def _weights_plot(screen: Screen, run: RunState) -> None:
@@ -775,7 +776,8 @@ def inspect_point(spec: Any, theta: np.ndarray, objective: Any, teacher: Any, t:
         result["responses"] = [neuron_response(spec, theta, i, grid) for i in range(k)]
     else:
         result["response_note"] = (
-            f"response plots need d ≤ 2 and scalar output (d = {spec.input_dim})"
+            f"no response plot: needs d ≤ 2 and one output (d = {spec.input_dim}, "
+            f"{spec.output_dim} output{'s' if spec.output_dim != 1 else ''})"
         )
     n_ch = len(result["channels"])
     result["note"] = f"t={t:.4g}: {k} neurons, {n_ch} channel{'s' if n_ch != 1 else ''}"

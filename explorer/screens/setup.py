@@ -42,18 +42,15 @@ def _activations() -> tuple[str, ...]:
 
 
 def form_fields() -> list[tuple[str, list[Field]]]:
-    """The form, section by section."""
+    """The form, section by section (choices from :mod:`core.config`, so new kinds appear)."""
+    from core.config import DATA_KINDS, DYNAMICS_METHODS, REFINE_METHODS, SOLVERS, TEACHER_KINDS
+
     acts = _activations()
     return [
         (
             "Teacher",
             [
-                Field(
-                    "teacher.kind",
-                    "kind",
-                    "select",
-                    ("random", "orthonormal", "glu", "rosenbrock", "file"),
-                ),
+                Field("teacher.kind", "kind", "select", TEACHER_KINDS),
                 Field("teacher.input_dim", "input dim d", "input", value_type="int"),
                 Field("teacher.widths", "widths", "input", value_type="ints"),
                 Field("teacher.activation", "activation", "select", acts),
@@ -88,36 +85,29 @@ def form_fields() -> list[tuple[str, list[Field]]]:
         (
             "Data",
             [
-                Field(
-                    "data.kind",
-                    "kind",
-                    "select",
-                    ("gaussian", "uniform", "sobol", "gaussian-infinite"),
-                ),
+                Field("data.kind", "kind", "select", DATA_KINDS),
                 Field("data.samples", "samples N", "input", value_type="int"),
             ],
         ),
         (
             "Dynamics",
             [
-                Field("dynamics.method", "method", "select", ("flow", "gd", "sgd", "adam")),
-                Field(
-                    "dynamics.solver",
-                    "solver",
-                    "select",
-                    ("auto", "tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5"),
-                ),
+                Field("dynamics.method", "method", "select", DYNAMICS_METHODS),
+                Field("dynamics.solver", "solver", "select", SOLVERS),
                 Field("dynamics.rtol", "rtol", "input", value_type="float"),
                 Field("dynamics.atol", "atol", "input", value_type="float"),
                 Field("dynamics.lr", "learning rate", "input", value_type="float"),
                 Field("dynamics.t_max", "t max", "input", value_type="float"),
                 Field("dynamics.max_seconds", "wall budget s", "input", value_type="float"),
-                Field(
-                    "refine.method", "refine", "select", ("auto", "newton", "trust-region", "none")
-                ),
+                Field("refine.method", "refine", "select", REFINE_METHODS),
             ],
         ),
     ]
+
+
+def check_label(value: bool) -> str:
+    """A checkbox's label: its state in words."""
+    return "on" if value else "off"
 
 
 def widget_id(key: str) -> str:
@@ -253,7 +243,9 @@ class SetupScreen(Screen):
                     id=widget_id(f.key),
                 )
             elif f.kind == "check":
-                yield Checkbox("", value=bool(value), id=widget_id(f.key))
+                # The label spells the state: the check mark alone is told apart only by
+                # colour, which 16-colour terminals and screen readers lose.
+                yield Checkbox(check_label(bool(value)), value=bool(value), id=widget_id(f.key))
             else:
                 yield Input(format_value(value), id=widget_id(f.key))
         yield Static("", id=error_id(f.key), classes="field-error")
@@ -347,8 +339,12 @@ class SetupScreen(Screen):
     # -- events -----------------------------------------------------------------
 
     @on(Input.Changed)
-    @on(Checkbox.Changed)
     def _changed(self) -> None:
+        self.validate()
+
+    @on(Checkbox.Changed)
+    def _checked(self, event: Checkbox.Changed) -> None:
+        event.checkbox.label = check_label(event.value)
         self.validate()
 
     @on(Select.Changed)
@@ -377,9 +373,14 @@ class SetupScreen(Screen):
                 widget = self.query_one("#" + widget_id(f.key))
                 if isinstance(widget, Select):
                     if value is not None:
+                        if value not in {v for _, v in widget._options}:
+                            # A value the form does not list (e.g. a newer config kind).
+                            opts = [v for _, v in widget._options if v is not Select.NULL]
+                            widget.set_options([(c, c) for c in [*opts, value]])
                         widget.value = value
                 elif isinstance(widget, Checkbox):
                     widget.value = bool(value)
+                    widget.label = check_label(bool(value))
                 else:
                     widget.value = format_value(value)
         self._update_conditional()

@@ -10,6 +10,7 @@ opens the replay screen on a loaded :class:`core.session.Session`;
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,7 +83,12 @@ class ExplorerApp(App):
 
     @staticmethod
     def _enable_compilation_cache() -> None:
-        """Switch on the persistent JAX compilation cache (core.cache) when available."""
+        """Switch on the persistent JAX compilation cache (:mod:`core.cache`), unless the
+        caller (the CLI, a test session) has already chosen a cache folder."""
+        if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+            return
+        if "jax" in sys.modules and sys.modules["jax"].config.jax_compilation_cache_dir:
+            return
         try:
             from core import cache
         except ImportError:

@@ -6,10 +6,17 @@ S members θ_s(0) = θ0_s follow the same dynamics (``settings``) on the same ob
 
 each with its own adaptive step size, solver and controller state: the flow's jitted
 chunk function of :mod:`core.flow` (one member) is mapped over a leading member axis.
-Under ``vmap`` the inner ``lax.while_loop`` runs until every member has reached the
-chunk's last save time (members that are done idle, masked), and the small per-step
-operations of S members become one batched operation, which is where the speed-up over
-S sequential runs comes from (P ≲ 100 problems are dominated by per-operation overhead).
+Under ``vmap`` the inner
+``lax.while_loop`` runs until every member has reached the chunk's last save time
+(members that are done idle, masked), and the per-step operations of S members become
+one batched operation.
+
+What that buys depends on the hardware: on a GPU, S members cost little more than one.
+On a CPU the flow's per-step work is already one compiled loop with no Python in it, so
+batching removes little overhead: measured on 2 shared cores (bench/dynamics.py --part c)
+64 members of a P = 21 problem take about as long as 64 single runs with warm kernels
+(1.0× at N = 100), and the gain is the single compilation (a cold single run compiles
+for 5–20 s; the ensemble compiles once for all members).
 
 Saved states lie on the same :func:`core.flow.save_grid` as a single run, and each
 member's trajectory equals its single run up to the floating-point reassociation of

@@ -100,11 +100,14 @@ def part_b() -> None:
             run = run_to_end(obj, theta0, s)
             wall = time.perf_counter() - tic
             common, i, j = np.intersect1d(run.t, ref.t, return_indices=True)
-            err = np.max(np.abs(run.theta[i] - ref.theta[j])) if len(common) else np.nan
+            keep = common > 0  # t = 0 is the shared start, not a comparison
+            i, j = i[keep], j[keep]
+            err = np.max(np.abs(run.theta[i] - ref.theta[j])) if len(i) else np.nan
+            reached = float(run.t[-1])
             tag = " (auto)" if solver == resolve_solver(DynamicsSettings(), obj.n_params) else ""
             print(
                 f"| d={d}, r={r} | {obj.n_params} | {solver}{tag} | {wall:.2f} | {run.steps} "
-                f"| {err:.1e} ({run.reason}) |"
+                f"| {err:.1e} over {len(i)} saves ({run.reason} at t = {reached:.3g}) |"
             )
 
 

@@ -51,7 +51,10 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     from explorer.widgets.inspector import NeuronInspector
     from explorer.widgets.plots import LinePlot
 
-    cfg = tiny_config()
+    # Full-batch gradient descent with a small step: ~30 chunks of ~0.1 s, so the pause
+    # below always lands mid-run (a warm-cache tiny flow finishes in ~0.1 s, faster than
+    # the pilot can poll).  The flow itself runs in the app in test_app_snapshots.
+    cfg = tiny_config(method="gd", lr=1e-3)
     app = ExplorerApp(config=cfg, show_clock=False, hessian_every=0.0)
 
     async def scenario() -> None:

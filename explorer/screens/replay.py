@@ -14,13 +14,12 @@ import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent, TabPane
+from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent
 
 from explorer.screens.run import PLOTS, inspect_point, update_plots
 from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.plots import LinePlot
+from explorer.widgets.panels import trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
     RunState,
@@ -95,43 +94,7 @@ class ReplayScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
         yield ProgressBar(total=max(len(self.index) - 1, 1), show_eta=False, id="scrubber")
-        with TabbedContent(id="run-tabs", initial="tab-plots"):
-            with TabPane("Plots", id="tab-plots"), Grid(id="plot-grid"):
-                yield LinePlot(
-                    "loss  (1)",
-                    log_x=True,
-                    log_y=True,
-                    xlabel="t",
-                    id="plot-loss",
-                    classes="plot -current",
-                )
-                yield LinePlot(
-                    "Hessian λ  (2)",
-                    log_x=True,
-                    log_y=True,
-                    xlabel="t",
-                    id="plot-hessian",
-                    classes="plot",
-                )
-                yield LinePlot(
-                    "spectrum log10|λ|  (3)",
-                    scatter=True,
-                    xlabel="eigenvalue #",
-                    id="plot-spectrum",
-                    classes="plot",
-                )
-                yield LinePlot(
-                    "weights  (4)",
-                    log_x=True,
-                    log_y=True,
-                    xlabel="t",
-                    id="plot-weights",
-                    classes="plot",
-                )
-            with TabPane("Inspector", id="tab-inspector"):
-                yield NeuronInspector(id="inspector")
-            with TabPane("Log", id="tab-log"), Vertical():
-                yield RichLog(id="event-log", wrap=True, markup=True)
+        yield from trajectory_tabs()
         yield Footer()
 
     def on_mount(self) -> None:

@@ -17,7 +17,8 @@ Columns:
                 on the first N′ samples and scaled by N/N′ (its cost is linear in N), marked "~"
   grad        — our ``grad`` vs torch ``loss.backward()`` (both include the forward pass)
 Peak memory of our Hessian at k = 100, N = 10⁴ is measured in a fresh subprocess
-(ru_maxrss after − before the first call, so it includes XLA compilation).
+(the VmHWM high-water mark after − RSS before the first call, so it includes XLA
+compilation).
 """
 
 from __future__ import annotations
@@ -151,7 +152,6 @@ def bench_point(k: int, n: int, repeats: int) -> dict:
 
 def peak_memory_child(k: int, n: int) -> None:
     """Run in a subprocess: print JSON with the ru_maxrss growth of one Hessian call."""
-    import resource
 
     spec = make_spec(2, [k], "softplus", bias=True)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -168,7 +168,9 @@ def peak_memory_child(k: int, n: int) -> None:
     # Current RSS before (ru_maxrss is a high-water mark that imports may already have set).
     before = status("VmRSS:")
     jax.block_until_ready(obj.hessian(theta))  # compile + run
-    first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child started by a
+    # parent that had grown to GBs (the torch baselines) would report the parent's peak.
+    first = status("VmHWM:") - before
     # Run alone: reset the kernel's high-water mark (clear_refs 5), run again, read VmHWM.
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")

@@ -151,7 +151,7 @@ def bench_point(k: int, n: int, repeats: int) -> dict:
 
 
 def peak_memory_child(k: int, n: int) -> None:
-    """Run in a subprocess: print JSON with the ru_maxrss growth of one Hessian call."""
+    """Run in a subprocess: print JSON with the peak-RSS growth of one Hessian call."""
 
     spec = make_spec(2, [k], "softplus", bias=True)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)

@@ -270,12 +270,14 @@ def test_not_a_session_and_versions(tmp_path):
             load_session(path)
     # a hand-edited config.toml that disagrees with meta.json
     (path / "meta.json").write_text(json.dumps(meta))
-    text = (path / "config.toml").read_text().replace("seed = 1", "seed = 2")
+    seed = f"seed = {CFG.seed}"
+    assert seed in (path / "config.toml").read_text()
+    text = (path / "config.toml").read_text().replace(seed, f"seed = {CFG.seed + 1}")
     (path / "config.toml").write_text(text)
     with pytest.raises(SessionError, match=r"config\.toml: differs from the config"):
         load_session(path)
     # a config that is no longer valid
-    (path / "config.toml").write_text(text.replace("seed = 2", "seed = -5"))
+    (path / "config.toml").write_text(text.replace(f"seed = {CFG.seed + 1}", "seed = -5"))
     with pytest.raises(SessionError, match="config no longer valid: seed"):
         load_session(path)
 

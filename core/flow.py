@@ -194,6 +194,33 @@ def _tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
     return jnp.asarray(settings.tauinv, jnp.float64)
 
 
+def _record_save(out: dict, saved, time_key: str, time_value, y_new, value_and_grad):
+    """Evaluate (L, ‖∇L‖∞) at a save point and write it into slot ``out["n"]`` of the buffers.
+
+    Shared by the flow and the discrete loops.  A save whose loss or gradient is not
+    finite is not recorded (``bad_save``): the caller stops with "nonfinite" and keeps the
+    previous state.  Returns (out, record, bad_save, gnorm).
+    """
+    loss, g = jax.lax.cond(
+        saved,
+        lambda: value_and_grad(y_new),
+        lambda: (jnp.zeros((), y_new.dtype), jnp.zeros_like(y_new)),
+    )
+    gnorm = jnp.max(jnp.abs(g))
+    bad_save = saved & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
+    record = saved & ~bad_save
+    n = out["n"]
+    out = {
+        time_key: out[time_key].at[n].set(jnp.where(record, time_value, out[time_key][n])),
+        "y": out["y"].at[n].set(jnp.where(record, y_new, out["y"][n])),
+        "loss": out["loss"].at[n].set(jnp.where(record, loss, out["loss"][n])),
+        "gnorm": out["gnorm"].at[n].set(jnp.where(record, gnorm, out["gnorm"][n])),
+        "n": n + record.astype(jnp.int64),
+        "attempts": out["attempts"] + 1,
+    }
+    return out, record, bad_save, gnorm
+
+
 # ----------------------------------------------------------------------------- flow
 
 
@@ -373,23 +400,7 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             streak = jnp.where(finite, jnp.where(keep, 0, c["streak"]), c["streak"] + 1)
             steps = c["steps"] + keep.astype(jnp.int64)
             saved = keep & hit
-            loss, g = jax.lax.cond(
-                saved,
-                lambda: value_and_grad(y_new),
-                lambda: (jnp.zeros((), y_new.dtype), jnp.zeros_like(y_new)),
-            )
-            gnorm = jnp.max(jnp.abs(g))
-            bad_save = saved & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
-            record = saved & ~bad_save
-            n = o["n"]
-            o = dict(
-                t=o["t"].at[n].set(jnp.where(record, t1, o["t"][n])),
-                y=o["y"].at[n].set(jnp.where(record, y_new, o["y"][n])),
-                loss=o["loss"].at[n].set(jnp.where(record, loss, o["loss"][n])),
-                gnorm=o["gnorm"].at[n].set(jnp.where(record, gnorm, o["gnorm"][n])),
-                n=n + record.astype(jnp.int64),
-                attempts=o["attempts"] + 1,
-            )
+            o, record, bad_save, gnorm = _record_save(o, saved, "t", t1, y_new, value_and_grad)
             status = c["status"]
             status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
             status = jnp.where(steps >= max_steps, _MAX_STEPS, status)
@@ -506,23 +517,7 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
             opt_new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), opt1, c["opt"])
             steps = c["steps"] + finite.astype(jnp.int64)
             saved = finite & (k1 == save_k[o["n"]])
-            loss, gfull = jax.lax.cond(
-                saved,
-                lambda: value_and_grad(y_new),
-                lambda: (jnp.zeros(()), jnp.zeros_like(y_new)),
-            )
-            gnorm = jnp.max(jnp.abs(gfull))
-            bad_save = saved & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
-            record = saved & ~bad_save
-            n = o["n"]
-            o = dict(
-                k=o["k"].at[n].set(jnp.where(record, k1, o["k"][n])),
-                y=o["y"].at[n].set(jnp.where(record, y_new, o["y"][n])),
-                loss=o["loss"].at[n].set(jnp.where(record, loss, o["loss"][n])),
-                gnorm=o["gnorm"].at[n].set(jnp.where(record, gnorm, o["gnorm"][n])),
-                n=n + record.astype(jnp.int64),
-                attempts=o["attempts"] + 1,
-            )
+            o, record, bad_save, gnorm = _record_save(o, saved, "k", k1, y_new, value_and_grad)
             status = c["status"]
             status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
             status = jnp.where(steps >= max_steps, _MAX_STEPS, status)

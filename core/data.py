@@ -14,7 +14,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import norm, qmc
+from scipy.special import ndtri
 
 from core.objectives import Dataset
 from core.teachers import Teacher
@@ -32,12 +32,15 @@ def sample_inputs(kind: str, n_samples: int, input_dim: int, seed: int) -> jax.A
             jax.random.PRNGKey(seed), (n_samples, input_dim), minval=-s3, maxval=s3
         )
     if kind == "sobol":
+        # Imported here: scipy.stats costs ~1 s of start-up, and only Sobol needs it.
+        from scipy.stats import qmc
+
         with warnings.catch_warnings():
             # Sobol balance is best at powers of two, but any N is a valid QMC sample.
             warnings.simplefilter("ignore", UserWarning)
             u = qmc.Sobol(d=input_dim, scramble=True, seed=seed).random(n_samples)
         u = np.clip(u, 1e-12, 1 - 1e-12)
-        return jnp.asarray(norm.ppf(u))
+        return jnp.asarray(ndtri(u))  # Φ⁻¹(u)
     raise ValueError(f"unknown input kind {kind!r}; choose one of {', '.join(INPUT_KINDS)}")
 
 

@@ -65,8 +65,14 @@ class Problem:
         return make_objective(self.config, spec, self.teacher, self.data)
 
 
+@jax.jit
+def _split_seed(seed: jax.Array) -> jax.Array:
+    return jax.random.split(jax.random.PRNGKey(seed))
+
+
 def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
-    k_teacher, k_student = jax.random.split(jax.random.PRNGKey(seed))
+    """(k_teacher, k_student) from the config's seed (one compiled program: start-up time)."""
+    k_teacher, k_student = _split_seed(seed)
     return k_teacher, k_student
 
 

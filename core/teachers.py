@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core.activations import get_activation
-from core.networks import NetworkSpec, flatten, forward, make_spec
+from core.networks import NetworkSpec, flatten, forward_jit, make_spec
 
 Array = jax.Array
 
@@ -50,7 +50,7 @@ def network_teacher(spec: NetworkSpec, theta: Array, kind: str = "explicit") -> 
     if theta.shape != (spec.n_params,):
         raise ValueError(f"teacher θ has shape {theta.shape}, expected ({spec.n_params},)")
     return Teacher(
-        kind, spec.input_dim, spec.output_dim, lambda x: forward(spec, theta, x), spec, theta
+        kind, spec.input_dim, spec.output_dim, lambda x: forward_jit(spec, theta, x), spec, theta
     )
 
 

@@ -99,3 +99,20 @@ def test_spec_is_hashable_and_init_scale() -> None:
     # LeCun-normal × scale: Var(W1) = scale²/d = 4/50 (10⁴ entries → ~1.4% standard error).
     assert abs(float(jnp.var(p["w1"])) / (4 / 50) - 1) < 0.06
     assert float(jnp.max(jnp.abs(p["b1"]))) == 0.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 0.37])
+def test_init_params_is_bitwise_the_eager_lecun_draw(scale: float) -> None:
+    """init_params is one compiled program for start-up time, but a seed must keep its θ₀:
+    the values equal op-by-op eager evaluation of scale·N(0,1)/√k_{l−1} to the last bit."""
+    spec = make_spec(3, [3, 5], "identity", bias=[False, True, False], output_dim=2)
+    key = jax.random.PRNGKey(7)
+    parts, k = [], key
+    sizes = spec.layer_sizes
+    for l in range(1, spec.n_layers + 1):
+        k, sub = jax.random.split(k)
+        w = scale * jax.random.normal(sub, (sizes[l], sizes[l - 1])) / jnp.sqrt(sizes[l - 1])
+        parts.append(w.reshape(-1))
+        if spec.bias[l - 1]:
+            parts.append(jnp.zeros(sizes[l]))
+    np.testing.assert_array_equal(init_params(spec, key, scale), jnp.concatenate(parts))

@@ -55,7 +55,7 @@ def network_teacher(spec: NetworkSpec, theta: Array, kind: str = "explicit") -> 
 
 
 def random_teacher(spec: NetworkSpec, key: Array) -> Teacher:
-    """Teacher with i.i.d. standard normal weights and biases (as MLPGradientFlow's random teacher)."""
+    """Teacher with i.i.d. standard normal weights and biases (MLPGradientFlow's random teacher)."""
     return network_teacher(spec, jax.random.normal(key, (spec.n_params,)), "random")
 
 

@@ -24,7 +24,18 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf as _erf
 
+from core.spec import ALIASES, activation_names, canonical_activation
+
 Array = jax.Array
+
+__all__ = [
+    "ACTIVATIONS",
+    "ALIASES",
+    "Activation",
+    "activation_names",
+    "apply_per_neuron",
+    "get_activation",
+]
 Elementwise = Callable[[Array], Array]
 
 _SQRT2 = 2.0**0.5
@@ -133,23 +144,11 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
     ]
 }
-ALIASES = {"linear": "identity", "id": "identity", "g": "erf"}
-
-
-def activation_names() -> list[str]:
-    """All accepted activation names, canonical names first, then aliases."""
-    return sorted(ACTIVATIONS) + sorted(ALIASES)
 
 
 def get_activation(name: str) -> Activation:
     """Look up an activation by name (or alias); raise ``ValueError`` naming the options."""
-    key = ALIASES.get(name, name)
-    try:
-        return ACTIVATIONS[key]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of {', '.join(activation_names())}"
-        ) from None
+    return ACTIVATIONS[canonical_activation(name)]
 
 
 def apply_per_neuron(names: tuple[str, ...], z: Array, order: int = 0) -> Array:

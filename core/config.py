@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.activations import activation_names, get_activation
-from core.networks import NetworkSpec, make_spec
+from core.spec import NetworkSpec, activation_names, canonical_activation, make_spec
 
 TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit")
 DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite")
@@ -382,7 +381,7 @@ class _Validator:
         if not isinstance(value, str):
             raise self.fail(name, f"must be an activation name, got {_fmt(value)}")
         try:
-            get_activation(value)
+            canonical_activation(value)
         except ValueError:
             close = difflib.get_close_matches(value, activation_names(), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -66,3 +66,11 @@ def test_apply_per_neuron_mixed(order: int) -> None:
     pick = ("f", "df", "d2f")[order]
     for i, n in enumerate(names):
         np.testing.assert_allclose(out[:, i], getattr(get_activation(n), pick)(z[:, i]))
+
+
+def test_jax_free_name_list_matches_the_functions() -> None:
+    """core.spec names the activations without importing JAX; core.activations implements them."""
+    from core.spec import ACTIVATION_NAMES
+
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
+    assert len(ACTIVATION_NAMES) == len(set(ACTIVATION_NAMES))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -153,3 +156,19 @@ def test_explicit_teacher_params_checked(tmp_path):
     bad = good.replace("b2 = [-1.0]", "b3 = [-1.0]")
     with pytest.raises(ConfigError, match=r"teacher\.params\.b3: unknown key"):
         load_config(write(tmp_path, bad))
+
+
+def test_config_validation_does_not_import_jax() -> None:
+    """The setup screen validates configs before JAX is loaded (≈1 s of the first frame);
+    float64 is still switched on for whoever imports JAX afterwards."""
+    code = (
+        "import sys\n"
+        "from core.config import default_config, parse_config\n"
+        "default_config()\n"
+        "assert 'jax' not in sys.modules, 'core.config imported jax'\n"
+        "import jax.numpy as jnp\n"
+        "assert jnp.zeros(1).dtype == jnp.float64\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True)

@@ -36,7 +36,7 @@ class Field:
 
 
 def _activations() -> tuple[str, ...]:
-    from core.activations import activation_names
+    from core.spec import activation_names
 
     return tuple(activation_names())
 

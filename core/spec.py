@@ -1,0 +1,154 @@
+"""Network and activation descriptions that need no JAX: the config layer and the
+explorer's setup screen validate against them before JAX is imported (start-up time).
+
+:class:`NetworkSpec` is the static description of an MLP (see :mod:`core.networks` for the
+parametrisation); activation names are checked here, their functions live in
+:mod:`core.activations` (a test keeps the two name lists equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTIVATION_NAMES: tuple[str, ...] = (
+    "softplus",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "erf",
+    "normal_cdf",
+    "gelu",
+    "silu",
+    "square",
+    "cube",
+    "identity",
+)
+ALIASES = {"linear": "identity", "id": "identity", "g": "erf"}
+
+
+def activation_names() -> list[str]:
+    """All accepted activation names, canonical names first, then aliases."""
+    return sorted(ACTIVATION_NAMES) + sorted(ALIASES)
+
+
+def canonical_activation(name: str) -> str:
+    """The canonical name of an activation or alias; ``ValueError`` naming the options."""
+    key = ALIASES.get(name, name)
+    if key not in ACTIVATION_NAMES:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {', '.join(activation_names())}"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Static description of an MLP; hashable so it can key jit caches.
+
+    Attributes:
+        input_dim: d, the input dimension.
+        widths: hidden layer widths (k₁, …, k_{L−1}); may be empty (a linear model).
+        output_dim: k_L.
+        activations: per hidden layer, a tuple of canonical activation names, one per neuron.
+        bias: per layer (hidden layers then output layer), whether it has a bias.
+    """
+
+    input_dim: int
+    widths: tuple[int, ...]
+    output_dim: int
+    activations: tuple[tuple[str, ...], ...]
+    bias: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if self.input_dim < 1:
+            raise ValueError(f"input_dim must be ≥ 1, got {self.input_dim}")
+        if any(k < 1 for k in self.widths):
+            raise ValueError(f"hidden widths must be ≥ 1, got {list(self.widths)}")
+        if self.output_dim < 1:
+            raise ValueError(f"output_dim must be ≥ 1, got {self.output_dim}")
+        if len(self.activations) != len(self.widths):
+            raise ValueError("need one activation tuple per hidden layer")
+        for k, acts in zip(self.widths, self.activations, strict=True):
+            if len(acts) != k:
+                raise ValueError(f"layer of width {k} has {len(acts)} activations")
+        if len(self.bias) != len(self.widths) + 1:
+            raise ValueError("need one bias flag per layer (hidden layers and output)")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """(d, k₁, …, k_L)."""
+        return (self.input_dim, *self.widths, self.output_dim)
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of weight matrices."""
+        return len(self.widths) + 1
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Named parameter shapes in flat order."""
+        out: dict[str, tuple[int, ...]] = {}
+        sizes = self.layer_sizes
+        for l in range(1, self.n_layers + 1):
+            out[f"w{l}"] = (sizes[l], sizes[l - 1])
+            if self.bias[l - 1]:
+                out[f"b{l}"] = (sizes[l],)
+        return out
+
+    @property
+    def n_params(self) -> int:
+        """P, the length of θ."""
+        return int(sum(np.prod(s) for s in self.shapes.values()))
+
+    def offsets(self) -> dict[str, slice]:
+        """Slice of θ occupied by each named parameter."""
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            out[name] = slice(start, start + size)
+            start += size
+        return out
+
+
+def make_spec(
+    input_dim: int,
+    widths: Sequence[int],
+    activation: str | Sequence[str] | Sequence[Sequence[str]] = "softplus",
+    bias: bool | Sequence[bool] = True,
+    output_dim: int = 1,
+) -> NetworkSpec:
+    """Build a :class:`NetworkSpec` from user-friendly arguments.
+
+    ``activation`` is one name for every hidden neuron, a list with one name per
+    hidden layer, or a list of per-neuron tuples (one per hidden layer).  For a
+    single hidden layer a flat list of length k₁ is read as per-neuron names.
+    ``bias`` is one flag for every layer or one per layer (hidden and output).
+    """
+    widths = tuple(int(k) for k in widths)
+    if isinstance(activation, str):
+        per_layer: list = [activation] * len(widths)
+    else:
+        per_layer = list(activation)
+        if (
+            len(widths) == 1
+            and len(per_layer) == widths[0]
+            and all(isinstance(a, str) for a in per_layer)
+            and widths[0] != 1
+        ):
+            per_layer = [tuple(per_layer)]
+        if len(per_layer) != len(widths):
+            raise ValueError(
+                f"activation list has {len(per_layer)} entries for {len(widths)} hidden layers"
+            )
+    acts: list[tuple[str, ...]] = []
+    for k, a in zip(widths, per_layer, strict=True):
+        names = (a,) * k if isinstance(a, str) else tuple(a)
+        acts.append(tuple(canonical_activation(n) for n in names))
+    if isinstance(bias, bool | np.bool_):
+        bias_t = (bool(bias),) * (len(widths) + 1)
+    else:
+        bias_t = tuple(bool(b) for b in bias)
+    return NetworkSpec(int(input_dim), widths, int(output_dim), tuple(acts), bias_t)

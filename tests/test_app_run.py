@@ -103,6 +103,17 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert table.row_count == len(expected) == 2
             assert table.get_row_at(0)[3] == f"{float(np.ravel(expected[0].a)[0]):.3g}"
             assert screen.last_inspection["responses"] is not None  # d = 1: a response curve
+            # Every column is as wide as its widest cell on the first showing (the table
+            # was filled while its tab was hidden), and the table has the keyboard: ↓ picks
+            # neuron 1, whose response curve is then drawn.
+            for j, column in enumerate(table.ordered_columns):
+                cells = [str(table.get_row_at(r)[j]) for r in range(table.row_count)]
+                assert column.width >= max(len(c) for c in cells), (column.label, cells)
+            assert table.has_focus
+            await pilot.press("down")
+            await pilot.pause()
+            assert table.cursor_row == 1
+            assert screen.query_one("#inspector-line").plot.title == "neuron 1: a·σ(w·x+b)"
 
             # Refine (r): Newton towards a critical point; checked independently below.
             grad_before = screen.run.grad_norm

@@ -333,7 +333,11 @@ class RunScreen(Screen):
 
     def _done_inspect(self, result: dict) -> None:
         self.last_inspection = result
-        self.query_one(NeuronInspector).show(result)
+        inspector = self.query_one(NeuronInspector)
+        inspector.show(result)
+        # ↑/↓ then pick the neuron; the run screen binds no arrow keys, so nothing is lost
+        # (the replay screen keeps ←/→ for stepping and does not do this).
+        inspector.focus_table()
 
     # refine ------------------------------------------------------------------------
 

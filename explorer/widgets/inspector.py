@@ -80,10 +80,10 @@ class NeuronInspector(Vertical):
         self.result = result
         table = self.query_one(DataTable)
         row = table.cursor_row
-        table.clear()
+        rows = []
         for n in result.get("neurons", []):
             a = np.atleast_1d(np.asarray(n.a, float))
-            table.add_row(
+            rows.append((
                 str(n.index),
                 _vec(n.w),
                 _num(n.b, ".2f"),
@@ -92,7 +92,14 @@ class NeuronInspector(Vertical):
                 "–" if n.nearest_teacher is None else str(n.nearest_teacher),
                 _num(n.cosine, ".3f"),
                 n.role or "",
-            )
+            ))  # fmt: skip
+        # Explicit column widths: auto-width columns are re-measured only when the table
+        # gets an idle moment, and a table filled while its tab is hidden kept the label
+        # widths (one character for w, b, a) on its first showing.
+        table.clear(columns=True)
+        for j, label in enumerate(COLUMNS):
+            table.add_column(label, width=max([len(label), *(len(r[j]) for r in rows)]))
+        table.add_rows(rows)
         if table.row_count:
             table.move_cursor(row=min(max(row, 0), table.row_count - 1))
         self.query_one("#inspector-channels", Static).update(
@@ -100,6 +107,10 @@ class NeuronInspector(Vertical):
         )
         self.query_one("#inspector-summary", Static).update(result.get("note", ""))
         self._show_response()
+
+    def focus_table(self) -> None:
+        """Give the neuron table the keyboard (↑/↓ pick the neuron whose response is shown)."""
+        self.query_one(DataTable).focus()
 
     def show_refine(self, text: str) -> None:
         self.query_one("#inspector-refine", Static).update(text)
@@ -130,7 +141,9 @@ class NeuronInspector(Vertical):
             line.refresh()
         else:
             heat.display, line.display = True, False
-            size = heat.content_size
+            # The box's size, not the Static's: an auto-height Static still has the
+            # size of its previous content (one line) when the heatmap is first drawn.
+            size = self.query_one("#inspector-response-box").content_size
             w = max(size.width, 20)
             h = max(size.height - 1, 6)
             text = Text(f"neuron {i}: a·σ(w·x+b) on [-3,3]² (red +, blue −)\n")

@@ -119,13 +119,35 @@ def test_export_writes_parseable_csv(cli_session, capsys, tmp_path):
     np.testing.assert_array_equal(w1, session.final_theta[:4].reshape(2, 2))
     with open(tmp_path / "csv" / "spectrum.csv") as f:
         spectrum = list(csv.DictReader(f))
-    assert len(spectrum) == 9 * len(session.spectra) and spectrum[0]["label"] == "final"
+    assert len(spectrum) == 9 * len(session.spectra)
+    assert [s.label for s in session.spectra][-2:] == ["final", "refined"]
+    assert {r["label"] for r in spectrum} == {"trajectory", "final", "refined"}
     # a .csv file name: loss there, the others beside it; never overwrite
     rc, _, _ = run_cli(capsys, "export", out, "--csv", tmp_path / "run.csv")
     assert rc == 0 and (tmp_path / "run_spectrum.csv").is_file()
     assert (tmp_path / "run_neurons.csv").is_file()
     rc, _, err = run_cli(capsys, "export", out, "--csv", tmp_path / "run.csv")
     assert rc == 2 and "exists; refusing to overwrite" in err
+
+
+def test_run_records_log_spaced_spectra_along_the_trajectory(cli_session):
+    """Replays plot λmin/λmax over time from these: each is the sorted spectrum of
+    jax.hessian at the saved state of its t, and they are ≥ 10^0.1 apart in t."""
+    from core.runner import SPECTRUM_T_FACTOR
+
+    cfg, out = cli_session
+    session = load_session(out)
+    problem = build_problem(load_config(cfg))
+    seg = session.segments[0]
+    snaps = [s for s in session.spectra if s.label == "trajectory"]
+    assert len(snaps) >= 5
+    ts = np.array([s.t for s in snaps])
+    assert np.all(ts[1:] >= SPECTRUM_T_FACTOR * ts[:-1] * (1 - 1e-12))
+    hess = jax.jit(jax.hessian(problem.objective.loss))
+    for snap in snaps[:: max(1, len(snaps) // 4)]:
+        (j,) = np.flatnonzero(seg.t == snap.t)
+        ref = np.linalg.eigvalsh(np.asarray(hess(jnp.asarray(seg.theta[j]))))
+        np.testing.assert_allclose(snap.eigenvalues, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
 
 
 def test_rerun_of_saved_config_reproduces_trajectory(cli_session, tmp_path):

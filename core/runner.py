@@ -42,7 +42,7 @@ from core.session import (
 AUTOSAVE_SECONDS = 10.0
 # Spectrum snapshots along a headless run: at chunk ends at least this factor apart in t
 # (≈ 10 per decade of log-spaced time), while they cost under SPECTRUM_BUDGET of the wall.
-SPECTRUM_T_FACTOR = 10 ** 0.1
+SPECTRUM_T_FACTOR = 10**0.1
 SPECTRUM_BUDGET = 0.1
 _HANDLED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)

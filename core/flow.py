@@ -16,8 +16,9 @@ is integrated by a diffrax Runge-Kutta solver stepped by hand (``solver.step`` p
   linear map, so H is evaluated once per Jacobian (once per step for Kvaerno5/KenCarp5,
   which linearise at the first stage) and never re-derived by nested autodiff of ∇L.
 
-``solver="auto"`` picks ``kvaerno5`` for P ≤ 1024 (as MLPGradientFlow.jl does) and
-``tsit5`` above, where a dense P×P factorisation per step costs more than it saves.
+``solver="auto"`` picks ``kvaerno5`` for P ≤ 160 and ``tsit5`` above, where Hessians and
+dense P×P factorisations per step cost more than they save (measurements at
+:data:`AUTO_STIFF_MAX_PARAMS`; MLPGradientFlow.jl switches at 1024).
 
 Each step is clipped to land exactly on the next save time, so saved states carry the
 full accuracy of the solver (no dense interpolation).  Save times are a fixed grid that
@@ -61,7 +62,20 @@ METHODS = ("flow", "gd", "sgd", "adam")
 EXPLICIT_SOLVERS = ("tsit5", "dopri5", "dopri8")
 STIFF_SOLVERS = ("kvaerno5", "kencarp5")
 SOLVERS = ("auto", *EXPLICIT_SOLVERS, *STIFF_SOLVERS)
-AUTO_STIFF_MAX_PARAMS = 1024
+# solver = "auto": Kvaerno5 (stiff, exact Hessian as Jacobian) up to this many parameters,
+# Tsit5 above.  Measured on 2 CPU cores (bench/dynamics.py --part b and the same problem
+# family at other widths; d=2, N=2000, wall seconds to t_max or t reached in the budget):
+#   P=33  (t_max 1e4): Kvaerno5 13.2 s, KenCarp5 6.7 s, Tsit5 57 s, same accuracy;
+#   P=101 (t_max 1e4): Kvaerno5 26.7 s, KenCarp5 13.5 s, Tsit5 reached t=2.3e3 in 60 s;
+#   P=241 (t_max 1e3): in 60 s Kvaerno5 reached t=2.9, Tsit5 431, KenCarp5 977;
+#   P=601 (d=4, t_max 100): Tsit5 47 s; in 90 s Kvaerno5 reached t=0.06, KenCarp5 13.
+# Each implicit step costs Hessians (N·P²) and P×P solves, so explicit steps win from a
+# few hundred parameters (MLPGradientFlow.jl switches at 1024, with cheaper Jacobians).
+# KenCarp5 beats Kvaerno5 on these teacher-student problems but took 121 s instead of
+# 20 s on the channel-to-infinity preset (P=6), where Hessians grow like 1/ε²: Kvaerno5
+# is the robust default.
+AUTO_STIFF_MAX_PARAMS = 160
+AUTO_STIFF_SOLVER = "kvaerno5"
 REASONS = ("t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error")
 
 # Saves per chunk, the wall-clock target per chunk, and how many consecutive rejected
@@ -161,10 +175,11 @@ class Chunk:
 
 
 def resolve_solver(settings: DynamicsSettings, n_params: int) -> str:
-    """The concrete solver name: ``auto`` → kvaerno5 if P ≤ 1024 else tsit5."""
+    """The concrete solver name: ``auto`` → kvaerno5 if P ≤ 160 else tsit5 (see
+    :data:`AUTO_STIFF_MAX_PARAMS` for the measurements behind the choice)."""
     if settings.solver != "auto":
         return settings.solver
-    return "kvaerno5" if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
+    return AUTO_STIFF_SOLVER if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
 
 
 def save_grid(settings: DynamicsSettings) -> np.ndarray:

@@ -160,8 +160,8 @@ def test_converged_stop():
 
 def test_auto_solver_choice():
     assert resolve_solver(DynamicsSettings(), 9) == "kvaerno5"
-    assert resolve_solver(DynamicsSettings(), 1024) == "kvaerno5"
-    assert resolve_solver(DynamicsSettings(), 1025) == "tsit5"
+    assert resolve_solver(DynamicsSettings(), 160) == "kvaerno5"
+    assert resolve_solver(DynamicsSettings(), 161) == "tsit5"
     assert resolve_solver(DynamicsSettings(solver="dopri8"), 9) == "dopri8"
 
 

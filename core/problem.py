@@ -117,12 +117,8 @@ def make_objective(
     maxnorm = config.dynamics.maxnorm
     if data is not None:
         return mse_objective(spec, data, maxnorm=maxnorm)
-    try:
-        from core.gaussian import gaussian_objective
-    except ImportError as e:  # pragma: no cover - only while core.gaussian is being written
-        raise ConfigError(
-            config.source, "data.kind", f"'gaussian-infinite' is unavailable: {e}"
-        ) from None
+    from core.gaussian import gaussian_objective
+
     try:
         return gaussian_objective(spec, teacher, loss=config.data.loss, maxnorm=maxnorm)
     except (ValueError, NotImplementedError) as e:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -26,8 +25,7 @@ from core.runner import RunInterrupted, run_config
 from core.session import load_session
 from explorer.cli import main
 
-HAS_REFINE = importlib.util.find_spec("core.refine") is not None
-REFINE = "newton" if HAS_REFINE else "none"
+REFINE = "newton"
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +81,10 @@ def test_report_json_has_every_contract_field(cli_session, capsys):
     ref_loss, _ = reference_loss_and_hessian(problem, theta_final)
     assert rep["final"]["loss"] == pytest.approx(ref_loss, rel=1e-10)
     point = theta_final
-    if HAS_REFINE:
-        assert rep["refined"] is not None
-        point = np.asarray(flatten(problem.spec, rep["refined"]["params"]))
-        if rep["refined"]["converged"]:
-            assert rep["refined"]["grad_inf_norm"] < 1e-8
-    else:
-        assert rep["refined"] is None
+    assert rep["refined"] is not None
+    point = np.asarray(flatten(problem.spec, rep["refined"]["params"]))
+    if rep["refined"]["converged"]:
+        assert rep["refined"]["grad_inf_norm"] < 1e-8
     _, hess = reference_loss_and_hessian(problem, point)
     eig = np.asarray(rep["spectrum"]["eigenvalues"])
     assert np.all(np.diff(eig) >= 0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -146,9 +144,6 @@ def test_objective_for_other_width_uses_same_data():
     assert p.objective_for(p.spec) is p.objective
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("core.gaussian") is None, reason="core.gaussian absent"
-)
 def test_gaussian_infinite_matches_large_sample():
     cfg = base(
         teacher={"kind": "orthonormal", "input_dim": 2, "widths": [2], "activation": "erf"},

@@ -209,6 +209,29 @@ def _tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
     return jnp.asarray(settings.tauinv, jnp.float64)
 
 
+def _save_buffers(time_key: str, time_dtype, size: int, p: int) -> dict:
+    """Empty save slots of one chunk: times (``time_key``), states, loss, ‖∇L‖∞, and the
+    counters ``n`` (saves written) and ``attempts`` (loop iterations)."""
+    return {
+        time_key: jnp.zeros(size, time_dtype),
+        "y": jnp.zeros((size, p)),
+        "loss": jnp.zeros(size),
+        "gnorm": jnp.zeros(size),
+        "n": jnp.asarray(0, jnp.int64),
+        "attempts": jnp.asarray(0, jnp.int64),
+    }
+
+
+def _chunk_cond(n_valid, budget):
+    """The chunk loop runs while saves remain, the iteration budget lasts and no stop."""
+
+    def cond(state):
+        c, o = state
+        return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+
+    return cond
+
+
 def _record_save(out: dict, saved, time_key: str, time_value, y_new, value_and_grad):
     """Evaluate (L, ‖∇L‖∞) at a save point and write it into slot ``out["n"]`` of the buffers.
 
@@ -371,19 +394,8 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         def value_and_grad(theta):
             return vag_p(theta, consts[2])
 
-        k, p = save_ts.shape[0], carry["y"].shape[0]
-        out = dict(
-            t=jnp.zeros(k),
-            y=jnp.zeros((k, p)),
-            loss=jnp.zeros(k),
-            gnorm=jnp.zeros(k),
-            n=jnp.asarray(0, jnp.int64),
-            attempts=jnp.asarray(0, jnp.int64),
-        )
-
-        def cond(state):
-            c, o = state
-            return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+        out = _save_buffers("t", jnp.float64, save_ts.shape[0], carry["y"].shape[0])
+        cond = _chunk_cond(n_valid, budget)
 
         def body(state):
             c, o = state
@@ -503,19 +515,8 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
 
     def advance(carry, save_k, n_valid, budget, max_steps, grad_tol, tauinv):
         _TRACES[method] = _TRACES.get(method, 0) + 1
-        size, p = save_k.shape[0], carry["y"].shape[0]
-        out = dict(
-            k=jnp.zeros(size, jnp.int64),
-            y=jnp.zeros((size, p)),
-            loss=jnp.zeros(size),
-            gnorm=jnp.zeros(size),
-            n=jnp.asarray(0, jnp.int64),
-            attempts=jnp.asarray(0, jnp.int64),
-        )
-
-        def cond(state):
-            c, o = state
-            return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+        out = _save_buffers("k", jnp.int64, save_k.shape[0], carry["y"].shape[0])
+        cond = _chunk_cond(n_valid, budget)
 
         def body(state):
             c, o = state

@@ -62,7 +62,3 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         for name, value in settings.items():
             os.environ[name.upper()] = str(value)
     return folder
-
-
-# The name the app's entry point looks for (explorer.app.ExplorerApp._enable_compilation_cache).
-enable = enable_compilation_cache

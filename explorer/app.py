@@ -89,14 +89,10 @@ class ExplorerApp(App):
             return
         if "jax" in sys.modules and sys.modules["jax"].config.jax_compilation_cache_dir:
             return
-        try:
-            from core import cache
-        except ImportError:
-            return
-        enable = getattr(cache, "enable", None) or getattr(cache, "enable_cache", None)
-        if enable is not None:
-            with contextlib.suppress(Exception):  # a cache problem must never stop the app
-                enable()
+        from core.cache import enable_compilation_cache
+
+        with contextlib.suppress(Exception):  # a cache problem must never stop the app
+            enable_compilation_cache()
 
     def start_run(self, config: Any, config_path: Path | None = None) -> None:
         """Open a run screen on a validated config (called by the setup screen)."""

@@ -172,3 +172,18 @@ def test_config_validation_does_not_import_jax() -> None:
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True)
+
+
+def test_dynamics_config_defaults_match_the_flow_settings() -> None:
+    """core.config.DynamicsConfig (JAX-free, validated TOML) mirrors core.flow.DynamicsSettings;
+    the fields they share must default alike, or a config and a direct call would differ."""
+    import dataclasses
+
+    from core.config import DynamicsConfig
+    from core.flow import DynamicsSettings
+
+    cfg = {f.name: f.default for f in dataclasses.fields(DynamicsConfig)}
+    flow = {f.name: f.default for f in dataclasses.fields(DynamicsSettings)}
+    shared = sorted(set(cfg) & set(flow))
+    assert len(shared) >= 10
+    assert {k: cfg[k] for k in shared} == {k: flow[k] for k in shared}

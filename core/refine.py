@@ -18,15 +18,13 @@ Two methods, both with the exact Hessian H = ∇²L (``objective.hessian``):
   sign of λ_i, so each eigen-direction is driven to ∇L = 0, not downhill.
 * ``"auto"`` — trust-region, then a Newton polish if the gradient is not yet below gtol.
 
-:func:`flow_to_fixed_point` combines the flow with Newton: teacher-student landscapes are
-extremely ill-conditioned near their minima (at a recovered softplus teacher, d = 2,
-5 neurons: λ_min/λ_max ≈ 1e-9…1e-12), so the flow needs t ≳ 1/λ_min ≈ 1e9…1e12 to get
-there and its stiff solver crawls (steps of ~1e-3·t, limited by the Newton-chord
-iterations of the implicit stages, not by the truncation error).  Newton converges
-quadratically in that basin in a handful of iterations, so once the flow's gradient is
-small the driver tries a short Newton solve and accepts it only if it lands on a
-*minimum* (Hessian index 0) no higher than the flow state, i.e. where the flow is headed;
-a Newton solve that lands on a saddle or uphill is discarded and the flow continues.
+:func:`flow_to_fixed_point` combines the flow with the trust-region method: teacher-student
+landscapes are extremely ill-conditioned near their minima (at a recovered softplus
+teacher, d = 2, 5 neurons: λ_min/λ_max ≈ 1e-9…1e-12), so the flow needs t ≳ 1/λ_min ≈
+1e9…1e12 to get there.  Once the flow's gradient is small the driver tries a time-bounded
+trust-region solve and accepts it only if it lands on a *minimum* (Hessian index 0) no
+higher than the flow state, i.e. where the flow is headed; a solve that fails, or lands
+on a saddle or uphill, is discarded and the flow continues.
 """
 
 from __future__ import annotations
@@ -81,9 +79,20 @@ def _result(objective, theta, iterations, gtol, reason, method) -> RefineResult:
     )  # fmt: skip
 
 
-def trust_region(objective: Objective, theta, gtol: float = 1e-12, max_iter: int = 200):
-    """Minimise L with scipy's exact-Hessian trust-region method (``trust-exact``)."""
+def trust_region(
+    objective: Objective,
+    theta,
+    gtol: float = 1e-12,
+    max_iter: int = 200,
+    max_seconds: float | None = None,
+):
+    """Minimise L with scipy's exact-Hessian trust-region method (``trust-exact``).
+
+    Stops after ``max_iter`` iterations or, when given, once ``max_seconds`` have passed
+    (checked after each iteration).
+    """
     theta = np.asarray(theta, np.float64)
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
 
     def fun(x):
         value, g = objective.value_and_grad(jnp.asarray(x))
@@ -92,13 +101,19 @@ def trust_region(objective: Objective, theta, gtol: float = 1e-12, max_iter: int
     def hess(x):
         return np.asarray(objective.hessian(jnp.asarray(x)), np.float64)
 
+    def callback(intermediate_result):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise StopIteration
+
     # scipy stops on the 2-norm; ‖g‖∞ ≤ ‖g‖₂, so gtol on the 2-norm is sufficient.
     res = scipy.optimize.minimize(
-        fun, theta, jac=True, hess=hess, method="trust-exact",
+        fun, theta, jac=True, hess=hess, method="trust-exact", callback=callback,
         options={"gtol": gtol, "maxiter": max_iter},
     )  # fmt: skip
-    reason = f"trust-exact: {res.message}"
-    return _result(objective, res.x, res.nit, gtol, reason, "trust-region")
+    message = res.message
+    if deadline is not None and res.status == 99:  # the callback's StopIteration
+        message = f"stopped after max_seconds = {max_seconds:g}"
+    return _result(objective, res.x, res.nit, gtol, f"trust-exact: {message}", "trust-region")
 
 
 def newton(objective: Objective, theta, gtol: float = 1e-12, max_iter: int = 200):
@@ -156,15 +171,25 @@ def newton(objective: Objective, theta, gtol: float = 1e-12, max_iter: int = 200
 
 
 def refine(
-    objective: Objective, theta, method: str = "auto", gtol: float = 1e-12, max_iter: int = 200
+    objective: Objective,
+    theta,
+    method: str = "auto",
+    gtol: float = 1e-12,
+    max_iter: int = 200,
+    max_seconds: float | None = None,
 ) -> RefineResult:
-    """Converge from θ (P,) to a nearby critical point; see the module docstring."""
+    """Converge from θ (P,) to a nearby critical point; see the module docstring.
+
+    ``max_iter`` bounds each stage; ``max_seconds`` (optional) bounds the trust-region stage.
+    """
     if method not in METHODS:
         raise ValueError(f"refine.method: unknown method {method!r}; choose one of {METHODS}")
     if not (gtol > 0):
         raise ValueError(f"refine.gtol: must be > 0, got {gtol!r}")
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"refine.max_iter: must be an integer ≥ 1, got {max_iter!r}")
+    if max_seconds is not None and not (max_seconds > 0):
+        raise ValueError(f"refine.max_seconds: must be > 0, got {max_seconds!r}")
     theta = np.asarray(theta, np.float64)
     if theta.shape != (objective.n_params,):
         raise ValueError(f"theta: expected shape ({objective.n_params},), got {theta.shape}")
@@ -172,7 +197,7 @@ def refine(
         raise ValueError("theta: contains NaN or Inf")
     if method == "newton":
         return newton(objective, theta, gtol, max_iter)
-    first = trust_region(objective, theta, gtol, max_iter)
+    first = trust_region(objective, theta, gtol, max_iter, max_seconds)
     if method == "trust-region" or first.converged:
         return first
     second = newton(objective, first.theta, gtol, max_iter)
@@ -182,7 +207,7 @@ def refine(
     )  # fmt: skip
 
 
-# --------------------------------------------------------------- flow, then Newton
+# --------------------------------------------------------- flow, then trust region
 
 
 @dataclass(frozen=True)
@@ -190,14 +215,14 @@ class FixedPointResult:
     """Outcome of :func:`flow_to_fixed_point`.
 
     Attributes:
-        theta: (P,) the final point (the accepted Newton solution, else the flow's last state).
+        theta: (P,) the final point (the accepted refinement, else the final one).
         loss, grad_inf_norm: L and ‖∇L‖∞ there.
         converged: whether ‖∇L‖∞ < gtol.
         index: number of Hessian eigenvalues < −tol there (0: a minimum).
         t: flow time reached before the switch.
         flow_steps: accepted solver steps of the flow.
-        newton_attempts: Newton solves tried (accepted or not).
-        jump: ‖θ_final − θ_flow‖∞, the distance Newton moved from the flow's last state.
+        refine_attempts: refinements tried (accepted or not), the final one included.
+        jump: ‖θ_final − θ_flow‖∞, the distance the refinement moved from the flow's last state.
         wall: seconds, compilation included.
         reason: how it ended, in words.
     """
@@ -209,7 +234,7 @@ class FixedPointResult:
     index: int
     t: float
     flow_steps: int
-    newton_attempts: int
+    refine_attempts: int
     jump: float
     wall: float
     reason: str
@@ -224,6 +249,30 @@ def _hessian_index(objective: Objective, theta) -> int:
     return int(np.sum(lam < -tol))
 
 
+def _refine_attempt(objective: Objective, theta, gtol: float, seconds: float) -> RefineResult:
+    """Trust-region for at most ``seconds``, then a short Newton polish if it stalled close by.
+
+    (trust-exact can stop a little above gtol where the gradient's rounding noise starts;
+    Newton on ∇L = 0 removes that last bit.  Farther away Newton could head for a saddle.)
+    """
+    first = trust_region(objective, theta, gtol, max_iter=10**9, max_seconds=seconds)
+    if first.converged or not first.grad_inf_norm < _POLISH_BELOW:
+        return first
+    second = newton(objective, first.theta, gtol, max_iter=20)
+    if not second.grad_inf_norm < first.grad_inf_norm:
+        return first
+    return RefineResult(
+        second.theta, second.loss, second.grad_inf_norm, first.iterations + second.iterations,
+        second.converged, f"{first.reason}; then newton: {second.reason}", "newton",
+    )  # fmt: skip
+
+
+# Newton polishes a trust-region result only when its ‖∇L‖∞ is already below this.
+_POLISH_BELOW = 1e-7
+# Shortest time budget of a refinement attempt during the flow, seconds.
+_MIN_ATTEMPT_SECONDS = 0.2
+
+
 def flow_to_fixed_point(
     objective: Objective,
     theta0,
@@ -231,28 +280,43 @@ def flow_to_fixed_point(
     *,
     gtol: float = 1e-12,
     switch_grad: float = 1e-3,
-    newton_iter: int = 30,
+    refine_share: float = 0.25,
+    final_seconds: float | None = None,
 ) -> FixedPointResult:
-    """Gradient flow from θ0 (P,), switching to Newton once it is in a minimum's basin.
+    """Gradient flow from θ0 (P,), handing over to an exact-Hessian trust-region solve.
 
-    The flow (:func:`core.flow.run_dynamics` with ``settings``; default: t_max = 1e10, as
-    MLPGradientFlow.jl uses) runs in chunks.  After a chunk whose last state θ_f has
-    ‖∇L(θ_f)‖∞ < ``switch_grad``, a damped Newton solve (:func:`newton`, ≤ ``newton_iter``
-    iterations) is tried from θ_f, and accepted when it converges (‖∇L‖∞ < gtol) to a point
-    with L ≤ L(θ_f) and Hessian index 0.  Attempts are spaced out (the gradient fell
-    10× since the last one, or 4× the last attempt's cost in flow time has passed), so a
-    failing Newton solve costs at most ~20 % of the run.  If the flow ends first (t_max,
-    max_seconds, …), :func:`refine` (``"auto"``) finishes from its last state and its
-    result is returned whatever it is (a saddle, too: ``index`` says which).
+    The flow (:func:`core.flow.run_dynamics` with ``settings``; default: t_max = 1e10,
+    rtol = 1e-3, atol = 1e-6, the defaults of MLPGradientFlow.jl's ``train``: only where
+    the flow ends matters here, not the accuracy of its path) runs in chunks.  After a
+    chunk whose last state θ_f has ‖∇L(θ_f)‖∞ < ``switch_grad``, a refinement is tried
+    from θ_f: :func:`trust_region` for at most ``refine_share`` × the wall time so far
+    (≥ 0.2 s), then a short Newton polish if it stalled just above ``gtol``.  It is
+    accepted when it converges (‖∇L‖∞ < gtol) to a minimum (Hessian index 0) with
+    L ≤ L(θ_f), i.e. where the flow is headed; otherwise the flow goes on from θ_f (its
+    trajectory is never altered).  The next attempt waits until the gradient fell 10×
+    or (1/refine_share − 1) × the failed attempt's cost has passed, so failed attempts
+    take at most about ``refine_share`` of the run.  If the flow ends first (t_max,
+    max_seconds, …), the same refinement runs from its last state for ``final_seconds``
+    (default: ``refine_share`` × settings.max_seconds) and its result is returned
+    whatever it is (a saddle, too: ``index`` says which).
+
+    Why: teacher-student minima are extremely ill-conditioned (λ_min/λ_max ≈ 1e-9…1e-12
+    at a recovered softplus teacher, d = 2, 5 neurons), so the flow needs t ≳ 1/λ_min to
+    arrive, while a trust-region Newton method, an implicit-Euler-like step whose size
+    adapts to the curvature, crosses such a valley in tens to hundreds of iterations.
     """
     from core.flow import DynamicsSettings, run_dynamics
 
     if settings is None:
-        settings = DynamicsSettings(t_max=1e10)
+        settings = DynamicsSettings(t_max=1e10, rtol=1e-3, atol=1e-6)
     if not (switch_grad > 0):
         raise ValueError(f"switch_grad: must be > 0, got {switch_grad!r}")
-    if not (isinstance(newton_iter, int) and newton_iter >= 1):
-        raise ValueError(f"newton_iter: must be an integer ≥ 1, got {newton_iter!r}")
+    if not (0 < refine_share < 1):
+        raise ValueError(f"refine_share: must be in (0, 1), got {refine_share!r}")
+    if final_seconds is None:
+        final_seconds = refine_share * settings.max_seconds
+    if not (final_seconds > 0):
+        raise ValueError(f"final_seconds: must be > 0, got {final_seconds!r}")
     start = time.perf_counter()
     theta0 = np.asarray(theta0, np.float64)
     last = None
@@ -268,24 +332,24 @@ def flow_to_fixed_point(
             continue
         attempts += 1
         theta_f, loss_f = last.theta[-1], float(last.loss[-1])
-        res = newton(objective, theta_f, gtol, newton_iter)
-        if res.converged and res.loss <= loss_f * (1 + 1e-9) + 1e-300:
-            index = _hessian_index(objective, res.theta)
-            if index == 0:
-                return FixedPointResult(
-                    res.theta, res.loss, res.grad_inf_norm, True, 0, float(last.t[-1]),
-                    chunk.steps, attempts, float(np.max(np.abs(res.theta - theta_f))),
-                    time.perf_counter() - start,
-                    f"newton from the flow at t = {last.t[-1]:.3g} (‖∇L‖∞ = {g:.2g}): "
-                    f"{res.reason}",
-                )  # fmt: skip
+        budget = max(_MIN_ATTEMPT_SECONDS, refine_share * (now - start))
+        res = _refine_attempt(objective, theta_f, gtol, budget)
+        downhill = res.loss <= loss_f * (1 + 1e-9) + 1e-300
+        if res.converged and downhill and _hessian_index(objective, res.theta) == 0:
+            return FixedPointResult(
+                res.theta, res.loss, res.grad_inf_norm, True, 0, float(last.t[-1]),
+                chunk.steps, attempts, float(np.max(np.abs(res.theta - theta_f))),
+                time.perf_counter() - start,
+                f"refined from the flow at t = {last.t[-1]:.3g} (‖∇L‖∞ = {g:.2g}): "
+                f"{res.reason}",
+            )  # fmt: skip
         last_g = g
         spent = time.perf_counter() - now
-        next_try = time.perf_counter() + 4 * spent
+        next_try = time.perf_counter() + (1 / refine_share - 1) * spent
     if last is None:  # pragma: no cover - run_dynamics always yields a row
         raise RuntimeError("the flow produced no state")
     theta_f = last.theta[-1]
-    res = refine(objective, theta_f, "auto", gtol)
+    res = _refine_attempt(objective, theta_f, gtol, final_seconds)
     return FixedPointResult(
         res.theta, res.loss, res.grad_inf_norm, res.converged,
         _hessian_index(objective, res.theta), float(last.t[-1]), last.steps, attempts + 1,

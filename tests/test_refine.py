@@ -115,11 +115,8 @@ def test_newton_takes_full_steps_on_ill_conditioned_quadratic():
     np.testing.assert_allclose(res.theta, 0.0, atol=1e-7)
 
 
-def test_flow_to_fixed_point_switches_to_newton(teacher_problem):
-    """From near the teacher, flow then Newton lands on the teacher exactly, before t_max.
-
-    (On this ill-conditioned minimum Newton is only accepted late, t ~ 1e7–1e8, when the
-    flow is inside its quadratic basin; earlier tries are rejected, not wrongly accepted.)"""
+def test_flow_to_fixed_point_hands_over_to_trust_region(teacher_problem):
+    """From near the teacher, flow then trust region lands on the teacher exactly, before t_max."""
     from core.refine import flow_to_fixed_point
 
     spec, teacher, _, obj = teacher_problem
@@ -128,11 +125,30 @@ def test_flow_to_fixed_point_switches_to_newton(teacher_problem):
     res = flow_to_fixed_point(obj, theta0, settings)
     assert res.converged and res.index == 0, res.reason
     assert res.loss < 1e-20 and res.grad_inf_norm < 1e-12
-    assert "newton from the flow" in res.reason
-    assert res.t < 1e10 and res.newton_attempts >= 1  # handed over before t_max
+    assert "refined from the flow" in res.reason
+    assert res.t < 1e10 and res.refine_attempts >= 1  # handed over before t_max
     w_s = unflatten(spec, res.theta)["w1"]
     w_t = np.asarray(unflatten(spec, teacher.theta)["w1"])
     dist = np.abs(w_s[:, None, :] - w_t[None, :, :]).max(axis=2)
     assert np.all(dist.min(axis=1) < 1e-8)
     with pytest.raises(ValueError, match="switch_grad"):
         flow_to_fixed_point(obj, theta0, settings, switch_grad=0.0)
+    with pytest.raises(ValueError, match="refine_share"):
+        flow_to_fixed_point(obj, theta0, settings, refine_share=1.0)
+    with pytest.raises(ValueError, match="final_seconds"):
+        flow_to_fixed_point(obj, theta0, settings, final_seconds=0.0)
+
+
+def test_trust_region_stops_at_max_seconds(teacher_problem):
+    """The time budget ends the solve after the iteration that crossed it, and says so."""
+    from core.refine import trust_region
+
+    _, teacher, _, obj = teacher_problem
+    near = np.asarray(teacher.theta) + 0.05
+    res = trust_region(obj, near, max_iter=10**6, max_seconds=1e-9)
+    assert res.iterations == 1 and not res.converged
+    assert "max_seconds" in res.reason
+    full = trust_region(obj, near, max_iter=10**6, max_seconds=60)
+    assert full.converged and full.iterations > 1 and full.loss < 1e-20, full.reason
+    with pytest.raises(ValueError, match=r"refine\.max_seconds"):
+        refine(obj, near, max_seconds=0.0)

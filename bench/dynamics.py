@@ -160,7 +160,7 @@ def part_c(members: int, sequential: int) -> None:
         "| ∇L µs single / batched | single step µs |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for n, solver in ((100, "tsit5"), (1000, "tsit5"), (1000, "kvaerno5"), (10_000, "kvaerno5")):
+    for n, solver in ((100, "tsit5"), (1000, "tsit5"), (100, "kvaerno5"), (1000, "kvaerno5")):
         spec = make_spec(2, [5], "softplus", bias=True)
         teacher = random_teacher(spec, jax.random.PRNGKey(1000))
         obj = mse_objective(spec, make_dataset(teacher, "gaussian", n, 0))

@@ -38,11 +38,13 @@ the wall clock; each chunk's step budget adapts so that a chunk takes ~0.2 s.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import diffrax
@@ -55,6 +57,10 @@ import optimistix as optx
 import core  # noqa: F401  (float64)
 from core.networks import forward
 from core.objectives import Objective
+from core.traces import ExportCached
+
+# The traced flow program is cached on disk (core.traces) under a key that includes this.
+_SOURCE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 Array = jax.Array
 
@@ -303,6 +309,9 @@ def _make_solver(name: str, rtol: float, atol: float):
 def _hoist_constants(fn, example: Array):
     """θ ↦ fn(θ) as ``pure(θ, consts)`` with its closed-over arrays (the data) as arguments.
 
+    Returns (pure, consts, text), ``text`` the printed jaxpr: what ``pure`` computes,
+    constants aside (a key for :mod:`core.traces`).
+
     Why: an objective's callables close over its data set; traced into the flow's jitted
     loop, those arrays would become constants of the XLA program, so every data set (every
     seed, every launch of a sweep) would be a new program to compile (10–30 s for Kvaerno5
@@ -316,21 +325,22 @@ def _hoist_constants(fn, example: Array):
         flat = jax.core.eval_jaxpr(closed.jaxpr, consts, theta)
         return jax.tree_util.tree_unflatten(out_tree, flat)
 
-    return pure, [jnp.asarray(c) for c in closed.consts]
+    return pure, [jnp.asarray(c) for c in closed.consts], str(closed.jaxpr)
 
 
 class _BoundConsts:
     """A jitted ``fn(*args, consts)`` with its constants bound: ``self(*args)``.
 
     ``fn`` and ``consts`` stay reachable so that :mod:`core.ensemble` can ``vmap`` the
-    function with the constants unbatched.
+    function with the constants unbatched.  ``call`` (optional) is what ``self(*args)``
+    runs instead of ``fn``, e.g. ``fn`` served from :class:`core.traces.ExportCached`.
     """
 
-    def __init__(self, fn, consts) -> None:
-        self.fn, self.consts = fn, consts
+    def __init__(self, fn, consts, call=None) -> None:
+        self.fn, self.consts, self.call = fn, consts, call
 
     def __call__(self, *args):
-        return self.fn(*args, self.consts)
+        return (self.call or self.fn)(*args, self.consts)
 
 
 def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: float):
@@ -340,9 +350,9 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
     (see :func:`_hoist_constants`).
     """
     example = jnp.zeros(objective.n_params)
-    grad_p, grad_c = _hoist_constants(objective.grad, example)
-    hess_p, hess_c = _hoist_constants(objective.hessian, example)
-    vag_p, vag_c = _hoist_constants(objective.value_and_grad, example)
+    grad_p, grad_c, grad_text = _hoist_constants(objective.grad, example)
+    hess_p, hess_c, hess_text = _hoist_constants(objective.hessian, example)
+    vag_p, vag_c, vag_text = _hoist_constants(objective.value_and_grad, example)
     consts0 = (grad_c, hess_c, vag_c)
 
     @jax.custom_jvp
@@ -459,7 +469,21 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         final = dict(t=carry["t"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
         return carry, out, final
 
-    return _BoundConsts(jax.jit(init), consts0), _BoundConsts(jax.jit(advance), consts0)
+    advance_jit = jax.jit(advance)
+    # What the traced chunk program depends on beyond package versions and argument
+    # shapes (core.traces adds those): this module's code, the solver, and the objective.
+    key_parts = (
+        "core.flow.advance",
+        _SOURCE_DIGEST,
+        f"{solver_name} rtol={rtol!r} atol={atol!r}",
+        grad_text,
+        hess_text,
+        vag_text,
+    )
+    return (
+        _BoundConsts(jax.jit(init), consts0),
+        _BoundConsts(advance_jit, consts0, ExportCached(advance_jit, key_parts)),
+    )
 
 
 # ------------------------------------------------------------------------- discrete

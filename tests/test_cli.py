@@ -19,9 +19,10 @@ import pytest
 from conftest import TINY_CONFIG
 
 from core.config import load_config
+from core.flow import save_grid
 from core.networks import flatten, forward
 from core.problem import build_problem
-from core.runner import RunInterrupted, run_config
+from core.runner import RunInterrupted, dynamics_settings, run_config
 from core.session import load_session
 from explorer.cli import main
 
@@ -152,9 +153,14 @@ def test_rerun_of_saved_config_reproduces_trajectory(cli_session, tmp_path):
     assert cfg == original.config
     again = load_session(run_config(cfg, tmp_path / "again"))
     a, b = original.segments[0], again.segments[0]
-    np.testing.assert_array_equal(a.t, b.t)
-    np.testing.assert_allclose(a.theta, b.theta, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
+    # The save grid is reproducible; rows between grid points are progress reports of a
+    # chunk that ran out of its wall-clock-adapted step budget, so they depend on load.
+    grid = np.concatenate([[0.0], save_grid(dynamics_settings(cfg.dynamics, a.theta.shape[1]))])
+    on_a, on_b = np.isin(a.t, grid), np.isin(b.t, grid)
+    np.testing.assert_array_equal(a.t[on_a], grid)
+    np.testing.assert_array_equal(b.t[on_b], grid)
+    np.testing.assert_allclose(a.theta[on_a], b.theta[on_b], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.loss[on_a], b.loss[on_b], rtol=1e-12)
 
 
 BAD_CONFIGS = [

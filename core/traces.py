@@ -1,0 +1,143 @@
+"""A disk cache of traced programs (:mod:`jax.export`), beside the compilation cache.
+
+JAX's persistent compilation cache (:mod:`core.cache`) skips XLA compilation on a second
+launch, but not tracing and lowering: for the flow's chunk function with Kvaerno5 that
+is ≈0.6 s of Python in diffrax, optimistix and equinox on every launch.  An
+:class:`ExportCached` function is exported once (StableHLO, serialized) into
+``<compilation cache>/exported/`` and later launches deserialize it instead of tracing.
+
+A stale program would silently integrate the wrong equations, so the key covers every
+input the trace depends on: the caller's ``key_parts`` (for the flow: its solver
+settings, the source of :mod:`core.flow` and the printed jaxprs of the objective's
+functions, which fix the loss being integrated), the versions of jax, jaxlib, diffrax,
+equinox, optimistix and lineax, the backend and x64 mode, and the shapes, dtypes and tree
+structure of the arguments.  Files carry a SHA-256 of their content; an unreadable or
+corrupted file is replaced, never trusted.  Anything that fails here (no cache folder, a
+program that cannot be serialized, no ``flatbuffers``) falls back to the plain jitted
+function: the cache is only an optimisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+SUBFOLDER = "exported"
+_PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optimistix", "lineax")
+_DIGEST = hashlib.sha256().digest_size
+# Outcomes of the first call of each signature, for tests: "hit", "miss" or "off".
+EVENTS: list[str] = []
+
+
+def cache_folder() -> Path | None:
+    """``<JAX compilation cache>/exported`` when that cache is on, else ``None``."""
+    base = jax.config.jax_compilation_cache_dir
+    return Path(base) / SUBFOLDER if base else None
+
+
+def _versions() -> str:
+    out = []
+    for name in _PACKAGES:
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=?")
+    return ";".join(out)
+
+
+def _signature(args: tuple) -> str:
+    """Tree structure, shapes, dtypes and weak types of the arguments."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    avals = []
+    for leaf in leaves:
+        weak = isinstance(leaf, bool | int | float | complex)
+        avals.append(f"{np.shape(leaf)}:{jax.numpy.result_type(leaf)}:{weak}")
+    return f"{tree}|{','.join(avals)}"
+
+
+class ExportCached:
+    """``jitted(*args)``, served from an exported program on disk when one matches.
+
+    Args:
+        jitted: a :func:`jax.jit` function (kept as ``self.jitted``; used directly for
+            anything this cache cannot serve).
+        key_parts: strings that, with the package versions and the argument
+            signature, determine the traced program (see the module docstring).
+    """
+
+    def __init__(self, jitted: Callable, key_parts: Sequence[str]) -> None:
+        self.jitted = jitted
+        self._parts = (
+            _versions(),
+            jax.default_backend(),
+            f"x64={jax.config.jax_enable_x64}",
+            *key_parts,
+        )
+        self._calls: dict[str, Callable] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        sig = _signature(args)
+        call = self._calls.get(sig)
+        if call is None:
+            call = self._calls[sig] = self._resolve(sig, args)
+        return call(*args)
+
+    def key(self, args: tuple) -> str:
+        """The file name's hash for these arguments."""
+        text = "\n".join((*self._parts, _signature(args)))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _resolve(self, sig: str, args: tuple) -> Callable:
+        folder = cache_folder()
+        if folder is None:
+            EVENTS.append("off")
+            return self.jitted
+        path = folder / f"{self.key(args)}.jaxexport"
+        loaded = _load(path)
+        if loaded is not None:
+            EVENTS.append("hit")
+            return jax.jit(loaded.call)
+        try:
+            exported = jax.export.export(self.jitted)(*args)
+            _store(path, bytes(exported.serialize()))
+        except Exception:  # unserializable program, no flatbuffers, disk full, ...
+            EVENTS.append("off")
+            return self.jitted
+        EVENTS.append("miss")
+        return jax.jit(exported.call)
+
+
+def _load(path: Path):
+    """The exported program in ``path``, or ``None`` (missing, corrupted, incompatible)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    digest, blob = data[:_DIGEST], data[_DIGEST:]
+    if len(data) <= _DIGEST or hashlib.sha256(blob).digest() != digest:
+        return None
+    try:
+        return jax.export.deserialize(bytearray(blob))
+    except Exception:  # any failure means "not usable": export again
+        return None
+
+
+def _store(path: Path, blob: bytes) -> None:
+    """Write digest + blob atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jaxexport")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(hashlib.sha256(blob).digest() + blob)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -12,14 +12,14 @@ Under ``vmap`` the inner
 one batched operation.
 
 What that buys depends on the hardware: on a GPU, S members cost little more than one.
-On a CPU the flow's per-step work is already one compiled loop with no Python in it and
-is compute-bound (a single Tsit5 run of d=2, k=5, N=100 takes 0.13 ms per step, about
-twice its arithmetic), so batching removes little: measured on 2 shared cores, 64 members
-vs 64 warm single runs, 1.15× for Tsit5 and 0.66× for Kvaerno5 (under ``vmap`` the
-implicit solver's Newton iterations and every ``cond`` run for all members until the
-slowest is done; the loop also runs max, not median, steps: 417 vs 304).  The gain on a
-CPU is the single compilation (a cold single run compiles for 5–20 s; the ensemble
-compiles once for all members).
+On a CPU a batched ∇L costs as much per member as a single one (the work is exp/log1p
+per hidden unit), so batching only shares the per-step bookkeeping: measured on 2 shared
+cores (bench/dynamics.py --part c, d=2, k=5, 64 members vs warm single runs), Tsit5
+0.9× at N=100 and 0.6× at N=1000, Kvaerno5 0.6×.  Under ``vmap`` the loop runs the
+slowest member's number of steps, the save-point evaluation (a ``lax.cond``) becomes a
+select evaluated every step, and the implicit solver's Newton iterations run until the
+slowest member has converged.  On a CPU, single runs (or a sweep, :mod:`core.sweep`, one
+process per core) are as fast; the ensemble is for accelerators.
 
 Saved states lie on the same :func:`core.flow.save_grid` as a single run, and each
 member's trajectory equals its single run up to the floating-point reassociation of

@@ -104,7 +104,7 @@ class ExportCached:
         loaded = _load(path)
         if loaded is not None:
             EVENTS.append("hit")
-            return jax.jit(loaded.call)
+            return _jit(loaded)
         try:
             exported = jax.export.export(self.jitted)(*args)
             _store(path, bytes(exported.serialize()))
@@ -112,7 +112,18 @@ class ExportCached:
             EVENTS.append("off")
             return self.jitted
         EVENTS.append("miss")
-        return jax.jit(exported.call)
+        return _jit(exported)
+
+
+def _jit(exported) -> Callable:
+    """The exported program as a jitted function, on the default device.
+
+    Explicit shardings: otherwise the arrays it returns (committed to the device) would
+    be lowered differently from the first call's fresh inputs when fed back (the flow's
+    carry), and that second program compiled again.
+    """
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.jit(exported.call, in_shardings=device, out_shardings=device)
 
 
 def _load(path: Path):

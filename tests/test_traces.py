@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import numpy as np
 import pytest
@@ -78,3 +80,16 @@ def test_corrupted_file_is_replaced_not_trusted(folder, damage):
     assert traces._load(path) is not None  # rewritten with a valid program
     _run()
     assert traces.EVENTS[-1] == "hit"
+
+
+def test_exported_program_compiles_once_per_run(folder, caplog):
+    """Feeding a chunk's returned carry (committed to the device) back in must not lower
+    and compile the program again (it did before the shardings were made explicit)."""
+    from core import flow
+
+    obj, theta0 = _problem()
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        run = run_to_end(obj, theta0, SETTINGS)
+    assert len(run.t) > flow.SAVES_PER_CHUNK + 1  # at least two chunks
+    compiles = [r for r in caplog.records if "Compiling jit(call)" in r.getMessage()]
+    assert len(compiles) == 1, [r.getMessage()[:200] for r in compiles]

@@ -5,8 +5,10 @@ with a cold and a warm persistent JAX compilation cache (core.cache).
     headless (``App.run_test``, 80×24) and reports when the first screen is on; timed from
     just before the process is spawned (interpreter start-up included).
 (2) start integrating: a fresh process enables the cache in a given folder, loads a preset,
-    builds the problem and pulls the first chunk of the flow past t = 0; run twice on the
-    same (initially empty) folder: the first launch compiles, the second loads from disk.
+    builds the problem and pulls the first chunk of the flow past t = 0; run three times
+    on the same (initially empty) folder: the first launch traces and compiles, the second
+    loads both from disk, the third finds only compiled programs (core.traces' folder
+    removed), which is how every launch went before the trace cache.
 
 Usage: python bench/startup.py [--repeats 5] [--preset explorer/presets/teacher_recovery.toml]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from core import traces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,22 +95,32 @@ def first_frame(repeats: int) -> None:
 
 
 def first_chunk(repeats: int, preset: Path) -> None:
+    """Launches on one cache folder: empty; filled; filled but without the traced programs
+    of core.traces (``exported/`` removed: the launch traces the flow again, as before the
+    trace cache, and compiles from the compilation cache)."""
     print("\n| launch | cache | built s | first chunk s (from spawn) |")
     print("|---|---|---|---|")
-    cold, warm = [], []
+    labels = (
+        ("first", "empty"),
+        ("second", "filled"),
+        ("third", "compilation cache only (traced programs removed)"),
+    )
+    times: list[list[tuple[float, float]]] = [[] for _ in labels]
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as cache:
-            for store in (cold, warm):
+            for i, store in enumerate(times):
+                if i == 2:
+                    shutil.rmtree(Path(cache) / traces.SUBFOLDER, ignore_errors=True)
                 t0, r = _spawn(FIRST_CHUNK, cache, str(preset))
                 store.append((r["built"] - t0, r["chunk"] - t0))
-    for label, store in (("first (cold cache)", cold), ("second (warm cache)", warm)):
-        med = np.median(store, axis=0)
-        print(
-            f"| {label} | {'empty' if 'cold' in label else 'filled'} | {med[0]:.2f} "
-            f"| {med[1]:.2f} |"
-        )
-    ratio = np.median([c[1] for c in cold]) / np.median([w[1] for w in warm])
-    print(f"\ncold / warm time to the first chunk: {ratio:.1f}× (median of {repeats} pairs)")
+    meds = [np.median(store, axis=0) for store in times]
+    for (label, cache), med in zip(labels, meds, strict=True):
+        print(f"| {label} | {cache} | {med[0]:.2f} | {med[1]:.2f} |")
+    print(
+        f"\ntime to the first chunk, median of {repeats}: cold / warm "
+        f"{meds[0][1] / meds[1][1]:.1f}×; without / with the trace cache "
+        f"{meds[2][1] / meds[1][1]:.2f}×"
+    )
 
 
 def main() -> None:

@@ -90,17 +90,16 @@ class ExportCached:
             call = self._calls[sig] = self._resolve(sig, args)
         return call(*args)
 
-    def key(self, args: tuple) -> str:
-        """The file name's hash for these arguments."""
-        text = "\n".join((*self._parts, _signature(args)))
-        return hashlib.sha256(text.encode()).hexdigest()
+    def _key(self, sig: str) -> str:
+        """The file name: a hash of the key parts and the argument signature."""
+        return hashlib.sha256("\n".join((*self._parts, sig)).encode()).hexdigest()
 
     def _resolve(self, sig: str, args: tuple) -> Callable:
         folder = cache_folder()
         if folder is None:
             EVENTS.append("off")
             return self.jitted
-        path = folder / f"{self.key(args)}.jaxexport"
+        path = folder / f"{self._key(sig)}.jaxexport"
         loaded = _load(path)
         if loaded is not None:
             EVENTS.append("hit")

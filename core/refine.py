@@ -200,7 +200,11 @@ def refine(
     first = trust_region(objective, theta, gtol, max_iter, max_seconds)
     if method == "trust-region" or first.converged:
         return first
-    second = newton(objective, first.theta, gtol, max_iter)
+    return _then_newton(first, newton(objective, first.theta, gtol, max_iter))
+
+
+def _then_newton(first: RefineResult, second: RefineResult) -> RefineResult:
+    """The Newton polish ``second`` started from the trust-region result ``first``."""
     return RefineResult(
         second.theta, second.loss, second.grad_inf_norm, first.iterations + second.iterations,
         second.converged, f"{first.reason}; then newton: {second.reason}", "newton",
@@ -259,12 +263,7 @@ def _refine_attempt(objective: Objective, theta, gtol: float, seconds: float) ->
     if first.converged or not first.grad_inf_norm < _POLISH_BELOW:
         return first
     second = newton(objective, first.theta, gtol, max_iter=20)
-    if not second.grad_inf_norm < first.grad_inf_norm:
-        return first
-    return RefineResult(
-        second.theta, second.loss, second.grad_inf_norm, first.iterations + second.iterations,
-        second.converged, f"{first.reason}; then newton: {second.reason}", "newton",
-    )  # fmt: skip
+    return _then_newton(first, second) if second.grad_inf_norm < first.grad_inf_norm else first
 
 
 # Newton polishes a trust-region result only when its ‖∇L‖∞ is already below this.

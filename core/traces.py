@@ -19,6 +19,7 @@ function: the cache is only an optimisation.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -43,6 +44,7 @@ def cache_folder() -> Path | None:
     return Path(base) / SUBFOLDER if base else None
 
 
+@functools.cache
 def _versions() -> str:
     out = []
     for name in _PACKAGES:

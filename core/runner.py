@@ -5,7 +5,7 @@
 1. builds the :class:`~core.problem.Problem` (or continues a saved session with ``resume``),
 2. iterates :func:`core.flow.run_dynamics`, appending each chunk to a
    :class:`~core.session.SessionRecorder` and autosaving at least every 10 s, with Hessian
-   spectra at log-spaced times (:class:`_SpectrumSnapshots`, ≤ 10 % of the wall time),
+   spectra at the deterministic log-spaced times of :class:`core.spectra.SpectrumSchedule`,
 3. refines the final state to the exact critical point (:func:`core.refine.refine`)
    unless ``refine.method = "none"``,
 4. analyses the refined (else final) point (:func:`core.analysis.analyze`),
@@ -40,10 +40,6 @@ from core.session import (
 )
 
 AUTOSAVE_SECONDS = 10.0
-# Spectrum snapshots along a headless run: at chunk ends at least this factor apart in t
-# (≈ 10 per decade of log-spaced time), while they cost under SPECTRUM_BUDGET of the wall.
-SPECTRUM_T_FACTOR = 10**0.1
-SPECTRUM_BUDGET = 0.1
 _HANDLED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
 )
@@ -176,14 +172,17 @@ def run_config(
     settings = dynamics_settings(config.dynamics, spec.n_params)
     rec.save(out)  # an early, valid session: the folder is ours from now on
 
-    snapshots = _SpectrumSnapshots(objective, rec)
+    from core.flow import save_grid
+    from core.spectra import SpectrumSchedule
+
+    snapshots = SpectrumSchedule(objective, save_grid(settings), t0=t0)
     with _stop_on_signals() as flag:
         gen = run_dynamics(objective, theta, settings, t0=t0, seed=config.seed)
         try:
             for chunk in gen:
                 rec.append_chunk(chunk)
-                if not chunk.done:
-                    snapshots.offer(chunk)
+                for t_snap, spectrum in snapshots.spectra(chunk):
+                    rec.add_spectrum(t_snap, spectrum.eigenvalues, "trajectory")
                 if progress is not None:
                     progress(chunk)
                 if flag["signum"] is not None:
@@ -204,42 +203,6 @@ def run_config(
         finish(problem, rec, spec)
         rec.save(out)
     return out
-
-
-class _SpectrumSnapshots:
-    """Hessian spectra along the trajectory, so that a replay shows λmin, λmax over time.
-
-    Of each chunk's saved states, those whose t is ≥ SPECTRUM_T_FACTOR × the last recorded
-    t are recorded (log-spaced, ≈ 10 per decade), while the spectra cost less than
-    SPECTRUM_BUDGET of the run's wall time (the first, compiling, Hessian call is not
-    counted; a large P, where eigh takes seconds, gets fewer).  The final state's spectrum
-    is always recorded, by :func:`finish`.
-    """
-
-    def __init__(self, objective: Any, rec: SessionRecorder) -> None:
-        self.objective, self.rec = objective, rec
-        self.last_t: float | None = None
-        self.cost = 0.0
-        self.compiled = False
-        self.start = time.perf_counter()
-
-    def offer(self, chunk: Any) -> None:
-        from core.analysis import hessian_spectrum
-
-        for t, theta in zip(chunk.t, chunk.theta, strict=True):
-            t = float(t)
-            if self.last_t is not None and t < max(SPECTRUM_T_FACTOR * self.last_t, 1e-300):
-                continue
-            if self.cost > SPECTRUM_BUDGET * (time.perf_counter() - self.start):
-                return
-            tic = time.perf_counter()
-            h = np.asarray(self.objective.hessian(np.asarray(theta)))
-            if np.all(np.isfinite(h)):
-                self.rec.add_spectrum(t, hessian_spectrum(h).eigenvalues, "trajectory")
-                self.last_t = t
-            if self.compiled:
-                self.cost += time.perf_counter() - tic
-            self.compiled = True
 
 
 def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:

@@ -42,7 +42,6 @@ class ExplorerApp(App):
         sweep: str | Path | None = None,
         autostart: bool = True,
         show_clock: bool = True,
-        hessian_every: float | None = None,
     ) -> None:
         super().__init__()
         if config is None and replay is None and sweep is None:
@@ -55,7 +54,6 @@ class ExplorerApp(App):
         self.sweep = Path(sweep) if sweep is not None else None
         self.autostart = autostart
         self.show_clock = show_clock
-        self.hessian_every = hessian_every
 
     def on_mount(self) -> None:
         # Worker threads (flow bookkeeping, figure building) run Python too; a short GIL
@@ -98,8 +96,7 @@ class ExplorerApp(App):
         """Open a run screen on a validated config (called by the setup screen)."""
         from explorer.screens.run import RunScreen
 
-        kw = {} if self.hessian_every is None else {"hessian_every": self.hessian_every}
-        screen = RunScreen(config, config_path, autostart=self.autostart, **kw)
+        screen = RunScreen(config, config_path, autostart=self.autostart)
         screen.show_clock = self.show_clock
         self.push_screen(screen)
 

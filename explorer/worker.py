@@ -7,8 +7,8 @@ thread-safe ``post_message``), so they can also be driven without an app.
 Messages (all :class:`textual.message.Message`):
 
 * :class:`ChunkArrived` – one :class:`core.flow.Chunk` (t (m,), θ (m, P), loss (m,), …).
-* :class:`SpectrumArrived` – Hessian eigenvalues at a snapshot (t, θ), throttled in
-  wall-clock time (at most one per ``hessian_every`` seconds, plus the final state).
+* :class:`SpectrumArrived` – Hessian eigenvalues at a snapshot (t, θ), at the run's
+  deterministic spectrum times (:mod:`core.spectra`) and at the final state.
 * :class:`FlowStopped` – the generator finished (reason) or was cancelled (paused).
 * :class:`FlowFailed` – an exception in the thread; the UI keeps its last finite state.
 * :class:`TaskDone` / :class:`TaskFailed` – a one-off job (refinement, inspection).
@@ -19,7 +19,6 @@ trajectory so far, spectrum snapshots, and per-neuron weight summaries.
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +26,6 @@ from typing import Any
 
 import numpy as np
 from textual.message import Message
-
-# Hessian eigen-decompositions are O(P³): never more often than this (seconds).
-HESSIAN_EVERY = 1.0
 
 
 class ChunkArrived(Message):
@@ -120,34 +116,34 @@ def stream_flow(
     segment: int,
     post: Callable[[Message], Any],
     cancelled: Callable[[], bool],
-    hessian_every: float = HESSIAN_EVERY,
 ) -> None:
-    """Run the dynamics, posting every chunk and throttled Hessian spectra.
+    """Run the dynamics, posting every chunk and the Hessian spectra along the run.
 
+    Spectra come at the deterministic simulated times of :class:`core.spectra.SpectrumSchedule`
+    (the same a headless run records, however fast the machine), plus the final state's.
     Stops when the generator is done or ``cancelled()`` turns true (pause); the
     generator is closed either way.  Exceptions are posted as :class:`FlowFailed`
     rather than raised, so the UI keeps its last finite state.
     """
     from core.analysis import hessian_spectrum
-    from core.flow import run_dynamics
+    from core.flow import run_dynamics, save_grid
+    from core.spectra import SpectrumSchedule
 
     gen = run_dynamics(objective, np.asarray(theta0), settings, t0=t0, seed=seed)
-    last_hessian = -np.inf
-    # The spectrum is Python-side work (Hessian call + eigh) that competes with the UI
-    # for the GIL: keep it under ~10 % of wall time however large P is.
-    every = hessian_every
+    schedule = SpectrumSchedule(objective, save_grid(settings), t0=t0)
     reason, message = "paused", ""
     try:
         for chunk in gen:
             post(ChunkArrived(chunk, segment))
-            now = time.monotonic()
-            if len(chunk.t) and (chunk.done or now - last_hessian >= every):
+            last_t = None
+            for t, spectrum in schedule.spectra(chunk):
+                post(SpectrumArrived(t, spectrum, segment))
+                last_t = t
+            if chunk.done and len(chunk.t) and chunk.t[-1] != last_t:
                 theta = np.asarray(chunk.theta[-1])
-                spectrum = hessian_spectrum(np.asarray(objective.hessian(theta)))
-                post(SpectrumArrived(float(chunk.t[-1]), spectrum, segment))
-                if np.isfinite(last_hessian):  # the first call includes JIT compilation
-                    every = max(hessian_every, 10.0 * (time.monotonic() - now))
-                last_hessian = time.monotonic()
+                h = np.asarray(objective.hessian(theta))
+                if np.all(np.isfinite(h)):
+                    post(SpectrumArrived(float(chunk.t[-1]), hessian_spectrum(h), segment))
             if chunk.done:
                 reason, message = chunk.reason or "done", chunk.message
                 break

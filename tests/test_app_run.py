@@ -55,7 +55,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     # below always lands mid-run (a warm-cache tiny flow finishes in ~0.1 s, faster than
     # the pilot can poll).  The flow itself runs in the app in test_app_snapshots.
     cfg = tiny_config(method="gd", lr=1e-3)
-    app = ExplorerApp(config=cfg, show_clock=False, hessian_every=0.0)
+    app = ExplorerApp(config=cfg, show_clock=False)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:

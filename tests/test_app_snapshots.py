@@ -1,8 +1,8 @@
 """Snapshot tests of the main screens at 80×24 and 120×40 (pytest-textual-snapshot).
 
 Frames are deterministic: the setup screen, the help overlay, a finished run of a
-fixed tiny problem with the clock hidden, Hessian spectra only at the end of each
-chunk-free state (``hessian_every`` = ∞ keeps just the final one) and the loss plot shown,
+fixed tiny problem with the clock hidden (its Hessian spectra sit at deterministic
+simulated times, core.spectra) and the loss plot shown,
 and the replay screen and its neuron inspector on a session saved by the headless runner.
 Figures are built synchronously (``LinePlot.background = False``) so a frame never shows
 a plot still being drawn.
@@ -11,7 +11,6 @@ Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after check
 
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
@@ -72,7 +71,7 @@ def test_finished_run(snap_compare) -> None:
     from explorer.screens.run import RunScreen
 
     cfg = parse_config(TINY, "tiny")
-    app = ExplorerApp(config=cfg, show_clock=False, hessian_every=math.inf)
+    app = ExplorerApp(config=cfg, show_clock=False)
 
     async def run_to_end(pilot) -> None:
         await pilot.press("ctrl+r")

@@ -35,7 +35,6 @@ from explorer.widgets.panels import trajectory_tabs
 from explorer.widgets.plots import PALETTE, LinePlot, Series
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
-    HESSIAN_EVERY,
     ChunkArrived,
     FlowFailed,
     FlowStopped,
@@ -89,10 +88,8 @@ class RunScreen(Screen):
         config_path: Path | None = None,
         *,
         autostart: bool = True,
-        hessian_every: float = HESSIAN_EVERY,
     ):
         super().__init__()
-        self.hessian_every = hessian_every
         self.config = config
         self.config_path = config_path
         self.autostart = autostart
@@ -204,7 +201,6 @@ class RunScreen(Screen):
             segment=segment,
             post=self.post_message,
             cancelled=lambda: worker.is_cancelled,
-            hessian_every=self.hessian_every,
         )
 
     def on_chunk_arrived(self, message: ChunkArrived) -> None:

@@ -1,0 +1,292 @@
+"""Numbers behind the explorer's extra plot views: function space, weight space, deep-linear
+singular values and loss slices along Hessian eigenvectors.
+
+Each view is a pure function of the student spec, its flat parameters θ (P,) and, where it
+compares with the target, the :class:`~core.teachers.Teacher`; results are dicts of NumPy
+float64 arrays (shapes below).  :func:`why_not` says in one line when a view does not apply.
+
+Function space.  Inputs x ~ N(0, I_d) in every shipped problem, so the views look at
+|x| ≤ 3 (the projection of x on any unit vector lies in [−3, 3] with probability 99.7 %):
+
+* :func:`function_line`: f(s u; θ) and g(s u) for s ∈ [−extent, extent] along one fixed unit
+  direction u through the origin, u = z/‖z‖ with z ~ N(0, I_d) drawn from
+  ``numpy.random.default_rng(seed)`` and its sign fixed so that its largest-magnitude entry is
+  positive (the same u for every θ, so frames of one run are comparable; for d = 1, u = (1,)).
+  A random direction sees every hidden unit's kink, where a teacher-neuron direction would
+  hide the others.
+* :func:`function_grid` (d = 2): f, g and f − g on an n × n grid of [−extent, extent]².
+
+Weight space (:func:`weight_vectors`, one hidden layer, d = 2): the input weights w_i = W1[i]
+of each student neuron and their output-weight norms ‖a_i‖ = ‖W2[:, i]‖, and the same for a
+one-hidden-layer teacher network; the picture draws w_i ‖a_i‖ (a neuron's contribution to f
+scales with ‖a_i‖, so a copy of teacher neuron j lands on v_j ‖b_j‖).
+
+Deep linear nets (:func:`singular_values`): for σ = identity in every hidden layer the net is
+x ↦ M x (+ bias terms) with M = W_L ⋯ W_1 (K × d); its singular values over a trajectory show
+the saddle-to-saddle dynamics as a staircase (one singular value rises per plateau).
+
+Loss slices (:func:`loss_slice`): L(θ + s v) for the unit eigenvectors v_min and v_max of
+∇²L(θ) (eigenvalues λmin ≤ λmax).  Along v_min a saddle's descent direction (λmin < 0) or a
+channel's flat valley (λmin ≈ 0) shows; along v_max the steepest wall.  Second difference
+at s = 0: (L(h v) − 2L(0) + L(−h v))/h² = λ + O(h²).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from core.networks import NetworkSpec, forward_jit
+from core.objectives import Objective
+from core.teachers import Teacher
+
+VIEWS = ("function", "weights", "singular", "slice")
+
+#: Half-width of the input window |x| ≤ 3 (inputs are standard Gaussian, see the docstring).
+DEFAULT_EXTENT = 3.0
+#: Loss slices: with no ``radius``, the slice along an eigenvector with eigenvalue λ spans
+#: s ∈ [−r, r], r = √(2 ΔL/|λ|) — the step over which the quadratic model ½λs² changes the
+#: loss by ΔL = max(L(θ), ½ |λ|max (SLICE_REL_STEP ‖θ‖)²): by the loss itself, or near a zero
+#: loss by what a step of 10 % of ‖θ‖ along the stiffest direction does.  So the v_max slice
+#: rises by about ΔL and the v_min slice falls (saddle) or rises by as much where it curves,
+#: and both fit one y axis.  r is capped at max(‖θ‖, 1) (a flat direction, λ ≈ 0, would
+#: otherwise give r = ∞): far enough to show a channel's valley, not past the scale of θ.
+SLICE_REL_STEP = 0.1
+
+
+def _direction(d: int, seed: int) -> np.ndarray:
+    """The fixed unit direction of :func:`function_line` (see the module docstring)."""
+    if d == 1:
+        return np.ones(1)
+    z = np.random.default_rng(seed).standard_normal(d)
+    u = z / np.linalg.norm(z)
+    return u if u[np.argmax(np.abs(u))] > 0 else -u
+
+
+def _student(spec: NetworkSpec, theta, x: np.ndarray) -> np.ndarray:
+    th = np.asarray(theta, dtype=np.float64)
+    if th.shape != (spec.n_params,):
+        raise ValueError(f"theta has shape {th.shape}, expected ({spec.n_params},)")
+    return np.asarray(forward_jit(spec, th, x), dtype=np.float64)
+
+
+def _target(teacher: Teacher | None, x: np.ndarray) -> np.ndarray | None:
+    if teacher is None:
+        return None
+    y = np.asarray(teacher(x), dtype=np.float64)
+    return y.reshape(x.shape[0], -1)
+
+
+def function_line(
+    spec: NetworkSpec,
+    theta,
+    teacher: Teacher | None,
+    *,
+    n: int = 201,
+    seed: int = 0,
+    extent: float = DEFAULT_EXTENT,
+) -> dict:
+    """Student and teacher along the line x(s) = s u, s ∈ [−extent, extent] (n points).
+
+    Returns ``{"s": (n,), "x": (n, d), "direction": u (d,), "student": f (n, K),
+    "teacher": g (n, K) or None}``; u is the seeded unit direction of the module docstring.
+    """
+    if n < 2:
+        raise ValueError(f"n must be ≥ 2, got {n}")
+    u = _direction(spec.input_dim, seed)
+    s = np.linspace(-extent, extent, n)
+    x = s[:, None] * u[None, :]
+    return {
+        "s": s,
+        "x": x,
+        "direction": u,
+        "student": _student(spec, theta, x),
+        "teacher": _target(teacher, x),
+    }
+
+
+def function_grid(
+    spec: NetworkSpec,
+    theta,
+    teacher: Teacher | None,
+    *,
+    n: int = 41,
+    extent: float = DEFAULT_EXTENT,
+    output: int = 0,
+) -> dict:
+    """d = 2: output ``output`` of f, g and f − g on the grid [−extent, extent]² (n × n).
+
+    Returns ``{"x": (n,), "y": (n,), "student": (n, n), "teacher": (n, n) or None,
+    "diff": (n, n) or None}`` with rows indexed by y and columns by x
+    (``student[i, j] = f(x[j], y[i])``).
+    """
+    if spec.input_dim != 2:
+        raise ValueError(f"function grid needs input_dim = 2, got {spec.input_dim}")
+    if not 0 <= output < spec.output_dim:
+        raise ValueError(f"output must be in 0…{spec.output_dim - 1}, got {output}")
+    g = np.linspace(-extent, extent, n)
+    xx, yy = np.meshgrid(g, g)  # (n, n): rows = y
+    pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    f = _student(spec, theta, pts)[:, output].reshape(n, n)
+    t = _target(teacher, pts)
+    t = None if t is None else t[:, output].reshape(n, n)
+    return {"x": g, "y": g, "student": f, "teacher": t, "diff": None if t is None else f - t}
+
+
+def _first_layer(spec: NetworkSpec, theta) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    th = np.asarray(theta, dtype=np.float64)
+    off = spec.offsets()
+    w1 = th[off["w1"]].reshape(spec.shapes["w1"])
+    b1 = th[off["b1"]] if spec.bias[0] else None
+    w2 = th[off["w2"]].reshape(spec.shapes["w2"])
+    return w1, b1, w2
+
+
+def weight_vectors(spec: NetworkSpec, theta, teacher: Teacher | None) -> dict:
+    """Input-weight vectors of a one-hidden-layer net with d = 2, and the teacher's.
+
+    Returns ``{"student": W1 (k, 2), "scale": ‖a_i‖ (k,), "a": W2ᵀ (k, K), "bias": b1 (k,)
+    or None, "teacher": V1 (m, 2) or None, "teacher_scale": ‖b_j‖ (m,) or None}``; the
+    teacher part is present when the teacher is a one-hidden-layer network with d = 2.
+    Plot w_i · scale_i against v_j · teacher_scale_j.
+    """
+    reason = _weights_reason(spec)
+    if reason:
+        raise ValueError(reason)
+    w1, b1, w2 = _first_layer(spec, theta)
+    out = {
+        "student": w1,
+        "scale": np.linalg.norm(w2, axis=0),
+        "a": w2.T.copy(),
+        "bias": b1,
+        "teacher": None,
+        "teacher_scale": None,
+    }
+    if _network_teacher_2d(teacher):
+        v1, _, v2 = _first_layer(teacher.spec, teacher.theta)
+        out["teacher"] = v1
+        out["teacher_scale"] = np.linalg.norm(v2, axis=0)
+    return out
+
+
+def _network_teacher_2d(teacher: Teacher | None) -> bool:
+    return (
+        teacher is not None
+        and teacher.spec is not None
+        and teacher.theta is not None
+        and len(teacher.spec.widths) == 1
+        and teacher.spec.input_dim == 2
+    )
+
+
+def _linear(spec: NetworkSpec) -> bool:
+    return all(a == "identity" for acts in spec.activations for a in acts)
+
+
+def singular_values(spec: NetworkSpec, thetas) -> np.ndarray:
+    """Singular values of M = W_L ⋯ W_1 (K × d) per state, descending: thetas (m, P) → (m, r).
+
+    r = min(K, d).  Needs σ = identity in every hidden layer (biases, if any, only shift f).
+    A single θ (P,) gives (1, r).
+    """
+    if not _linear(spec):
+        raise ValueError(_singular_reason(spec))
+    th = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+    if th.shape[1] != spec.n_params:
+        raise ValueError(f"thetas have {th.shape[1]} columns, expected P = {spec.n_params}")
+    m = th.shape[0]
+    off, shapes = spec.offsets(), spec.shapes
+    prod = th[:, off["w1"]].reshape(m, *shapes["w1"])
+    for layer in range(2, spec.n_layers + 1):
+        w = th[:, off[f"w{layer}"]].reshape(m, *shapes[f"w{layer}"])
+        prod = w @ prod
+    return np.linalg.svd(prod, compute_uv=False)
+
+
+def _unit_sign_fixed(v: np.ndarray) -> np.ndarray:
+    v = v / np.linalg.norm(v)
+    return v if v[np.argmax(np.abs(v))] > 0 else -v
+
+
+def slice_radius(lam: float, loss: float, lam_abs_max: float, theta_norm: float) -> float:
+    """Half-width r of the slice along an eigenvector with eigenvalue ``lam`` (SLICE_REL_STEP)."""
+    cap = max(theta_norm, 1.0)
+    delta = max(loss, 0.5 * lam_abs_max * (SLICE_REL_STEP * theta_norm) ** 2)
+    if not (abs(lam) > 0 and delta > 0 and math.isfinite(delta)):
+        return cap
+    return min(math.sqrt(2.0 * delta / abs(lam)), cap)
+
+
+def loss_slice(objective: Objective, theta, *, n: int = 41, radius: float | None = None) -> dict:
+    """L(θ + s v) along the unit eigenvectors v of λmin and λmax of ∇²L(θ).
+
+    n (odd, so that s = 0 is a grid point) steps per slice over s ∈ [−r, r]: r = ``radius``
+    for both, or by default one radius per eigenvector from :func:`slice_radius`.
+    Eigenvectors are sign-fixed (largest-magnitude entry positive).  Returns
+    ``{"s_min": (n,), "min": (n,), "s_max": (n,), "max": (n,), "lam_min", "lam_max",
+    "r_min", "r_max", "loss": L(θ), "v_min": (P,), "v_max": (P,)}``.
+    """
+    if n < 3 or n % 2 == 0:
+        raise ValueError(f"n must be odd and ≥ 3 (s = 0 on the grid), got {n}")
+    if radius is not None and not (math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a positive number, got {radius!r}")
+    th = np.asarray(theta, dtype=np.float64)
+    if th.shape != (objective.n_params,):
+        raise ValueError(f"theta has shape {th.shape}, expected ({objective.n_params},)")
+    h = np.asarray(objective.hessian(th), dtype=np.float64)
+    if not np.all(np.isfinite(h)):
+        raise ValueError("loss slice: the Hessian at θ is not finite")
+    lam, vecs = np.linalg.eigh(0.5 * (h + h.T))
+    loss0 = float(objective.loss(th))
+    lam_abs = float(np.max(np.abs(lam)))
+    tnorm = float(np.linalg.norm(th))
+    out = {"loss": loss0, "lam_min": float(lam[0]), "lam_max": float(lam[-1])}
+    for key, col in (("min", 0), ("max", -1)):
+        v = _unit_sign_fixed(vecs[:, col])
+        r = radius if radius is not None else slice_radius(lam[col], loss0, lam_abs, tnorm)
+        s = np.linspace(-r, r, n)
+        s[n // 2] = 0.0
+        vals = np.array([float(objective.loss(th + si * v)) for si in s])
+        out.update({f"s_{key}": s, key: vals, f"r_{key}": float(r), f"v_{key}": v})
+    return out
+
+
+def _weights_reason(spec: NetworkSpec) -> str | None:
+    if spec.input_dim != 2:
+        return f"weight view needs input_dim = 2 (this net has d = {spec.input_dim})"
+    if len(spec.widths) != 1:
+        return f"weight view needs one hidden layer (this net has {len(spec.widths)})"
+    return None
+
+
+def _singular_reason(spec: NetworkSpec) -> str | None:
+    if _linear(spec):
+        return None
+    names = sorted({a for acts in spec.activations for a in acts if a != "identity"})
+    return f"singular values need a linear network (this one has {', '.join(names)} units)"
+
+
+def why_not(view: str, spec: NetworkSpec, teacher: Teacher | None = None) -> str | None:
+    """One line saying why ``view`` (one of :data:`VIEWS`) does not apply, or None if it does."""
+    if view == "function":
+        return None if teacher is not None else "function view needs a teacher to compare with"
+    if view == "weights":
+        return _weights_reason(spec)
+    if view == "singular":
+        return _singular_reason(spec)
+    if view == "slice":
+        return None
+    raise ValueError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+
+
+__all__ = [
+    "VIEWS",
+    "function_grid",
+    "function_line",
+    "loss_slice",
+    "singular_values",
+    "slice_radius",
+    "weight_vectors",
+    "why_not",
+]

@@ -7,6 +7,7 @@
                                                the sweep view (Enter replays a run)
     explorer report DIR [--json]               the report of a session (JSON with --json)
     explorer export DIR --csv OUT              loss curve, spectra, neuron trajectories as CSV
+    explorer plot DIR --out FILE [--view NAME] a figure (.png/.svg/.pdf) of a session
     explorer sweep SWEEP --out DIR             a grid of runs (see core.sweep)
 
 ``export``'s OUT is a folder (created if absent; must not hold other files) that
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-SUBCOMMANDS = ("run", "replay", "report", "export", "sweep")
+SUBCOMMANDS = ("run", "replay", "report", "export", "plot", "sweep")
 EXIT_USAGE = 2
 
 
@@ -75,6 +76,25 @@ def _sub_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a session as CSV")
     ex.add_argument("session", help="session folder")
     ex.add_argument("--csv", required=True, help="output folder, or a .csv file name")
+    pl = sub.add_parser(
+        "plot",
+        help="write a publication figure of a session (.png, .svg or .pdf)",
+        description="Write a figure of a saved session with matplotlib; the format comes "
+        "from FILE's extension (.png, .svg, .pdf).  The default view shows loss and "
+        "|grad L|inf, the Hessian spectrum and the weights against t, with phases and "
+        "events marked; --view picks another (function, weights, singular, slice).",
+    )
+    pl.add_argument("session", help="session folder")
+    pl.add_argument("--out", required=True, help="figure file to write (.png, .svg, .pdf)")
+    pl.add_argument(
+        "--view", default="overview", help="overview (default), function, weights, singular, slice"
+    )
+    pl.add_argument(
+        "--t",
+        type=float,
+        help="state nearest this time for the function, weights and slice views (default: final)",
+    )
+    pl.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     sw = sub.add_parser("sweep", help="run a grid of configs (on dask.distributed)")
     sw.add_argument("sweep", help="sweep TOML")
     sw.add_argument("--out", required=True, help="output folder")
@@ -231,6 +251,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Write a figure of a session; matplotlib is imported only here (start-up stays fast)."""
+    import core  # noqa: F401
+    from core.session import load_session
+    from explorer.figures import FigureError, check_target, write_figure
+
+    try:
+        check_target(args.out, force=args.force)  # before loading: fail fast, write nothing
+        session = load_session(args.session)
+        path = write_figure(session, args.out, args.view, force=args.force, t=args.t)
+    except FigureError as e:
+        raise CliError(str(e)) from None
+    print(path, file=sys.stderr)
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep; print the per-setting table.  Exit 0, or 1 if some run failed
     (their rows in summary.csv say why; rerunning retries them), 130 on Ctrl-C."""
@@ -281,6 +317,7 @@ _COMMANDS = {
     "replay": cmd_replay,
     "report": cmd_report,
     "export": cmd_export,
+    "plot": cmd_plot,
     "sweep": cmd_sweep,
 }
 

@@ -1,0 +1,942 @@
+"""Publication figures of a saved session with matplotlib (``explorer plot``).
+
+Pure in the sense of the rest of the project: a :class:`core.session.Session` goes in, a
+:class:`matplotlib.figure.Figure` comes out; nothing global is touched (no pyplot, no
+backend switch: :class:`~matplotlib.figure.Figure` renders through Agg/SVG/PDF canvases on
+``savefig``).  :func:`write_figure` adds the file handling: format from the extension,
+no overwrite unless asked, atomic write (temporary sibling, then rename).
+
+The overview figure has three panels sharing a time axis:
+
+1. loss L(θ(t)) and ‖∇L(θ(t))‖∞ against t, log–log;
+2. the Hessian spectrum at the recorded snapshot times: every eigenvalue λ_k(t) faint,
+   λmin and λmax bold, on a *symmetric* log axis (``symlog``: sign·log|λ| outside
+   ±λ_lin, linear inside) so negative eigenvalues — a saddle's escape directions — show;
+3. the weights: for one hidden layer, |a_i| = ‖W2[:, i]‖₂ per neuron (the output weight
+   magnitude, as in the app's weights plot) and min_{i<j} ‖w_i − w_j‖₂ (first-layer input
+   weights, bias appended; neurons merging or splitting show as this distance → 0);
+   for deeper nets the layer norms ‖W_l‖_F.
+
+The time axis is logarithmic; a trajectory starting at t = 0 gets a ``symlog`` axis whose
+linear stretch [0, t₁] (t₁ = the first positive time) takes one decade, so t = 0
+is drawn.  Phases (:func:`core.phases.session_phases`, when that module is present) are
+shaded spans, events (refine, surgery, pause/resume, interrupts) vertical lines; both are
+listed in one legend below the panels.  Series differ by line style and marker as well as
+colour, so the figure reads in greyscale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+#: extension → matplotlib format
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+#: Okabe–Ito colours (colour-blind safe); never the only distinction between series.
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
+MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*")
+
+#: Eigenvalues with |λ| below SYMLOG_REL · max|λ| are drawn on the linear stretch of the
+#: spectrum axis: 1e-6 keeps a saddle's λmin (≈1e-2 of λmax in the demos) on the log part
+#: while numerically-zero modes (|λ| ~ 1e-10 · λmax) sit at 0 instead of spreading decades.
+SYMLOG_REL = 1e-6
+#: At most this many labelled ticks on a log or symlog axis (decades are thinned).
+MAX_TICKS = 8
+
+_RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "grid.linewidth": 0.5,
+    "lines.linewidth": 1.4,
+    "lines.markersize": 4,
+    "svg.hashsalt": "landscape-explorer",  # reproducible SVG ids
+    "svg.fonttype": "path",
+    "pdf.fonttype": 42,
+}
+
+#: phase kind → (face colour, hatch); plateaus grey, channels hatched, convergence dotted
+_PHASE_STYLE = {
+    "plateau": ("0.55", None),
+    "channel": ("0.35", "///"),
+    "converged": ("0.7", ".."),
+    "descent": (None, None),  # the stretches between: unshaded
+}
+#: event kind → line style
+_EVENT_STYLE = {
+    "refine": (0, (1, 1.5)),
+    "surgery": "-.",
+    "pause": (0, (4, 2)),
+    "resume": (0, (4, 2, 1, 2)),
+    "interrupted": (0, (6, 2)),
+}
+
+
+class FigureError(Exception):
+    """A figure that cannot be written (bad extension, existing file, …); one line."""
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def figure_format(path: str | Path) -> str:
+    """matplotlib format for ``path`` from its extension; :class:`FigureError` otherwise."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise FigureError(
+            f"{path}: unsupported figure format {ext or '(no extension)'!r}; "
+            f"use one of {', '.join(FORMATS)}"
+        )
+    return FORMATS[ext]
+
+
+def check_target(path: str | Path, *, force: bool = False) -> str:
+    """Validate an output path before any work; return its format.
+
+    Refuses an unknown extension, a missing parent folder, a folder in the way, and an
+    existing file unless ``force``.
+    """
+    p = Path(path)
+    fmt = figure_format(p)
+    if not p.parent.is_dir():
+        raise FigureError(f"{p}: folder {p.parent} does not exist")
+    if p.is_dir():
+        raise FigureError(f"{p}: is a folder")
+    if p.exists() and not force:
+        raise FigureError(f"{p}: exists; refusing to overwrite (use --force)")
+    return fmt
+
+
+def available_views() -> tuple[str, ...]:
+    """ "overview" and the views of :mod:`core.views` (when that module is present)."""
+    try:
+        from core.views import VIEWS as extra
+    except ImportError:
+        extra = ()
+    return ("overview", *extra)
+
+
+def session_figure(session: Any, view: str = "overview", *, t: float | None = None) -> Figure:
+    """The figure of ``view`` for a loaded session (see the module docstring).
+
+    ``t`` picks the saved state nearest that time for the function, weights and slice
+    views (default: the final state); the overview and singular views show the whole run.
+    A view that does not apply to the session's network raises :class:`FigureError`
+    saying why.
+    """
+    views = available_views()
+    if view not in views:
+        raise FigureError(f"--view: unknown view {view!r}; choose from {', '.join(views)}")
+    if t is not None and not math.isfinite(t):
+        raise FigureError(f"--t: must be a finite number, got {t!r}")
+    with rc_context(_RC):
+        if view == "overview":
+            return overview_figure(session)
+        return view_figure(session, view, t=t)
+
+
+def write_figure(
+    session: Any,
+    path: str | Path,
+    view: str = "overview",
+    *,
+    force: bool = False,
+    t: float | None = None,
+) -> Path:
+    """Render ``view`` of ``session`` and write it to ``path`` atomically; return the path.
+
+    The format comes from the extension (.png, .svg, .pdf).  The figure is written into a
+    temporary sibling ``.NAME.tmp-…`` and then linked (no ``force``: fails if ``path``
+    appeared meanwhile, nothing is clobbered) or renamed (``force``) into place.
+    """
+    p = Path(path)
+    fmt = check_target(p, force=force)
+    with rc_context(_RC):
+        fig = session_figure(session, view, t=t)
+        tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "xb") as f:
+                fig.savefig(f, format=fmt, dpi=200, metadata=_metadata(fmt))
+                f.flush()
+                os.fsync(f.fileno())
+            if force:
+                os.replace(tmp, p)
+            else:
+                try:
+                    os.link(tmp, p)
+                except FileExistsError:
+                    raise FigureError(f"{p}: exists; refusing to overwrite (use --force)") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return p
+
+
+def _metadata(fmt: str) -> dict:
+    """Fixed metadata (no creation date) so the same session gives the same file."""
+    if fmt == "png":
+        return {"Software": "landscape-explorer (matplotlib)"}
+    if fmt == "svg":
+        return {"Date": None, "Creator": "landscape-explorer (matplotlib)"}
+    return {"CreationDate": None, "Creator": "landscape-explorer (matplotlib)"}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def session_phases(session: Any) -> list:
+    """Phases from :mod:`core.phases` when it is installed, else an empty list."""
+    try:
+        from core.phases import session_phases as detect
+    except (ImportError, AttributeError):
+        return []
+    return list(detect(session))
+
+
+def weight_series(spec: Any, theta: np.ndarray) -> tuple[list[str], np.ndarray, str]:
+    """Weight summaries of the states θ (m, P): (labels, values (m, n), y label).
+
+    One hidden layer: |a_i| = ‖W2[:, i]‖₂ for each neuron i, then min_{i<j} ‖w_i − w_j‖₂
+    over the first-layer rows w_i = (W1[i], b1[i]) (NaN for one neuron).  Otherwise
+    ‖W_l‖_F for each layer l.
+    """
+    from core.networks import unflatten
+
+    theta = np.asarray(theta, np.float64)
+    if len(spec.widths) == 1:
+        k = spec.widths[0]
+        rows = []
+        for th in theta:
+            p = unflatten(spec, th)
+            w = np.asarray(p["w1"])
+            if spec.bias[0]:
+                w = np.concatenate([w, np.asarray(p["b1"])[:, None]], axis=1)
+            a = np.linalg.norm(np.asarray(p["w2"]), axis=0)
+            if k > 1:
+                diff = w[:, None, :] - w[None, :, :]
+                dist = np.sqrt(np.sum(diff * diff, axis=-1))[np.triu_indices(k, 1)].min()
+            else:
+                dist = np.nan
+            rows.append([*a, dist])
+        labels = [f"|a{i}|" for i in range(k)] + ["min‖wᵢ−wⱼ‖"]
+        return labels, np.asarray(rows).reshape(theta.shape[0], k + 1), "weight"
+    n_layers = len(spec.widths) + 1
+    rows = []
+    for th in theta:
+        p = unflatten(spec, th)
+        rows.append([np.linalg.norm(np.asarray(p[f"w{l}"])) for l in range(1, n_layers + 1)])
+    labels = [f"‖W{l}‖_F" for l in range(1, n_layers + 1)]
+    return labels, np.asarray(rows).reshape(theta.shape[0], n_layers), "layer norm"
+
+
+# ----------------------------------------------------------------------------- axes helpers
+
+
+def _positive(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, np.float64)
+    return np.where((y > 0) & np.isfinite(y), y, np.nan)
+
+
+def _decade_label(k: int) -> str:
+    return f"$10^{{{k}}}$"
+
+
+def _thinned_decades(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[int]:
+    """Exponents k with lo ≤ 10^k ≤ hi, every n-th so that at most ``max_ticks`` remain."""
+    k0, k1 = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
+    if k1 < k0:
+        return [round(math.log10(lo))]
+    step = max(1, math.ceil((k1 - k0 + 1) / max_ticks))
+    return list(range(k0, k1 + 1, step))
+
+
+def _set_time_axis(ax: Any, t_min_pos: float, t_max: float, has_zero: bool) -> None:
+    """Log time axis; symlog with linear stretch [0, t_min_pos] when t = 0 is drawn."""
+    if has_zero:
+        ax.set_xscale("symlog", linthresh=t_min_pos, linscale=1.0)
+        ax.set_xlim(0.0, t_max * 1.5)
+        ks = _thinned_decades(t_min_pos, t_max * 1.5, MAX_TICKS - 1)
+        ticks = [0.0] + [10.0**k for k in ks]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _: "0" if x == 0 else _decade_label(round(math.log10(x))))
+        )
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.set_xscale("log")
+        ax.set_xlim(t_min_pos / 1.5, t_max * 1.5)
+
+
+def _set_symlog_y(ax: Any, lo: float, hi: float, linthresh: float) -> None:
+    """Symmetric log y axis over [lo, hi] with ticks 0, ±10^k (thinned)."""
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=0.5)
+    pad_lo = lo * 1.6 if lo < 0 else -linthresh
+    pad_hi = hi * 1.6 if hi > 0 else linthresh
+    ax.set_ylim(pad_lo, pad_hi)
+    ticks = [0.0]
+    budget = MAX_TICKS - 1
+    first = 10 * linthresh  # ±linthresh itself would crowd the 0 label
+    neg = _thinned_decades(first, -pad_lo, max(2, budget // 2)) if -pad_lo > first else []
+    pos = _thinned_decades(first, pad_hi, max(2, budget - len(neg))) if pad_hi > first else []
+    ticks += [-(10.0**k) for k in neg] + [10.0**k for k in pos]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+
+    def fmt(y: float, _: Any) -> str:
+        if y == 0:
+            return "0"
+        k = round(math.log10(abs(y)))
+        return ("−" if y < 0 else "") + _decade_label(k)
+
+    ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _style(i: int) -> dict:
+    """Line style i: colour, dash pattern and marker all change with i."""
+    return {
+        "color": COLOURS[i % len(COLOURS)],
+        "linestyle": LINESTYLES[i % len(LINESTYLES)],
+        "marker": MARKERS[i % len(MARKERS)],
+        "markevery": 0.1,
+        "markersize": 4,
+        "markerfacecolor": "none",
+    }
+
+
+def _legend_right(ax: Any) -> None:
+    """Legend outside the axes, on the right: never covers a curve."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            frameon=False,
+            handlelength=3.0,
+        )
+
+
+# ----------------------------------------------------------------------------- overview
+
+
+def _time_extent(session: Any) -> tuple[float, float, bool]:
+    """(smallest positive t, largest t, whether t ≤ 0 occurs) over trajectory and spectra."""
+    ts = [np.asarray(seg.t) for seg in session.segments]
+    ts.append(np.asarray([s.t for s in session.spectra], np.float64))
+    ts.append(
+        np.asarray(
+            [e["t"] for e in session.events if isinstance(e.get("t"), int | float)], np.float64
+        )
+    )
+    allt = np.concatenate([t.reshape(-1) for t in ts])
+    allt = allt[np.isfinite(allt)]
+    pos = allt[allt > 0]
+    t_max = float(pos.max()) if pos.size else 1.0
+    t_min = float(pos.min()) if pos.size else 1e-2
+    if t_min >= t_max:
+        t_min = t_max / 10
+    return t_min, t_max, bool(np.any(allt <= 0))
+
+
+def overview_figure(session: Any) -> Figure:
+    """Loss and ‖∇L‖∞, Hessian spectrum, weights vs t, with phases and events marked."""
+    fig = Figure(figsize=(8.0, 8.6), layout="constrained")
+    ax_loss, ax_eig, ax_w = fig.subplots(3, 1, sharex=True)
+    t_min, t_max, has_zero = _time_extent(session)
+
+    _loss_panel(ax_loss, session)
+    _spectrum_panel(ax_eig, session)
+    _weights_panel(ax_w, session)
+    for ax in (ax_loss, ax_eig, ax_w):
+        _set_time_axis(ax, t_min, t_max, has_zero)
+    ax_w.set_xlabel("t (gradient-flow time)")
+
+    marks = _mark_phases_and_events(session, (ax_loss, ax_eig, ax_w))
+    for ax in (ax_loss, ax_eig, ax_w):
+        _legend_right(ax)
+    if marks:
+        fig.legend(
+            handles=marks, loc="outside lower center", ncols=min(len(marks), 5), frameon=False
+        )
+    fig.suptitle(_title(session))
+    return fig
+
+
+def _title(session: Any) -> str:
+    name = session.path.name if getattr(session, "path", None) else "session"
+    spec = session.final_spec
+    acts = sorted({a for layer in spec.activations for a in layer})
+    net = f"d={spec.input_dim}, widths {list(spec.widths)}" + (
+        f", {'/'.join(acts)}" if acts else ""
+    )
+    outcome = session.summary.get("classification")
+    bits = [name, net]
+    if outcome:
+        bits.append(str(outcome))
+    bits.append(f"final loss {session.final_loss:.3g}")
+    return "  ·  ".join(bits)
+
+
+def _loss_panel(ax: Any, session: Any) -> None:
+    for i, seg in enumerate(session.segments):
+        first = i == 0
+        ax.plot(
+            seg.t,
+            _positive(seg.loss),
+            color=COLOURS[0],
+            linestyle="-",
+            label="loss L" if first else None,
+        )
+        ax.plot(
+            seg.t,
+            _positive(seg.grad_norm),
+            color=COLOURS[1],
+            linestyle="--",
+            label="‖∇L‖∞" if first else None,
+        )
+    ref = session.refined
+    if ref and isinstance(ref.get("loss"), int | float) and ref["loss"] > 0:
+        t_ref = float(ref.get("t", session.final_t))
+        ax.plot(
+            [t_ref],
+            [ref["loss"]],
+            linestyle="none",
+            marker="*",
+            markersize=9,
+            color=COLOURS[0],
+            label="refined loss",
+        )
+        g = ref.get("grad_inf_norm")
+        if isinstance(g, int | float) and g > 0:
+            ax.plot(
+                [t_ref],
+                [g],
+                linestyle="none",
+                marker="X",
+                markersize=7,
+                color=COLOURS[1],
+                label="refined ‖∇L‖∞",
+            )
+    ax.set_yscale("log")
+    ax.set_ylabel("loss, ‖∇L‖∞")
+    ax.set_title("loss and gradient norm", loc="left")
+
+
+def _spectrum_panel(ax: Any, session: Any) -> None:
+    traj = [s for s in session.spectra if s.label != "refined"]
+    refined = [s for s in session.spectra if s.label == "refined"]
+    if not session.spectra:
+        ax.text(
+            0.5,
+            0.5,
+            "no Hessian spectra recorded in this session",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.3",
+        )
+        ax.set_ylabel("Hessian eigenvalue λ")
+        ax.set_title("Hessian spectrum", loc="left")
+        return
+    big = max(float(np.max(np.abs(s.eigenvalues))) for s in session.spectra)
+    big = big if big > 0 else 1.0
+    linthresh = 10.0 ** math.floor(math.log10(big * SYMLOG_REL))
+    first_all = True
+    lmin_t, lmin, lmax = [], [], []
+    for seg_i in range(len(session.segments)):
+        snaps = sorted((s for s in traj if s.segment == seg_i), key=lambda s: s.t)
+        if not snaps:
+            continue
+        st = np.asarray([s.t for s in snaps])
+        ev = np.stack([np.sort(s.eigenvalues) for s in snaps])  # (n_snap, P)
+        ax.plot(st, ev, color="0.6", linewidth=0.6, alpha=0.6, zorder=1)
+        if first_all:
+            ax.plot([], [], color="0.6", linewidth=0.6, label="all λₖ")
+            first_all = False
+        lmin_t.append(st)
+        lmin.append(ev[:, 0])
+        lmax.append(ev[:, -1])
+        lmin_t.append([np.nan])  # break the line between segments
+        lmin.append([np.nan])
+        lmax.append([np.nan])
+    if lmin_t:
+        st = np.concatenate(lmin_t)
+        ax.plot(
+            st,
+            np.concatenate(lmax),
+            color=COLOURS[1],
+            linestyle="-",
+            marker="^",
+            markevery=0.08,
+            markerfacecolor="none",
+            label="λmax",
+            zorder=3,
+        )
+        ax.plot(
+            st,
+            np.concatenate(lmin),
+            color=COLOURS[0],
+            linestyle="--",
+            marker="v",
+            markevery=0.08,
+            markerfacecolor="none",
+            label="λmin",
+            zorder=3,
+        )
+    for j, s in enumerate(refined):
+        ev = np.sort(s.eigenvalues)
+        ax.plot(
+            [s.t, s.t],
+            [ev[0], ev[-1]],
+            linestyle="none",
+            marker="*",
+            markersize=8,
+            color=COLOURS[2],
+            label="refined λmin, λmax" if j == 0 else None,
+            zorder=4,
+        )
+    ax.axhline(0.0, color="0.2", linewidth=0.7, zorder=2)
+    all_ev = np.concatenate([s.eigenvalues for s in session.spectra])
+    _set_symlog_y(ax, float(all_ev.min()), float(all_ev.max()), linthresh)
+    ax.set_ylabel(f"λ (symlog, linear |λ|<{linthresh:.0e})")
+    n_neg = sum(1 for s in traj if s.eigenvalues.min() < -linthresh)
+    note = f", λmin < 0 at {n_neg} of {len(traj)} snapshots" if n_neg else ""
+    ax.set_title(f"Hessian spectrum{note}", loc="left")
+
+
+def _weights_panel(ax: Any, session: Any) -> None:
+    if _all_linear(session):
+        _singular_panel(ax, session, _teacher_or_none(session))
+        return
+    ylabel = "weight"
+    values_all = []
+    shown: set[str] = set()
+    for seg in session.segments:
+        labels, values, ylabel = weight_series(seg.spec, seg.theta)
+        values_all.append(values)
+        for j, lab in enumerate(labels):
+            is_dist = lab.startswith("min")
+            style = (
+                {"color": COLOURS[-1], "linestyle": ":", "linewidth": 1.8} if is_dist else _style(j)
+            )
+            show = lab not in shown and (j < 8 or is_dist)
+            shown.add(lab)
+            ax.plot(seg.t, values[:, j], label=lab if show else None, **style)
+    vals = np.concatenate([v.reshape(-1) for v in values_all]) if values_all else np.zeros(0)
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size and vals.max() / vals.min() > 100:
+        ax.set_yscale("log")
+    one_layer = len(session.final_spec.widths) == 1
+    what = (
+        "output weights |aᵢ| = ‖W2[:, i]‖, closest input-weight pair"
+        if one_layer
+        else ("layer norms")
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"weights: {what}", loc="left")
+
+
+def _all_linear(session: Any) -> bool:
+    """Every segment a linear network (σ = identity) and core.views present."""
+    try:
+        import core.views  # noqa: F401
+    except ImportError:
+        return False
+    return all(
+        a == "identity" for seg in session.segments for layer in seg.spec.activations for a in layer
+    )
+
+
+def _teacher_or_none(session: Any) -> Any | None:
+    """The session's teacher (rebuilt from its config), for reference lines."""
+    from core.problem import build_teacher
+
+    return build_teacher(session.config)
+
+
+def _mark_phases_and_events(session: Any, axes: Sequence[Any]) -> list:
+    """Shade phases and draw event lines on every axis; return legend handles."""
+    handles: list = []
+    kinds_done: set[str] = set()
+    for ph in session_phases(session):
+        face, hatch = _PHASE_STYLE.get(ph.kind, ("0.8", "xx"))
+        if face is None:
+            continue
+        t0, t1 = float(ph.t_start), float(ph.t_end)
+        for ax in axes:
+            ax.axvspan(
+                t0,
+                t1,
+                facecolor=face if hatch is None else "none",
+                alpha=0.18 if hatch is None else 0.6,
+                hatch=hatch,
+                edgecolor=face,
+                linewidth=0,
+                zorder=0,
+            )
+        if ph.kind not in kinds_done:
+            kinds_done.add(ph.kind)
+            handles.append(
+                Patch(
+                    facecolor=face if hatch is None else "none",
+                    alpha=0.35 if hatch is None else 0.8,
+                    hatch=hatch,
+                    edgecolor=face,
+                    label=f"phase: {ph.kind}",
+                )
+            )
+    events_done: set[str] = set()
+    for ev in session.events:
+        t = ev.get("t")
+        if not isinstance(t, int | float) or not math.isfinite(t):
+            continue
+        kind = str(ev.get("kind", "event"))
+        ls = _EVENT_STYLE.get(kind, (0, (2, 2)))
+        for ax in axes:
+            ax.axvline(float(t), color="0.15", linestyle=ls, linewidth=1.0, zorder=2)
+        if kind not in events_done:
+            events_done.add(kind)
+            handles.append(
+                Line2D([], [], color="0.15", linestyle=ls, linewidth=1.0, label=f"event: {kind}")
+            )
+    # segment boundaries (surgery changes the network) even without an event record
+    if len(session.segments) > 1 and "surgery" not in events_done:
+        for seg in session.segments[1:]:
+            for ax in axes:
+                ax.axvline(float(seg.t[0]), color="0.15", linestyle="-.", linewidth=1.0)
+        handles.append(Line2D([], [], color="0.15", linestyle="-.", label="new segment"))
+    return handles
+
+
+# ----------------------------------------------------------------------------- other views
+
+
+def state_at(session: Any, t: float | None = None) -> tuple[int, int]:
+    """(segment, row) of the saved state nearest time ``t`` (the final state for None)."""
+    if t is None:
+        return len(session.segments) - 1, len(session.final_segment) - 1
+    best = (math.inf, 0, 0)
+    for i, seg in enumerate(session.segments):
+        j = int(np.argmin(np.abs(np.asarray(seg.t) - t)))
+        gap = abs(float(seg.t[j]) - t)
+        if gap <= best[0]:  # ties: the later segment (after surgery)
+            best = (gap, i, j)
+    return best[1], best[2]
+
+
+def view_figure(session: Any, view: str, *, t: float | None = None) -> Figure:
+    """A :mod:`core.views` view of the session; :class:`FigureError` when it does not apply."""
+    from core.problem import build_problem
+    from core.views import why_not
+
+    seg_i, row = state_at(session, t)
+    seg = session.segments[seg_i]
+    problem = build_problem(session.config)
+    reason = why_not(view, seg.spec, problem.teacher)
+    if reason:
+        raise FigureError(f"--view {view}: {reason}")
+    t_state = float(seg.t[row])
+    draw = {
+        "function": _function_view,
+        "weights": _weights_view,
+        "singular": _singular_view,
+        "slice": _slice_view,
+    }[view]
+    fig = draw(session, problem, seg_i, row)
+    name = session.path.name if getattr(session, "path", None) else "session"
+    if view == "singular":
+        fig.suptitle(f"{name}  ·  singular values of the end-to-end map")
+    else:
+        loss = float(seg.loss[row])
+        fig.suptitle(f"{name}  ·  {view} view at t = {t_state:.4g}  (loss {loss:.3g})")
+    return fig
+
+
+def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """Student f(s u; θ) against teacher g(s u) along one line, and f − g for d = 2."""
+    from core.views import function_grid, function_line
+
+    seg = session.segments[seg_i]
+    spec, teacher = seg.spec, problem.teacher
+    d2 = spec.input_dim == 2
+    fig = Figure(figsize=(10.0 if d2 else 6.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2 if d2 else 1, squeeze=False)[0]
+    ax = axes[0]
+    start = session.segments[0]
+    line0 = function_line(start.spec, start.theta[0], teacher)
+    line = function_line(spec, seg.theta[row], teacher)
+    k_out = line["student"].shape[1]
+    n_show = min(k_out, 4)
+    for j in range(n_show):
+        suffix = f" (output {j})" if k_out > 1 else ""
+        col = COLOURS[j % len(COLOURS)]
+        ax.plot(
+            line["s"],
+            line["teacher"][:, j],
+            color="0.1",
+            linestyle="--",
+            linewidth=2.0,
+            label="teacher g" + suffix if j == 0 or k_out > 1 else None,
+        )
+        ax.plot(
+            line["s"],
+            line["student"][:, j],
+            color=col,
+            linestyle="-",
+            marker=MARKERS[j % len(MARKERS)],
+            markevery=0.1,
+            markerfacecolor="none",
+            label="student f" + suffix,
+        )
+        ax.plot(
+            line0["s"],
+            line0["student"][:, j],
+            color=col,
+            linestyle=":",
+            linewidth=1.0,
+            label="student at t = 0" + suffix,
+        )
+    u = ", ".join(f"{v:.2f}" for v in line["direction"])
+    ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
+    ax.set_ylabel("output")
+    more = f"; first {n_show} of {k_out} outputs" if k_out > n_show else ""
+    ax.set_title(f"along a line through input space{more}", loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=2, frameon=False)
+    if d2:
+        grid = function_grid(spec, seg.theta[row], teacher)
+        diff = grid["diff"]
+        ax2 = axes[1]
+        lim = float(np.max(np.abs(diff))) or 1.0
+        im = ax2.imshow(
+            diff,
+            origin="lower",
+            cmap="RdBu_r",
+            vmin=-lim,
+            vmax=lim,
+            extent=(grid["x"][0], grid["x"][-1], grid["y"][0], grid["y"][-1]),
+            aspect="equal",
+            interpolation="nearest",
+        )
+        # contour lines carry the sign in greyscale: negative levels dashed, positive solid
+        levels = np.linspace(-lim, lim, 9)
+        levels = levels[np.abs(levels) > 1e-12 * lim]
+        cs = ax2.contour(
+            grid["x"],
+            grid["y"],
+            diff,
+            levels=levels,
+            colors="0.1",
+            linewidths=0.7,
+            negative_linestyles="dashed",
+        )
+        ax2.clabel(cs, fmt="%.2g", fontsize=6)
+        cb = fig.colorbar(im, ax=ax2, shrink=0.9)
+        cb.set_label("f − g  (contours: dashed < 0, solid > 0)")
+        ax2.plot(
+            [-3 * line["direction"][0], 3 * line["direction"][0]],
+            [-3 * line["direction"][1], 3 * line["direction"][1]],
+            color="0.1",
+            linestyle=(0, (1, 1)),
+            linewidth=1.0,
+        )
+        ax2.set_xlabel("x₁")
+        ax2.set_ylabel("x₂")
+        ax2.set_title(f"f − g (max {lim:.2g}); dotted: the line", loc="left")
+    return fig
+
+
+def _weights_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """d = 2: neurons' input-weight vectors w_i scaled by ‖a_i‖ over the run, and the teacher's."""
+    from core.views import weight_vectors
+
+    seg = session.segments[seg_i]
+    spec, teacher = seg.spec, problem.teacher
+    fig = Figure(figsize=(7.0, 6.0), layout="constrained")
+    ax = fig.subplots()
+    paths = [weight_vectors(spec, th, None) for th in seg.theta[: row + 1]]
+    pts = np.stack([p["student"] * p["scale"][:, None] for p in paths])  # (m, k, 2)
+    now = weight_vectors(spec, seg.theta[row], teacher)
+    k = pts.shape[1]
+    for i in range(k):
+        st = _style(i)
+        ax.plot(
+            pts[:, i, 0],
+            pts[:, i, 1],
+            color=st["color"],
+            linestyle=st["linestyle"],
+            linewidth=0.9,
+            alpha=0.8,
+        )
+        ax.plot(
+            *pts[0, i],
+            linestyle="none",
+            marker="o",
+            markerfacecolor="none",
+            color=st["color"],
+            markersize=5,
+        )
+        ax.annotate(
+            "",
+            xy=tuple(pts[-1, i]),
+            xytext=(0.0, 0.0),
+            arrowprops={"arrowstyle": "-|>", "color": st["color"], "linewidth": 1.4},
+        )
+        ax.plot(
+            *pts[-1, i],
+            linestyle="none",
+            marker=st["marker"],
+            color=st["color"],
+            markersize=7,
+            label=f"student neuron {i}: ‖a{i}‖ w{i}",
+        )
+    if now["teacher"] is not None:
+        tv = now["teacher"] * now["teacher_scale"][:, None]
+        for v in tv:
+            ax.annotate(
+                "",
+                xy=tuple(v),
+                xytext=(0.0, 0.0),
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "0.1",
+                    "linewidth": 1.2,
+                    "linestyle": "--",
+                },
+            )
+        ax.plot(
+            tv[:, 0],
+            tv[:, 1],
+            linestyle="none",
+            marker="X",
+            color="0.1",
+            markersize=9,
+            label="teacher neurons ‖bⱼ‖ vⱼ",
+        )
+    ax.plot(
+        [],
+        [],
+        linestyle="none",
+        marker="o",
+        markerfacecolor="none",
+        color="0.3",
+        label=f"start (t = {float(seg.t[0]):.3g})",
+    )
+    ax.plot(0, 0, marker="+", color="0.3", markersize=8, linestyle="none")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("first input weight × ‖a‖")
+    ax.set_ylabel("second input weight × ‖a‖")
+    ax.set_title("input-weight vectors scaled by output weight (paths: the run so far)", loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def _singular_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """Deep linear nets: singular values of M = W_L⋯W_1 over the run (rank steps)."""
+    fig = Figure(figsize=(8.0, 4.6), layout="constrained")
+    ax = fig.subplots()
+    _singular_panel(ax, session, problem.teacher)
+    t_min, t_max, has_zero = _time_extent(session)
+    _set_time_axis(ax, t_min, t_max, has_zero)
+    ax.set_xlabel("t (gradient-flow time)")
+    marks = _mark_phases_and_events(session, (ax,))
+    _legend_right(ax)
+    if marks:
+        fig.legend(
+            handles=marks, loc="outside lower center", ncols=min(len(marks), 5), frameon=False
+        )
+    return fig
+
+
+def _singular_panel(ax: Any, session: Any, teacher: Any | None) -> None:
+    from core.views import singular_values
+
+    shown: set[int] = set()
+    for seg in session.segments:
+        sv = singular_values(seg.spec, seg.theta)  # (m, r) descending
+        for j in range(sv.shape[1]):
+            ax.plot(
+                seg.t,
+                _positive(sv[:, j]),
+                label=f"σ{j + 1}" if j not in shown else None,
+                **_style(j),
+            )
+            shown.add(j)
+    if teacher is not None and teacher.spec is not None and teacher.theta is not None:
+        try:
+            tsv = singular_values(teacher.spec, np.asarray(teacher.theta))[0]
+        except ValueError:  # a nonlinear teacher: no end-to-end matrix
+            tsv = None
+        if tsv is not None:
+            for j, v in enumerate(tsv):
+                if v > 0:
+                    ax.axhline(
+                        v,
+                        color="0.3",
+                        linestyle=(0, (1, 2)),
+                        linewidth=0.9,
+                        label="teacher's σⱼ" if j == 0 else None,
+                    )
+    ax.set_yscale("log")
+    ax.set_ylabel("singular value of W_L⋯W_1")
+    ax.set_title("end-to-end map: singular values", loc="left")
+
+
+def _slice_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """L(θ + s v) along the Hessian eigenvectors of λmin and λmax, with ½λs² beside it."""
+    from core.views import loss_slice
+
+    seg = session.segments[seg_i]
+    objective = problem.objective_for(seg.spec)
+    sl = loss_slice(objective, np.asarray(seg.theta[row]))
+    fig = Figure(figsize=(9.0, 4.0), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, i in ((axes[0], "min", 0), (axes[1], "max", 1)):
+        s, vals, lam = sl[f"s_{key}"], sl[key], sl[f"lam_{key}"]
+        ax.plot(
+            s,
+            vals,
+            color=COLOURS[i],
+            linestyle="-",
+            marker=MARKERS[i],
+            markevery=0.1,
+            markerfacecolor="none",
+            label=f"L(θ + s·v_{key})",
+        )
+        ax.plot(
+            s,
+            sl["loss"] + 0.5 * lam * s**2,
+            color="0.2",
+            linestyle="--",
+            linewidth=1.0,
+            label="L(θ) + ½λs²",
+        )
+        ax.axvline(0.0, color="0.5", linewidth=0.6)
+        lo, hi = float(np.min(vals)), float(np.max(vals))
+        if hi > lo:  # the data decide the range; the quadratic model may leave it
+            pad = 0.08 * (hi - lo)
+            ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlabel(f"s (unit eigenvector v_{key})")
+        ax.set_title(f"along v_{key}: λ{key} = {lam:.3g}", loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=2, frameon=False)
+    axes[0].set_ylabel("loss")
+    return fig

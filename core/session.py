@@ -56,7 +56,7 @@ import numpy as np
 from core.config import Config, ConfigError, config_to_dict, config_to_toml, parse_config
 from core.networks import NetworkSpec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT = "landscape-explorer-session"
 META, CONFIG, TRAJECTORY, SPECTRA = "meta.json", "config.toml", "trajectory.npz", "spectra.npz"
 SEGMENT_ARRAYS = ("t", "theta", "loss", "grad_norm")
@@ -675,8 +675,39 @@ def _migrate_1_to_2(meta: dict, arrays: dict) -> tuple[dict, dict]:
     return meta, arrays
 
 
+def _migrate_2_to_3(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Schema 3 stores canonical activation names, where ``g`` is MLPGradientFlow's
+    sigmoid(4z) + softplus(z); before, ``g`` was an alias of ``erf``.  The rename itself is
+    :func:`_legacy_activations`, applied to every stored config before any migration."""
+    return {**meta, "schema": 3}, arrays
+
+
+def _legacy_activations(table: Any) -> Any:
+    """A stored config mapping (schema < 3) with the names of
+    :data:`core.spec.LEGACY_ALIASES` replaced by what they meant then (``g`` → ``erf``)."""
+    from core.spec import LEGACY_ALIASES
+
+    if not isinstance(table, dict):
+        return table
+
+    def rename(v: Any) -> Any:
+        if isinstance(v, str):
+            return LEGACY_ALIASES.get(v, v)
+        return [rename(x) for x in v] if isinstance(v, list) else v
+
+    out = dict(table)
+    for name in ("teacher", "student"):
+        sub = out.get(name)
+        if isinstance(sub, dict) and "activation" in sub:
+            out[name] = {**sub, "activation": rename(sub["activation"])}
+    return out
+
+
 #: schema version → function upgrading (meta, arrays) to the next version.
-MIGRATIONS: dict[int, Callable[[dict, dict], tuple[dict, dict]]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[dict, dict], tuple[dict, dict]]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -772,6 +803,9 @@ def _load(p: Path) -> Session:
 
     arrays = _read_npz(p / TRAJECTORY)
     spectra_arrays = _read_npz(p / SPECTRA) if (p / SPECTRA).exists() or schema >= 2 else {}
+    stored_schema = schema
+    if stored_schema < 3:  # activation names meant something else then (before migrating)
+        meta = {**meta, "config": _legacy_activations(meta.get("config"))}
 
     while schema < SCHEMA_VERSION:
         try:
@@ -791,6 +825,8 @@ def _load(p: Path) -> Session:
         cfg_map = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, OSError) as e:
         raise SessionError(cfg_path, f"invalid TOML ({e})") from None
+    if stored_schema < 3:
+        cfg_map = _legacy_activations(cfg_map)
     try:
         config = parse_config(cfg_map, str(cfg_path), base_dir=p)
     except ConfigError as e:

@@ -1,0 +1,557 @@
+"""Phases of a training trajectory: plateaus, descents, channels to infinity, convergence.
+
+From one trajectory — save times t (m,), losses L (m,), ‖∇L‖∞ (m,), and the Hessian spectra
+recorded along it — :func:`detect_phases` names the stretches a person watching the loss
+curve sees, in time order:
+
+* **plateau**: the flow lingers near a critical point θ* (a saddle, typically).  Gradient
+  flow near θ* moves at speed ‖∇L‖ ≈ ‖H (θ − θ*)‖, so it spends a long stretch of log t
+  there while the loss stays at L(θ*) + O(‖θ − θ*‖²); it leaves along an unstable
+  direction, ‖θ − θ*‖ (and ‖∇L‖) growing like e^{|λmin| t}.  Detected as a stretch of at
+  least :data:`PLATEAU_MIN_DECADES` of log t on which the loss is flat to
+  :data:`PLATEAU_FLAT_REL` *and* ‖∇L‖∞ has a local minimum: it rises by
+  :data:`PLATEAU_GRAD_RISE` or more from its least value on the stretch before the next
+  flat stretch (the escape).  The second test is what keeps the start of every smooth
+  descent out: for small t every trajectory is flat in log t (nothing has moved yet), but
+  there ‖∇L‖ is at its largest, not at a minimum.
+* **descent**: the loss falls between two of the other phases.
+* **channel**: the run ends in a channel to infinity (Martinelli et al. 2025, see
+  :mod:`core.analysis`): the loss still falls, slowly (at most :data:`CHANNEL_MAX_RATE`
+  e-folds per decade of t, a power law, not the exponential collapse of a convergence),
+  while the output weights of a neuron pair diverge — found by
+  :func:`core.analysis.detect_channels` on the last state when θ and the spec are given —
+  or, from the spectra alone, while λmax still grows by :data:`CHANNEL_LMAX_TAIL_GROWTH`
+  or more per decade at the end of the run.
+* **converged**: the run ends with ‖∇L‖∞ ≤ :data:`CONVERGED_GRAD_TOL` (or the run's looser
+  ``grad_tol``); the phase starts where the loss stopped changing (it was flat from there
+  to the end) or, for a loss that keeps falling towards 0, where the gradient reached that
+  tolerance.
+
+All tests work on u = log₁₀ t; a row at t = 0 (the initial state) has no place on that axis
+and only decides whether the first phase starts at t = 0 (it does when the loss there is
+within the flat tolerance of the first plateau).  Each phase carries a representative loss
+(a plateau's: the loss where ‖∇L‖∞ is least, i.e. nearest the critical point; otherwise the
+loss at its end) and the Hessian index of the recorded spectrum that lies inside the phase
+nearest to that least-gradient row (index tolerance as :func:`core.analysis.hessian_spectrum`:
+λ < −:func:`core.analysis.default_eigen_tol`).
+
+Everything is plain NumPy and deterministic; :func:`session_phases` applies
+:func:`detect_phases` to every segment of a :class:`core.session.Session`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.analysis import DEFAULT_GRAD_TOL, default_eigen_tol
+
+# ---------------------------------------------------------------------------------------
+# Thresholds (all relative or per decade of t, so they do not depend on the units of the
+# loss, the weights or time).
+
+#: A stretch is flat when max L − min L ≤ PLATEAU_FLAT_REL · |L| over it.  The shipped
+#: plateaus are flat to 4e-6 (saddle_to_saddle) and 2e-4 (symmetry_saddle) until a few saves
+#: before their escape, so 1 % puts a plateau's end within one save (0.04 decade) of the
+#: visible drop, while smooth descents fall by tens of percent per decade.
+PLATEAU_FLAT_REL = 1e-2
+#: ... for at least this many decades of t (a factor 2).  The shortest plateau we know, the
+#: rank-1 plateau of the saddle_to_saddle preset, lasts 0.49 decade; two-layer linear nets
+#: with teacher singular values a decade apart give plateaus of ≈ 0.5–1 decade.
+PLATEAU_MIN_DECADES = 0.3
+#: ... and ‖∇L‖∞ must rise by this factor from its least value on the stretch before the
+#: next flat stretch: the escape along the saddle's unstable direction.  The shipped
+#: escapes rise by 260× (symmetry_saddle) and 390×, 10⁴×, 9·10³× (saddle_to_saddle); along
+#: a smooth descent ‖∇L‖ falls or changes by a factor of 2 or so (teacher_recovery: its
+#: largest rise after a dip is 1.8×).
+PLATEAU_GRAD_RISE = 10.0
+#: ‖∇L‖∞ at or below which the end of a run counts as converged: the tolerance at which
+#: :func:`core.analysis.classify` calls a point critical.  The flow's own ``grad_tol``
+#: (1e-12 by default) is often not reached before t_max at a genuine minimum (the
+#: symmetry_saddle run ends at 4.6e-12 and is refined in one Newton step), so a looser
+#: run tolerance is honoured but a tighter one does not hide a convergence.
+CONVERGED_GRAD_TOL = DEFAULT_GRAD_TOL
+#: A channel's loss falls slowly: at most this many e-folds per decade of t on every save
+#: interval of the run's tail, −Δln L/Δlog₁₀t ≤ 5, i.e. no faster than L ∝ t^(−2.2).  The
+#: channel_to_infinity session falls at 1.6 (L ∝ t^(−0.7)); exponential convergence
+#: (L ∝ e^(−2λt)) exceeds any fixed rate once λt ≳ 1 (symmetry_saddle ends at 28).
+CHANNEL_MAX_RATE = 5.0
+#: ... over at least one decade of t at the end of the run (when only the spectra, not a
+#: neuron pair, say that it is a channel).
+CHANNEL_MIN_DECADES = 1.0
+#: ... with λmax still growing by this factor per decade at the end (the weights of the
+#: pair diverge, so does the curvature across the channel).  The channel_to_infinity
+#: session grows 1.8× per decade; converging runs' λmax settles (copy_or_average: +1.7 %
+#: over its last decade, symmetry_saddle: decreasing).
+CHANNEL_LMAX_TAIL_GROWTH = 1.25
+#: λmax counts as non-decreasing (for the channel's onset) through dips of this fraction
+#: (eigensolver and solver noise on a nearly constant λmax; the channel_to_infinity session
+#: dips by 0.13 % once on its way from 1.7 to 53).
+CHANNEL_LMAX_SLACK = 1e-2
+
+KINDS = ("plateau", "descent", "channel", "converged")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of a trajectory.
+
+    Attributes:
+        kind: "plateau" | "descent" | "channel" | "converged".
+        t_start, t_end: its time span (phases in a list share their boundaries).
+        loss: representative loss (a plateau's level, else the loss at ``t_end``).
+        index: Hessian index of a spectrum recorded inside the phase, else None.
+        note: one short human sentence.
+    """
+
+    kind: str
+    t_start: float
+    t_end: float
+    loss: float
+    index: int | None
+    note: str
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "t_start": _json_float(self.t_start),
+            "t_end": _json_float(self.t_end),
+            "loss": _json_float(self.loss),
+            "index": None if self.index is None else int(self.index),
+            "note": self.note,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Detection
+
+
+def detect_phases(
+    t,
+    loss,
+    grad_norm,
+    spectra: Sequence[tuple[float, Any]] = (),
+    *,
+    theta=None,
+    spec=None,
+    x=None,
+    grad_tol: float | None = None,
+) -> list[Phase]:
+    """Phases of one trajectory, in time order (see the module docstring for the tests).
+
+    Args:
+        t: (m,) non-decreasing times, t ≥ 0 (t[0] may be 0).
+        loss: (m,) L(θ(t)).
+        grad_norm: (m,) ‖∇L(θ(t))‖∞.
+        spectra: (t_i, eigenvalues_i (P,) ascending) recorded along the trajectory.
+        theta: (m, P) states, optional; with ``spec`` the last finite state is checked for a
+            channel pair (:func:`core.analysis.detect_channels`, one-hidden-layer nets).
+        spec: the :class:`~core.networks.NetworkSpec` of ``theta``.
+        x: (N, d) inputs for the channel check (default: a standard Gaussian sample,
+            :func:`core.analysis.gaussian_sample`).
+        grad_tol: the run's gradient tolerance; counts for convergence when it is looser
+            than :data:`CONVERGED_GRAD_TOL`.
+
+    Rows with a non-finite t, loss or gradient norm are ignored; of rows with equal t the
+    last is kept.  Returns [] for an empty trajectory.  Raises ``ValueError`` naming the
+    argument for mismatched shapes, negative or decreasing t.
+    """
+    tt, ll, gg, keep = _clean(t, loss, grad_norm)
+    n = tt.shape[0]
+    if n == 0:
+        return []
+    tol = max(CONVERGED_GRAD_TOL, float(grad_tol) if grad_tol is not None else 0.0)
+    spec_rows = _spectra_rows(spectra, tt)
+
+    if n == 1:
+        if gg[0] <= tol:
+            return [_converged(tt, ll, gg, 0, 0, spec_rows)]
+        return []
+
+    first = 1 if tt[0] == 0.0 else 0  # rows [first, n) lie on the log axis
+    u = np.full(n, -np.inf)
+    u[first:] = np.log10(tt[first:])
+
+    plateaus = _plateau_stretches(ll, gg, u, first, spec_rows, tol)
+    if plateaus and first == 1 and plateaus[0][0] == 1 and _flat(ll[0 : plateaus[0][1] + 1]):
+        plateaus[0] = (0, plateaus[0][1])  # the t = 0 row sits on the first plateau
+
+    last_end = plateaus[-1][1] if plateaus else 0
+    tail: Phase | None = _channel(tt, ll, gg, u, spectra, spec_rows, theta, keep, spec, x, last_end)
+    if tail is None and gg[-1] <= tol:
+        c = n - 1
+        while c > last_end and gg[c - 1] <= tol:
+            c -= 1
+        c = min(c, _flat_tail_start(ll, last_end))
+        if first == 1 and c == 1 and _flat(ll[0:]):
+            c = 0
+        tail = _converged(tt, ll, gg, c, n - 1, spec_rows)
+
+    phases: list[Phase] = []
+    cursor = 0  # row where the next phase may start
+    for i, j in plateaus:
+        if i > cursor:
+            phases.extend(_descent(tt, ll, gg, cursor, i, spec_rows))
+        phases.append(_plateau(tt, ll, gg, i, j, spec_rows))
+        cursor = j
+    end = n - 1
+    if tail is not None:
+        end = int(np.searchsorted(tt, tail.t_start))
+    if end > cursor:
+        phases.extend(_descent(tt, ll, gg, cursor, end, spec_rows))
+    if tail is not None:
+        phases.append(tail)
+    return phases
+
+
+def session_phases(session) -> list[Phase]:
+    """Phases of every segment of a :class:`core.session.Session`, in time order.
+
+    Each segment (one student spec; surgery starts a new one) is analysed on its own with
+    its spectra and its states (for the channel check, over the session's finite data when
+    its config can be rebuilt, else a Gaussian sample); the convergence tolerance honours
+    the config's ``dynamics.grad_tol``.
+    """
+    x = _session_inputs(session)
+    grad_tol = float(session.config.dynamics.grad_tol)
+    out: list[Phase] = []
+    for k, seg in enumerate(session.segments):
+        spectra = [(s.t, s.eigenvalues) for s in session.spectra if s.segment == k]
+        out.extend(
+            detect_phases(
+                seg.t,
+                seg.loss,
+                seg.grad_norm,
+                spectra,
+                theta=seg.theta,
+                spec=seg.spec,
+                x=x,
+                grad_tol=grad_tol,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Pieces
+
+
+def _clean(t, loss, grad_norm) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Finite rows, last of equal times: (t, L, g, indices of the kept rows in the input)."""
+    arrays = []
+    for name, a in (("t", t), ("loss", loss), ("grad_norm", grad_norm)):
+        arr = np.asarray(a, dtype=np.float64)
+        if arr.ndim != 1:
+            raise ValueError(f"detect_phases: {name} must be 1-D, got shape {arr.shape}")
+        arrays.append(arr)
+    tt, ll, gg = arrays
+    if not (tt.shape == ll.shape == gg.shape):
+        raise ValueError(
+            f"detect_phases: t, loss and grad_norm must have one length, got "
+            f"{tt.shape[0]}, {ll.shape[0]}, {gg.shape[0]}"
+        )
+    ok = np.isfinite(tt) & np.isfinite(ll) & np.isfinite(gg)
+    idx = np.flatnonzero(ok)
+    tt = tt[idx]
+    if tt.size and tt[0] < 0:
+        raise ValueError(f"detect_phases: t must be ≥ 0, got t = {tt[0]}")
+    if np.any(np.diff(tt) < 0):
+        raise ValueError("detect_phases: t must be non-decreasing")
+    last_of_equal = np.append(tt[1:] != tt[:-1], True) if tt.size else np.zeros(0, bool)
+    idx = idx[last_of_equal]
+    return tt[last_of_equal], ll[idx], gg[idx], idx
+
+
+def _flat(values: np.ndarray) -> bool:
+    """max − min ≤ PLATEAU_FLAT_REL · max|value| (all exactly equal when that is 0)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return hi - lo <= PLATEAU_FLAT_REL * max(abs(lo), abs(hi))
+
+
+def _flat_ends(loss: np.ndarray) -> np.ndarray:
+    """J (m,): J[i] is the last row j ≥ i such that rows [i, j] are flat (:func:`_flat`).
+
+    J is non-decreasing (a part of a flat stretch is flat), so two pointers with monotone
+    queues of the running max and min find it in O(m).
+    """
+    n = loss.shape[0]
+    ends = np.empty(n, dtype=np.int64)
+    qmax: deque[int] = deque()
+    qmin: deque[int] = deque()
+    j = -1
+    for i in range(n):
+        while qmax and qmax[0] < i:
+            qmax.popleft()
+        while qmin and qmin[0] < i:
+            qmin.popleft()
+        if j < i:
+            j = i
+            qmax.append(i)
+            qmin.append(i)
+        while j + 1 < n:
+            v = loss[j + 1]
+            hi, lo = max(loss[qmax[0]], v), min(loss[qmin[0]], v)
+            if hi - lo > PLATEAU_FLAT_REL * max(abs(lo), abs(hi)):
+                break
+            j += 1
+            while qmax and loss[qmax[-1]] <= v:
+                qmax.pop()
+            qmax.append(j)
+            while qmin and loss[qmin[-1]] >= v:
+                qmin.pop()
+            qmin.append(j)
+        ends[i] = j
+    return ends
+
+
+def _flat_tail_start(loss: np.ndarray, start: int) -> int:
+    """The first row r ≥ ``start`` such that rows [r, m) are flat (m − 1 at worst)."""
+    hi = np.maximum.accumulate(loss[::-1])[::-1]
+    lo = np.minimum.accumulate(loss[::-1])[::-1]
+    ok = hi - lo <= PLATEAU_FLAT_REL * np.maximum(np.abs(lo), np.abs(hi))
+    ok[:start] = False
+    ok[-1] = True
+    return int(np.argmax(ok))
+
+
+def _plateau_stretches(loss, g, u, first, spec_rows, tol) -> list[tuple[int, int]]:
+    """Disjoint plateaus [i, j] (inclusive rows), left to right.
+
+    A candidate starts at row i ≥ ``first`` (on the log axis) and extends as far as the loss
+    stays flat; it needs PLATEAU_MIN_DECADES of log t and :func:`_is_plateau`.  After a
+    plateau the search resumes behind it, after a rejected candidate at the next row (so a
+    flat approach that is not itself a plateau cannot swallow the start of one).
+    """
+    n = loss.shape[0]
+    ends = _flat_ends(loss)
+    rows = np.arange(n)
+    long = (rows >= first) & (u[ends] - np.where(rows >= first, u, 0.0) >= PLATEAU_MIN_DECADES)
+    # next_long[r]: first row ≥ r that starts a long flat stretch (n − 1 when none)
+    next_long = np.full(n + 1, n - 1, dtype=np.int64)
+    for r in range(n - 1, -1, -1):
+        next_long[r] = r if long[r] else next_long[r + 1]
+    out: list[tuple[int, int]] = []
+    i = first
+    while i < n - 1:
+        if long[i]:
+            j = int(ends[i])
+            nxt = int(next_long[j + 1]) if j + 1 < n else n - 1
+            if _is_plateau(loss, g, i, j, nxt, n, spec_rows, tol, out):
+                out.append((i, j))
+                i = j + 1
+                continue
+        i += 1
+    return out
+
+
+def _is_plateau(loss, g, i, j, nxt, n, spec_rows, tol, plateaus) -> bool:
+    """Whether the flat stretch [i, j] is a plateau (see the module docstring).
+
+    ``nxt``: first row of the next flat stretch (or the last row).  A stretch that reaches
+    the end of the run is a plateau only if the escape has begun inside it (‖∇L‖∞ rose by
+    PLATEAU_GRAD_RISE), or if the flow fell into it (‖∇L‖∞ fell by that factor since the
+    last plateau) and a spectrum in it shows a saddle (index ≥ 1) while ‖∇L‖∞ > tol.
+    """
+    k = i + int(np.argmin(g[i : j + 1]))
+    g_min = float(g[k])
+    if j < n - 1:
+        g_after = float(np.max(g[k : nxt + 1]))
+        dropped = float(np.min(loss[j + 1 :])) < float(np.min(loss[i : j + 1])) - (
+            PLATEAU_FLAT_REL * abs(float(np.min(loss[i : j + 1])))
+        )
+        return dropped and g_after >= PLATEAU_GRAD_RISE * g_min
+    if float(np.max(g[k : j + 1])) >= PLATEAU_GRAD_RISE * g_min:
+        return True
+    start = plateaus[-1][1] if plateaus else 0
+    fell = float(np.max(g[start : k + 1])) >= PLATEAU_GRAD_RISE * g_min
+    index = _index_near(spec_rows, i, j, k)
+    return fell and index is not None and index >= 1 and float(g[-1]) > tol
+
+
+def _channel(tt, ll, gg, u, spectra, spec_rows, theta, keep, spec, x, last_end) -> Phase | None:
+    """The trailing channel phase, or None (criteria: CHANNEL_* and the module docstring)."""
+    n = tt.shape[0]
+    s = n - 1
+    while s - 1 >= max(last_end, 0) and np.isfinite(u[s - 1]):
+        a, b = ll[s - 1], ll[s]
+        if not (a > 0 and b > 0):
+            break
+        rate = -(math.log(b) - math.log(a)) / (u[s] - u[s - 1])
+        if abs(rate) > CHANNEL_MAX_RATE:
+            break
+        s -= 1
+    if s == n - 1 or not (ll[s] - ll[-1] > PLATEAU_FLAT_REL * abs(ll[s])):
+        return None
+
+    pair = _channel_pair(theta, keep, spec, x)
+    lmax = [
+        (float(ts), float(np.max(ev)))
+        for ts, ev in _finite_spectra(spectra)
+        if tt[s] <= ts <= tt[-1] and ts > 0
+    ]
+    lmax.sort(key=lambda p: p[0])
+    if pair is None:
+        if u[-1] - u[s] < CHANNEL_MIN_DECADES:
+            return None
+        tail = [(ts, lm) for ts, lm in lmax if math.log10(ts) >= u[-1] - CHANNEL_MIN_DECADES]
+        if len(tail) < 2 or not (tail[0][1] > 0 and tail[-1][1] > 0):
+            return None
+        du = math.log10(tail[-1][0]) - math.log10(tail[0][0])
+        if du < 0.5 * CHANNEL_MIN_DECADES:
+            return None
+        if math.log(tail[-1][1] / tail[0][1]) / du < math.log(CHANNEL_LMAX_TAIL_GROWTH):
+            return None
+    onset_t = tt[s]
+    if lmax:
+        m = len(lmax) - 1
+        while m > 0 and lmax[m - 1][1] <= lmax[m][1] * (1 + CHANNEL_LMAX_SLACK):
+            m -= 1
+        onset_t = max(onset_t, lmax[m][0])
+    r0 = int(np.searchsorted(tt, onset_t))
+    r0 = min(r0, n - 1)
+    k = r0 + int(np.argmin(gg[r0:]))
+    index = _index_near(spec_rows, r0, n - 1, k)
+    if pair is not None:
+        why = f"the output weights of neurons {pair[0]} and {pair[1]} diverge"
+    elif lmax:
+        why = f"λmax grows {lmax[0][1]:.3g} → {lmax[-1][1]:.3g}"
+    else:  # pragma: no cover - pair is None implies spectra were used
+        why = "the curvature grows"
+    note = f"channel to infinity: L falls slowly to {ll[-1]:.3g} while {why}"
+    return Phase("channel", float(tt[r0]), float(tt[-1]), float(ll[-1]), index, note)
+
+
+def _channel_pair(theta, keep, spec, x) -> tuple[int, int] | None:
+    """The first channel pair at the last finite state, when θ and a spec are given."""
+    if theta is None or spec is None or not len(keep):
+        return None
+    from core.analysis import detect_channels, gaussian_sample
+
+    th = np.asarray(theta, dtype=np.float64)
+    if th.ndim != 2 or th.shape[1] != spec.n_params:
+        raise ValueError(
+            f"detect_phases: theta must have shape (m, {spec.n_params}), got {th.shape}"
+        )
+    rows = [r for r in keep[::-1] if r < th.shape[0] and np.all(np.isfinite(th[r]))]
+    if not rows:
+        return None
+    xx = gaussian_sample(spec.input_dim) if x is None else x
+    channels = detect_channels(spec, th[rows[0]], xx)
+    return tuple(channels[0].neurons) if channels else None
+
+
+def _plateau(tt, ll, gg, i, j, spec_rows) -> Phase:
+    k = i + int(np.argmin(gg[i : j + 1]))
+    index = _index_near(spec_rows, i, j, k)
+    level = float(ll[k])
+    if index is None:
+        near = f"‖∇L‖∞ down to {gg[k]:.1e}"
+    elif index >= 1:
+        near = f"near a saddle of index {index}"
+    else:
+        near = "near a critical point with no descent direction (index 0)"
+    return Phase(
+        "plateau", float(tt[i]), float(tt[j]), level, index, f"plateau at L ≈ {level:.3g} {near}"
+    )
+
+
+def _descent(tt, ll, gg, i, j, spec_rows) -> list[Phase]:
+    """A descent over rows [i, j], or nothing when the loss did not fall over them."""
+    if not (ll[i] - ll[j] > PLATEAU_FLAT_REL * abs(ll[i])):
+        return []
+    k = i + int(np.argmin(gg[i : j + 1]))
+    note = f"descent from L ≈ {ll[i]:.3g} to {ll[j]:.3g}"
+    return [
+        Phase(
+            "descent",
+            float(tt[i]),
+            float(tt[j]),
+            float(ll[j]),
+            _index_near(spec_rows, i, j, k),
+            note,
+        )
+    ]
+
+
+def _converged(tt, ll, gg, i, j, spec_rows) -> Phase:
+    k = i + int(np.argmin(gg[i : j + 1]))
+    index = _index_near(spec_rows, i, j, k)
+    if index is None:
+        what = "a critical point"
+    elif index == 0:
+        what = "a minimum"
+    else:
+        what = f"a saddle of index {index}"
+    note = f"converged to {what} at L ≈ {ll[j]:.3g} (‖∇L‖∞ = {gg[j]:.1e})"
+    return Phase("converged", float(tt[i]), float(tt[j]), float(ll[j]), index, note)
+
+
+def _finite_spectra(spectra) -> list[tuple[float, np.ndarray]]:
+    out = []
+    for item in spectra:
+        ts, ev = item[0], np.asarray(item[1], dtype=np.float64).reshape(-1)
+        if math.isfinite(float(ts)) and ev.size and np.all(np.isfinite(ev)):
+            out.append((float(ts), ev))
+    return out
+
+
+def _spectra_rows(spectra, tt: np.ndarray) -> list[tuple[int, float, int]]:
+    """(row nearest in t, t, Morse index) per finite spectrum inside the trajectory's span."""
+    out = []
+    if not tt.size:
+        return out
+    for ts, ev in _finite_spectra(spectra):
+        if not (tt[0] <= ts <= tt[-1]):
+            continue
+        r = int(np.searchsorted(tt, ts))
+        if r > 0 and (r == tt.size or ts - tt[r - 1] < tt[r] - ts):
+            r -= 1
+        tol = default_eigen_tol(float(np.max(np.abs(ev))), ev.size)
+        out.append((r, ts, int(np.sum(ev < -tol))))
+    return out
+
+
+def _index_near(spec_rows, i: int, j: int, k: int) -> int | None:
+    """Index of the spectrum in rows [i, j] nearest to row k (ties: the later one given)."""
+    best: tuple[int, int] | None = None
+    for r, _, index in spec_rows:
+        if i <= r <= j and (best is None or abs(r - k) <= best[0]):
+            best = (abs(r - k), index)
+    return None if best is None else best[1]
+
+
+def _session_inputs(session):
+    """The session's finite-data inputs (N, d), or None (infinite data / unbuildable)."""
+    try:
+        from core.problem import build_teacher, make_data
+
+        data = make_data(session.config, build_teacher(session.config))
+    except (ValueError, OSError):
+        return None
+    return None if data is None else np.asarray(data.x)
+
+
+def _json_float(v) -> float | None:
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+__all__ = [
+    "CHANNEL_LMAX_SLACK",
+    "CHANNEL_LMAX_TAIL_GROWTH",
+    "CHANNEL_MAX_RATE",
+    "CHANNEL_MIN_DECADES",
+    "CONVERGED_GRAD_TOL",
+    "KINDS",
+    "PLATEAU_FLAT_REL",
+    "PLATEAU_GRAD_RISE",
+    "PLATEAU_MIN_DECADES",
+    "Phase",
+    "detect_phases",
+    "session_phases",
+]

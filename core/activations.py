@@ -13,6 +13,8 @@ Conventions (as in MLPGradientFlow.jl):
 * ``gelu``: σ(z) = z·Φ(z) (exact, not the tanh approximation).
 * ``silu``: σ(z) = z·sigmoid(z).
 * ``relu``: σ′(0) = 0 and σ″ = 0 (the a.e. derivative).
+* ``g``: σ(z) = sigmoid(4z) + softplus(z), MLPGradientFlow's ``g`` (its papers' default);
+  MLPGradientFlow's ``sigmoid2`` = erf(z/√2) is the alias ``sigmoid2`` of ``erf`` here.
 """
 
 from __future__ import annotations
@@ -108,6 +110,21 @@ def _tanh_d2(z: Array) -> Array:
     return -2.0 * t * (1.0 - t * t)
 
 
+def _g(z: Array) -> Array:
+    """MLPGradientFlow's g(z) = sigmoid(4z) + softplus(z)."""
+    return _sigmoid(4.0 * z) + _softplus(z)
+
+
+def _d_g(z: Array) -> Array:
+    """g′(z) = 4 sigmoid′(4z) + sigmoid(z)."""
+    return 4.0 * _d_sigmoid(4.0 * z) + _sigmoid(z)
+
+
+def _d2_g(z: Array) -> Array:
+    """g″(z) = 16 sigmoid″(4z) + sigmoid′(z)."""
+    return 16.0 * _d2_sigmoid(4.0 * z) + _d_sigmoid(z)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
@@ -142,6 +159,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("square", lambda z: z * z, lambda z: 2.0 * z, lambda z: 2.0 * jnp.ones_like(z)),
         Activation("cube", lambda z: z**3, lambda z: 3.0 * z * z, lambda z: 6.0 * z),
         Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
+        Activation("g", _g, _d_g, _d2_g),
     ]
 }
 

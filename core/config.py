@@ -378,10 +378,11 @@ class _Validator:
         return tuple(int(k) for k in value)
 
     def activation_name(self, value: Any, name: str) -> str:
+        """The canonical name (aliases resolved: configs and sessions store canonical names)."""
         if not isinstance(value, str):
             raise self.fail(name, f"must be an activation name, got {_fmt(value)}")
         try:
-            canonical_activation(value)
+            canonical = canonical_activation(value)
         except ValueError:
             close = difflib.get_close_matches(value, activation_names(), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -390,7 +391,7 @@ class _Validator:
                 f"unknown activation {value!r}{hint} "
                 f"(choose one of {', '.join(activation_names())})",
             ) from None
-        return value
+        return canonical
 
     def vector(self, value: Any, name: str, length: int | None = None) -> tuple[float, ...]:
         if not isinstance(value, list | tuple) or not value:

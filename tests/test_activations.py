@@ -36,6 +36,22 @@ def test_known_values() -> None:
     np.testing.assert_allclose(get_activation("softplus").f(zj), np.logaddexp(z, 0), rtol=1e-15)
     np.testing.assert_allclose(get_activation("silu").f(zj), z / (1 + np.exp(-z)), rtol=1e-14)
     np.testing.assert_allclose(get_activation("relu").df(jnp.zeros(1)), [0.0])
+    # MLPGradientFlow's g(z) = sigmoid(4z) + softplus(z) and its sigmoid2 = erf(z/√2)
+    g_ref = 1 / (1 + np.exp(-4 * z)) + np.logaddexp(z, 0)
+    np.testing.assert_allclose(get_activation("g").f(zj), g_ref, rtol=1e-14)
+    np.testing.assert_allclose(get_activation("sigmoid2").f(zj), sp_erf(z / np.sqrt(2)), atol=1e-15)
+
+
+def test_g_derivatives_by_hand() -> None:
+    """g′ = 4s(4z)(1−s(4z)) + s(z), g″ = 16 s(4z)(1−s(4z))(1−2s(4z)) + s(z)(1−s(z)), s = sigmoid,
+    written out in NumPy (independent of the e^{−|z|} forms), at MLPGradientFlow's test points."""
+    z = np.array([-0.2, 3.0, -5.0, 0.7])
+    s = lambda u: 1 / (1 + np.exp(-u))
+    s4 = s(4 * z)
+    g = get_activation("g")
+    np.testing.assert_allclose(g.df(jnp.asarray(z)), 4 * s4 * (1 - s4) + s(z), rtol=1e-13)
+    d2 = 16 * s4 * (1 - s4) * (1 - 2 * s4) + s(z) * (1 - s(z))
+    np.testing.assert_allclose(g.d2f(jnp.asarray(z)), d2, rtol=1e-12)
 
 
 def test_softplus_sigmoid_tails_are_accurate() -> None:
@@ -52,7 +68,8 @@ def test_softplus_sigmoid_tails_are_accurate() -> None:
 
 def test_aliases_and_unknown_name() -> None:
     assert get_activation("linear").name == "identity"
-    assert get_activation("g").name == "erf"
+    assert get_activation("sigmoid2").name == "erf"  # MLPGradientFlow's name for erf(z/√2)
+    assert get_activation("g").name == "g"  # not an alias of erf any more (session schema 3)
     assert "softplus" in activation_names() and "linear" in activation_names()
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         get_activation("swish")

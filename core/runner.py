@@ -277,6 +277,7 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:
         }
     )
     rec.report = make_report(problem, final, refined, rec.analysis, rec.elapsed(), rec.summary)
+    rec.report["phases"] = _phases_json(rec.to_session())
     rec.summary["wall_seconds"] = rec.report["wall_seconds"]
 
 
@@ -318,7 +319,9 @@ def session_report(session: Session) -> dict:
     without refining; it is marked ``"partial": true``.
     """
     if session.report is not None:
-        return session.report
+        if "phases" in session.report:
+            return session.report
+        return {**session.report, "phases": _phases_json(session)}  # saved before phases
     from core.analysis import analyze
 
     try:
@@ -347,5 +350,13 @@ def session_report(session: Session) -> dict:
     x = None if problem.data is None else problem.data.x
     analysis = jsonable(analyze(objective, point, problem.teacher, x).to_json())
     report = make_report(problem, final, refined, analysis, session.wall_seconds, session.summary)
+    report["phases"] = _phases_json(session)
     report["partial"] = True
     return report
+
+
+def _phases_json(session: Session) -> list[dict]:
+    """The report's ``phases``: :func:`core.phases.session_phases` as plain JSON."""
+    from core.phases import session_phases
+
+    return jsonable([p.to_json() for p in session_phases(session)])

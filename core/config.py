@@ -39,6 +39,23 @@ MAX_T = 1e10
 
 #: Named network parameters as nested tuples: (("w1", ((…), …)), ("b1", (…)), …).
 ParamTuples = tuple[tuple[str, tuple], ...]
+#: ``activations``: per hidden layer, one name or a tuple of per-neuron names.
+LayerActivations = tuple[str | tuple[str, ...], ...]
+
+
+def per_layer_activations(
+    widths: Sequence[int],
+    activation: str | tuple[str, ...] | None,
+    activations: LayerActivations | None = None,
+) -> list[tuple[str, ...]]:
+    """Per hidden layer, the tuple of per-neuron names, from ``activation`` (one name, or one
+    per neuron of a single hidden layer) or ``activations`` (one entry per hidden layer)."""
+    if activations is not None:
+        pairs = zip(widths, activations, strict=True)
+        return [(a,) * k if isinstance(a, str) else tuple(a) for k, a in pairs]
+    if isinstance(activation, tuple):
+        return [activation]
+    return [(activation or "softplus",) * k for k in widths]
 
 
 class ConfigError(ValueError):
@@ -60,7 +77,8 @@ class ConfigError(ValueError):
 class TeacherConfig:
     """The target.  ``kind`` picks the builder in :mod:`core.teachers`.
 
-    * random / file / explicit: an MLP (input_dim, widths, activation, bias, output_dim);
+    * random / file / explicit: an MLP (input_dim, widths, activation or activations, bias,
+      output_dim);
       weights i.i.d. N(0,1) (random), from an ``.npz`` (file, ``path``) or inline (explicit,
       ``params``).
     * orthonormal: Σ_j σ(v_j·x), bias-free, one hidden layer with widths[0] ≤ input_dim.
@@ -71,13 +89,14 @@ class TeacherConfig:
     kind: str = "random"
     input_dim: int = 2
     widths: tuple[int, ...] = (4,)
-    activation: str = "softplus"
+    activation: str | None = "softplus"
     bias: bool = True
     output_dim: int = 1
     u: tuple[float, ...] | None = None
     v: tuple[float, ...] | None = None
     path: str | None = None
     params: ParamTuples | None = None
+    activations: LayerActivations | None = None
 
     @property
     def is_network(self) -> bool:
@@ -86,22 +105,26 @@ class TeacherConfig:
 
     def spec(self) -> NetworkSpec:
         """The teacher network's spec (for network kinds)."""
-        return make_spec(self.input_dim, self.widths, self.activation, self.bias, self.output_dim)
+        acts = per_layer_activations(self.widths, self.activation, self.activations)
+        return make_spec(self.input_dim, self.widths, acts, self.bias, self.output_dim)
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     """The student MLP; its input/output dimensions are the teacher's.
 
-    ``activation`` is one name or (one hidden layer) one name per neuron.  ``params``
-    optionally fixes θ₀ (named view); otherwise θ₀ is LeCun-normal × ``init_scale``.
+    ``activation`` is one name or (one hidden layer) one name per neuron; ``activations``
+    (instead of ``activation``, which is then ``None``) one entry per hidden layer, each a
+    name or a per-neuron list of names.  ``params`` optionally fixes θ₀ (named view);
+    otherwise θ₀ is LeCun-normal × ``init_scale``.
     """
 
     widths: tuple[int, ...] = (4,)
-    activation: str | tuple[str, ...] = "softplus"
+    activation: str | tuple[str, ...] | None = "softplus"
     bias: bool = True
     init_scale: float = 1.0
     params: ParamTuples | None = None
+    activations: LayerActivations | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +186,7 @@ class Config:
     def student_spec(self) -> NetworkSpec:
         """Student spec: teacher's input/output dimensions, student widths/activation/bias."""
         t, s = self.teacher, self.student
-        return _Validator._student_spec(t, s.widths, s.activation, s.bias)
+        return _Validator._student_spec(t, s.widths, s.activation, s.bias, s.activations)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -269,7 +292,7 @@ def _to_toml(value: Any, name: str) -> Any:
     if name == "params":
         return {k: np.asarray(v, dtype=np.float64).tolist() for k, v in value}
     if isinstance(value, tuple):
-        return list(value)
+        return [list(x) if isinstance(x, tuple) else x for x in value]
     return value
 
 
@@ -449,7 +472,16 @@ class _Validator:
         kind = self.choice(t.get("kind", default_kind), "teacher.kind", TEACHER_KINDS)
         d = self.integer(t.get("input_dim", 2), "teacher.input_dim", 1, 10_000)
         widths = self.widths(t.get("widths", [4]), "teacher.widths")
-        act = self.activation_name(t.get("activation", "softplus"), "teacher.activation")
+        act: str | None = None
+        activations = None
+        if "activations" in t:
+            if kind not in ("random", "file", "explicit"):
+                raise self.fail(
+                    "teacher.activations", f"only for kind = random, file or explicit, not {kind!r}"
+                )
+            activations = self.layer_activations(t, "teacher", widths)
+        else:
+            act = self.activation_name(t.get("activation", "softplus"), "teacher.activation")
         bias = self.boolean(t.get("bias", kind != "orthonormal"), "teacher.bias")
         out_dim = self.integer(t.get("output_dim", 1), "teacher.output_dim", 1, 1000)
         u = v = path = params = None
@@ -499,17 +531,24 @@ class _Validator:
         elif kind == "explicit":
             if "params" not in t:
                 raise self.fail("teacher.params", "required for kind = 'explicit'")
-            spec = make_spec(d, widths, act, bias, out_dim)
+            acts = per_layer_activations(widths, act, activations)
+            spec = make_spec(d, widths, acts, bias, out_dim)
             params = self.params(t["params"], "teacher.params", spec)
-        return TeacherConfig(kind, d, widths, act, bias, out_dim, u, v, path, params)
+        return TeacherConfig(
+            kind, d, widths, act, bias, out_dim, u, v, path, params, activations=activations
+        )
 
     def student(self, s: Mapping, teacher: TeacherConfig) -> StudentConfig:
         known = [f.name for f in fields(StudentConfig)]
         self.check_keys(s, known, "student")
         widths = self.widths(s.get("widths", [4]), "student.widths")
         raw_act = s.get("activation", "softplus")
-        act: str | tuple[str, ...]
-        if isinstance(raw_act, list | tuple):
+        act: str | tuple[str, ...] | None
+        activations = None
+        if "activations" in s:
+            activations = self.layer_activations(s, "student", widths)
+            act = None
+        elif isinstance(raw_act, list | tuple):
             if len(widths) != 1:
                 raise self.fail(
                     "student.activation", "a per-neuron list needs exactly one hidden layer"
@@ -530,15 +569,45 @@ class _Validator:
             raise self.fail("student.init_scale", f"must be ≥ 0, got {scale}")
         params = None
         if "params" in s:
-            spec = self._student_spec(teacher, widths, act, bias)
+            spec = self._student_spec(teacher, widths, act, bias, activations)
             params = self.params(s["params"], "student.params", spec)
-        return StudentConfig(widths, act, bias, scale, params)
+        return StudentConfig(widths, act, bias, scale, params, activations=activations)
+
+    def layer_activations(
+        self, table: Mapping, prefix: str, widths: tuple[int, ...]
+    ) -> LayerActivations:
+        """``<prefix>.activations``: one entry per hidden layer, a name or per-neuron names."""
+        name = f"{prefix}.activations"
+        if "activation" in table:
+            raise self.fail(name, f"give {prefix}.activation or {prefix}.activations, not both")
+        value = table["activations"]
+        n = len(widths)
+        if not isinstance(value, list | tuple) or len(value) != n:
+            got = f"{len(value)} entries" if isinstance(value, list | tuple) else _fmt(value)
+            raise self.fail(
+                name,
+                f"needs one activation per hidden layer ({n} for {prefix}.widths = "
+                f"{list(widths)}), got {got}",
+            )
+        out: list[str | tuple[str, ...]] = []
+        for l, (k, entry) in enumerate(zip(widths, value, strict=True)):
+            where = f"{name}[{l}]"
+            if isinstance(entry, list | tuple):
+                if len(entry) != k:
+                    msg = f"per-neuron list has {len(entry)} names for {k} neurons"
+                    raise self.fail(where, msg)
+                names = (self.activation_name(a, f"{where}[{i}]") for i, a in enumerate(entry))
+                out.append(tuple(names))
+            else:
+                out.append(self.activation_name(entry, where))
+        return tuple(out)
 
     @staticmethod
-    def _student_spec(teacher: TeacherConfig, widths, act, bias) -> NetworkSpec:
-        # make_spec reads a flat list of length 1 as per-layer; per-neuron needs nesting then.
-        activation = [act] if isinstance(act, tuple) else act
-        return make_spec(teacher.input_dim, widths, activation, bias, teacher.output_dim)
+    def _student_spec(
+        teacher: TeacherConfig, widths, act, bias, activations: LayerActivations | None = None
+    ) -> NetworkSpec:
+        acts = per_layer_activations(widths, act, activations)
+        return make_spec(teacher.input_dim, widths, acts, bias, teacher.output_dim)
 
     def data(self, t: Mapping) -> DataConfig:
         known = [f.name for f in fields(DataConfig)]
@@ -581,7 +650,9 @@ class _Validator:
             maxnorm = self.number(t["maxnorm"], "dynamics.maxnorm", positive=True)
         tauinv = None
         if "tauinv" in t:
-            spec = self._student_spec(teacher, student.widths, student.activation, student.bias)
+            spec = self._student_spec(
+                teacher, student.widths, student.activation, student.bias, student.activations
+            )
             tauinv = self.vector(t["tauinv"], "dynamics.tauinv", spec.n_params)
             if any(x <= 0 for x in tauinv):
                 raise self.fail("dynamics.tauinv", "every entry must be > 0")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import core  # noqa: F401  (float64)
 from core.config import config_to_dict, config_to_toml, default_config, parse_config
@@ -75,3 +76,81 @@ def test_old_sessions_keep_g_meaning_erf(tmp_path) -> None:
     new = load_session(_session_with(tmp_path, "g"))
     assert new.config.student_spec().activations == (("g",) * 3,)
     assert 'activation = "g"' in config_to_toml(new.config)
+
+
+# ------------------------------------------------------------- one activation per layer
+
+
+def _mapping(**student) -> dict:
+    d = config_to_dict(default_config())
+    d["student"] = {k: v for k, v in d["student"].items() if k != "activation"} | student
+    return d
+
+
+def test_activations_one_per_hidden_layer() -> None:
+    """MLPGradientFlow's ((4, sigmoid, bias), (2, identity, no bias), (2, g, bias), …) nets:
+    ``activations`` names each hidden layer (or, as a list, each neuron of it)."""
+    d = _mapping(widths=[4, 2, 3], activations=["sigmoid", "id", ["tanh", "relu", "g"]])
+    d["teacher"] |= {"widths": [3, 2], "activations": ["g", "sigmoid2"]}
+    d["teacher"].pop("activation")
+    cfg = parse_config(d)
+    assert cfg.student.activation is None
+    assert cfg.student_spec().activations == (
+        ("sigmoid",) * 4,
+        ("identity",) * 2,
+        ("tanh", "relu", "g"),
+    )
+    assert cfg.teacher.spec().activations == (("g",) * 3, ("erf",) * 2)
+    back = config_to_dict(cfg)
+    assert back["student"]["activations"] == ["sigmoid", "identity", ["tanh", "relu", "g"]]
+    assert "activation" not in back["student"] and "activation" not in back["teacher"]
+    assert parse_config(back) == cfg
+    from core.problem import build_problem
+
+    problem = build_problem(cfg)
+    assert problem.teacher.spec.activations == cfg.teacher.spec().activations
+    assert problem.spec.widths == (4, 2, 3) and problem.theta0.shape == (problem.spec.n_params,)
+
+
+@pytest.mark.parametrize(
+    ("student", "field", "message"),
+    [
+        (
+            {"widths": [3, 2], "activations": ["tanh"]},
+            "student.activations",
+            r"one activation per hidden layer \(2 for student.widths = \[3, 2\]\), got 1 entries",
+        ),
+        (
+            {"widths": [3], "activations": ["tanh"], "activation": "tanh"},
+            "student.activations",
+            "student.activation or student.activations, not both",
+        ),
+        (
+            {"widths": [3, 2], "activations": ["tanh", ["relu"]]},
+            r"student.activations\[1\]",
+            "per-neuron list has 1 names for 2 neurons",
+        ),
+        (
+            {"widths": [3, 2], "activations": ["tanh", "swish"]},
+            r"student.activations\[1\]",
+            "unknown activation 'swish'",
+        ),
+        ({"widths": [3], "activations": "tanh"}, "student.activations", "got 'tanh'"),
+    ],
+)
+def test_activations_errors_name_the_field(student, field, message) -> None:
+    from core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^cfg.toml: {field}: .*{message}") as info:
+        parse_config(_mapping(**student), "cfg.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_teacher_activations_only_for_networks() -> None:
+    from core.config import ConfigError
+
+    d = config_to_dict(default_config())
+    d["teacher"] = {"kind": "orthonormal", "input_dim": 3, "widths": [2], "bias": False}
+    d["teacher"]["activations"] = ["erf"]
+    with pytest.raises(ConfigError, match=r"teacher\.activations: only for kind"):
+        parse_config(d, "cfg.toml")

@@ -47,12 +47,21 @@ VIEWS = ("function", "weights", "singular", "slice")
 DEFAULT_EXTENT = 3.0
 #: Loss slices: with no ``radius``, the slice along an eigenvector with eigenvalue λ spans
 #: s ∈ [−r, r], r = √(2 ΔL/|λ|) — the step over which the quadratic model ½λs² changes the
-#: loss by ΔL = max(L(θ), ½ |λ|max (SLICE_REL_STEP ‖θ‖)²): by the loss itself, or near a zero
-#: loss by what a step of 10 % of ‖θ‖ along the stiffest direction does.  So the v_max slice
-#: rises by about ΔL and the v_min slice falls (saddle) or rises by as much where it curves,
-#: and both fit one y axis.  r is capped at max(‖θ‖, 1) (a flat direction, λ ≈ 0, would
-#: otherwise give r = ∞): far enough to show a channel's valley, not past the scale of θ.
-SLICE_REL_STEP = 0.1
+#: loss by ΔL = max(L(θ), ½ |λ|max (SLICE_REL_STEP ‖θ‖)²): by the loss itself, or, near a
+#: zero loss, by what a step of 1 % of ‖θ‖ along the stiffest direction does.  So the v_max
+#: slice rises by about ΔL, a saddle's v_min slice falls by about as much (to ≈ 0 in the
+#: quadratic model: the descent is visible) and both fit one y axis.  1 %, not more: on the
+#: symmetry-saddle plateau (L = 1.4e-3, λmax = 4.2, ‖θ‖ = 1.7) a 10 % step would set
+#: ΔL = 0.06 ≫ L and bury the descent under the walls' quartic rise.  r is capped at
+#: max(‖θ‖, 1) (a flat direction, λ ≈ 0, would otherwise give r = ∞): far enough to show a
+#: channel's valley, not past the scale of θ.
+SLICE_REL_STEP = 0.01
+#: ... and then halved (at most SLICE_MAX_HALVINGS times) while L(θ ± r v) − L(θ) exceeds
+#: SLICE_MAX_RISE · ΔL: the quadratic model can be far off over such a step (a soft
+#: direction of a minimum, λ ~ 1e-6, capped at r = ‖θ‖, rises by ~10³ ΔL through quartic
+#: terms), and one curve would then flatten the other on the shared y axis.
+SLICE_MAX_RISE = 4.0
+SLICE_MAX_HALVINGS = 40
 
 
 def _direction(d: int, seed: int) -> np.ndarray:
@@ -209,10 +218,15 @@ def _unit_sign_fixed(v: np.ndarray) -> np.ndarray:
     return v if v[np.argmax(np.abs(v))] > 0 else -v
 
 
+def slice_scale(loss: float, lam_abs_max: float, theta_norm: float) -> float:
+    """ΔL, the loss change a default slice is sized for (see SLICE_REL_STEP)."""
+    return max(loss, 0.5 * lam_abs_max * (SLICE_REL_STEP * theta_norm) ** 2)
+
+
 def slice_radius(lam: float, loss: float, lam_abs_max: float, theta_norm: float) -> float:
-    """Half-width r of the slice along an eigenvector with eigenvalue ``lam`` (SLICE_REL_STEP)."""
+    """First half-width r = min(√(2ΔL/|λ|), max(‖θ‖, 1)) along an eigenvector with eigenvalue λ."""
     cap = max(theta_norm, 1.0)
-    delta = max(loss, 0.5 * lam_abs_max * (SLICE_REL_STEP * theta_norm) ** 2)
+    delta = slice_scale(loss, lam_abs_max, theta_norm)
     if not (abs(lam) > 0 and delta > 0 and math.isfinite(delta)):
         return cap
     return min(math.sqrt(2.0 * delta / abs(lam)), cap)
@@ -222,10 +236,11 @@ def loss_slice(objective: Objective, theta, *, n: int = 41, radius: float | None
     """L(θ + s v) along the unit eigenvectors v of λmin and λmax of ∇²L(θ).
 
     n (odd, so that s = 0 is a grid point) steps per slice over s ∈ [−r, r]: r = ``radius``
-    for both, or by default one radius per eigenvector from :func:`slice_radius`.
+    for both, or by default one radius per eigenvector: :func:`slice_radius`, halved while
+    the loss at s = ±r rises by more than SLICE_MAX_RISE · ΔL (:func:`slice_scale`).
     Eigenvectors are sign-fixed (largest-magnitude entry positive).  Returns
     ``{"s_min": (n,), "min": (n,), "s_max": (n,), "max": (n,), "lam_min", "lam_max",
-    "r_min", "r_max", "loss": L(θ), "v_min": (P,), "v_max": (P,)}``.
+    "r_min", "r_max", "loss": L(θ), "scale": ΔL, "v_min": (P,), "v_max": (P,)}``.
     """
     if n < 3 or n % 2 == 0:
         raise ValueError(f"n must be odd and ≥ 3 (s = 0 on the grid), got {n}")
@@ -241,10 +256,23 @@ def loss_slice(objective: Objective, theta, *, n: int = 41, radius: float | None
     loss0 = float(objective.loss(th))
     lam_abs = float(np.max(np.abs(lam)))
     tnorm = float(np.linalg.norm(th))
-    out = {"loss": loss0, "lam_min": float(lam[0]), "lam_max": float(lam[-1])}
+    delta = slice_scale(loss0, lam_abs, tnorm)
+    out = {"loss": loss0, "lam_min": float(lam[0]), "lam_max": float(lam[-1]), "scale": delta}
+
+    def too_high(r: float, v: np.ndarray) -> bool:
+        ends = [float(objective.loss(th + r * v)), float(objective.loss(th - r * v))]
+        return not all(math.isfinite(e) and e - loss0 <= SLICE_MAX_RISE * delta for e in ends)
+
     for key, col in (("min", 0), ("max", -1)):
         v = _unit_sign_fixed(vecs[:, col])
-        r = radius if radius is not None else slice_radius(lam[col], loss0, lam_abs, tnorm)
+        if radius is not None:
+            r = float(radius)
+        else:
+            r = slice_radius(lam[col], loss0, lam_abs, tnorm)
+            for _ in range(SLICE_MAX_HALVINGS if delta > 0 else 0):
+                if not too_high(r, v):
+                    break
+                r *= 0.5
         s = np.linspace(-r, r, n)
         s[n // 2] = 0.0
         vals = np.array([float(objective.loss(th + si * v)) for si in s])
@@ -287,6 +315,7 @@ __all__ = [
     "loss_slice",
     "singular_values",
     "slice_radius",
+    "slice_scale",
     "weight_vectors",
     "why_not",
 ]

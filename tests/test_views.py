@@ -13,7 +13,7 @@ import core  # noqa: F401  (float64)
 from core.config import load_config
 from core.data import make_dataset
 from core.networks import init_params, make_spec, unflatten
-from core.objectives import mse_objective
+from core.objectives import Objective, mse_objective
 from core.problem import build_problem
 from core.teachers import glu_teacher, orthonormal_teacher, random_teacher
 from core.views import (
@@ -221,21 +221,45 @@ def test_loss_slice_default_radius_and_saddle_descent() -> None:
         assert out[f"r_{key}"] == pytest.approx(r)
         assert 0 < r <= max(tn, 1.0)
         np.testing.assert_allclose(out[f"s_{key}"][[0, 20, -1]], [-r, 0.0, r])
-    # Along v_min the loss goes down on at least one side (a descent direction) ...
-    assert out["min"].min() < out["loss"]
+    # Along v_min the loss goes down (a descent direction: to ≈ 0 in the quadratic model) ...
+    assert out["min"].min() < 0.5 * out["loss"]
     # ... and along v_max it goes up on both sides, by about ΔL (quadratic model, ±50 %).
     assert out["max"][0] > out["loss"] and out["max"][-1] > out["loss"]
-    delta = max(out["loss"], 0.5 * lam_abs * (0.1 * tn) ** 2)
+    delta = max(out["loss"], 0.5 * lam_abs * (0.01 * tn) ** 2)
+    assert delta == out["loss"]  # on the plateau the loss sets the scale
     assert out["max"].max() - out["loss"] == pytest.approx(delta, rel=0.5)
+
+
+def test_loss_slice_halves_a_radius_where_the_loss_rises_too_far() -> None:
+    # L = 1 + θ₁² + 10 θ₂⁴ at θ = 0: λ = (2, 0), ΔL = L = 1.  Along e₁ (λmax = 2) the
+    # quadratic radius √(2ΔL/λ) = 1 is exact (rise 1 ≤ 4ΔL); along e₂ (λ = 0) the capped
+    # r = 1 rises by 10 > 4ΔL, so r halves once (rise 10/16 ≤ 4).
+    spec = make_spec(1, [], bias=True)
+    assert spec.n_params == 2
+
+    def loss(t):
+        return 1.0 + t[0] ** 2 + 10.0 * t[1] ** 4
+
+    def hess(t):
+        return np.array([[2.0, 0.0], [0.0, 120.0 * t[1] ** 2]])
+
+    obj = Objective(spec, loss, None, None, hess)
+    out = loss_slice(obj, np.zeros(2), n=5)
+    assert (out["lam_min"], out["lam_max"]) == (0.0, 2.0)
+    assert out["scale"] == 1.0
+    assert out["r_max"] == pytest.approx(1.0) and out["r_min"] == pytest.approx(0.5)
+    np.testing.assert_allclose(np.abs(out["v_min"]), [0.0, 1.0])
+    np.testing.assert_allclose(out["max"], 1.0 + np.linspace(-1, 1, 5) ** 2)
+    np.testing.assert_allclose(out["min"], 1.0 + 10.0 * np.linspace(-0.5, 0.5, 5) ** 4)
 
 
 def test_slice_radius_caps_flat_directions() -> None:
     assert slice_radius(0.0, 1.0, 2.0, 5.0) == 5.0
     assert slice_radius(1e-30, 1.0, 2.0, 0.5) == 1.0
     assert slice_radius(2.0, 1.0, 2.0, 1.0) == pytest.approx(1.0)  # √(2·1/2)
-    assert slice_radius(2.0, 1.0, 2.0, 100.0) == pytest.approx(10.0)  # ΔL = ½·2·10²
-    # Zero loss: the step is 10 % of ‖θ‖ along the stiffest direction.
-    assert slice_radius(2.0, 0.0, 2.0, 3.0) == pytest.approx(0.3)
+    assert slice_radius(2.0, 1.0, 2.0, 1000.0) == pytest.approx(10.0)  # ΔL = ½·2·10²
+    # Zero loss: the step is 1 % of ‖θ‖ along the stiffest direction.
+    assert slice_radius(2.0, 0.0, 2.0, 300.0) == pytest.approx(3.0)
 
 
 def test_loss_slice_rejects_bad_arguments(erf_objective) -> None:

@@ -1,0 +1,584 @@
+"""The extra plot views — function space, weight space, singular values, loss slice — as
+terminal widgets.
+
+Numbers come from :mod:`core.views` only: a :class:`ViewPanel` is handed the current point
+(:class:`ViewInputs`) by its screen, computes the view with :func:`compute_view` in a thread
+worker and receives the result back as a :class:`ViewPanel.Computed` message; ``render``
+only blits text.  A view that does not apply shows :func:`core.views.why_not`'s line.
+
+Figures are drawn like :mod:`explorer.widgets.plots` draws its plots (a :class:`PlotSpec`
+of :class:`Series`, plotext in the shared drawing process, in a worker thread, cached per
+data version and size), by :func:`render_view`, which adds what these views need: a marker
+per series (so they differ without colour: NO_COLOR=1, 16-colour terminals), axis limits,
+reference lines and text labels.  The function view's f − g heatmap (:class:`SignHeatmap`)
+shows the sign by glyph (``+ * #`` above, ``- = ≡`` below, ``·`` about zero) as well as by
+colour.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Static
+
+from explorer.widgets.plots import (
+    _PLOTEXT_LOCK,
+    PALETTE,
+    LinePlot,
+    PlotSpec,
+    Series,
+    decade_ticks,
+    finite_log10,
+    start_drawing_process,
+)
+
+#: While a run flows, a view is recomputed at most this often (it costs a forward pass on
+#: ~2000 points, or a Hessian and 82 loss evaluations, on the two cores the flow also uses).
+LIVE_SECONDS = 1.0
+#: Heatmap: |f − g| below this fraction of max|g| counts as zero (rounding, not a difference:
+#: a recovered teacher leaves |f − g| ~ 1e-14 · |g|, whose sign pattern is noise).
+HEATMAP_ZERO_REL = 1e-9
+#: Heatmap glyphs by sign and |v|/max|v|: below 1/8 "·"; then three equal bins.
+HEAT_POS, HEAT_NEG, HEAT_ZERO = ("+", "*", "#"), ("-", "=", "≡"), "·"
+HEAT_EDGES = (0.125, 0.125 + 0.875 / 3, 0.125 + 2 * 0.875 / 3)
+
+#: Singular values below this fraction of the largest (the teacher's included) are drawn at
+#: that floor: a small initialisation starts them at ~1e-9, and an axis down to there would
+#: squeeze the learned levels (3, 1, 0.3 in the saddle-to-saddle preset) into two rows.
+SINGULAR_FLOOR = 1e-3
+
+#: One-word titles of the views, in :data:`core.views.VIEWS` order.
+VIEW_TITLES = {
+    "function": "function",
+    "weights": "weights",
+    "singular": "singular values",
+    "slice": "loss slice",
+}
+
+
+@dataclass(frozen=True)
+class ViewSeries(Series):
+    """A :class:`Series` with its own plotext marker ("braille", or one character) and style."""
+
+    marker: str = "braille"
+    scatter: bool = False
+
+
+# ----------------------------------------------------------------------------- computing
+
+
+@dataclass(frozen=True, eq=False)
+class ViewInputs:
+    """The point a view is computed at (main thread → worker; arrays are copies).
+
+    Attributes:
+        spec, theta: the student network and its parameters (P,) at time ``t``.
+        teacher: the problem's :class:`core.teachers.Teacher` (None until it is built).
+        objective: ``objective(spec)`` → the loss for that spec (built in the worker).
+        history_t, history_theta: the trajectory of the current segment, (m,) and (m, P),
+            for the singular-value view (None otherwise).
+        cursor: the time marked on time axes (the replayed or current t).
+    """
+
+    spec: Any
+    theta: np.ndarray
+    t: float
+    teacher: Any = None
+    objective: Callable[[Any], Any] | None = None
+    history_t: np.ndarray | None = None
+    history_theta: np.ndarray | None = None
+    cursor: float | None = None
+
+    def key(self, view: str) -> tuple:
+        """Identifies the result: same key, same picture."""
+        hist = (
+            None if self.history_t is None else (len(self.history_t), self.history_t[-1:].tobytes())
+        )
+        return (
+            view,
+            self.spec,
+            float(self.t),
+            np.asarray(self.theta).tobytes(),
+            hist,
+            self.teacher is None,
+            self.cursor,
+        )
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    """What :func:`compute_view` found: ``data`` from :mod:`core.views`, or ``reason`` why not."""
+
+    view: str
+    t: float
+    data: dict = field(default_factory=dict)
+    reason: str | None = None
+
+
+def compute_view(view: str, inputs: ViewInputs) -> ViewResult:
+    """Call :mod:`core.views` for ``view`` at ``inputs`` (runs in a worker thread)."""
+    from core import views
+
+    spec, theta, teacher = inputs.spec, np.asarray(inputs.theta), inputs.teacher
+    reason = views.why_not(view, spec, teacher)
+    if reason:
+        return ViewResult(view, inputs.t, reason=reason)
+    try:
+        if view == "function":
+            data = {"line": views.function_line(spec, theta, teacher)}
+            if spec.input_dim == 2:
+                data["grid"] = views.function_grid(spec, theta, teacher)
+        elif view == "weights":
+            data = views.weight_vectors(spec, theta, teacher)
+        elif view == "singular":
+            t = np.asarray(inputs.history_t if inputs.history_t is not None else [inputs.t])
+            th = inputs.history_theta if inputs.history_theta is not None else theta[None]
+            data = {"t": t, "sv": views.singular_values(spec, th), "cursor": inputs.cursor}
+            tspec = getattr(teacher, "spec", None)
+            if tspec is not None and views.why_not("singular", tspec) is None:
+                data["teacher"] = views.singular_values(tspec, teacher.theta)[0]
+        elif view == "slice":
+            if inputs.objective is None:
+                return ViewResult(
+                    view, inputs.t, reason="loss slice: the problem is still being built"
+                )
+            data = views.loss_slice(inputs.objective(spec), theta)
+        else:
+            raise ValueError(f"unknown view {view!r}")
+    except Exception as exc:  # shown in the panel's note line, never raised into the UI
+        return ViewResult(view, inputs.t, reason=f"{view} view failed: {type(exc).__name__}: {exc}")
+    return ViewResult(view, inputs.t, data=data)
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}" if math.isfinite(v) else str(v)
+
+
+def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """f and g along the line, and the legend line."""
+    line = result.data["line"]
+    s, f, g = line["s"], line["student"], line["teacher"]
+    k_out = min(f.shape[1], 3)
+    series = []
+    for k in range(k_out):
+        sub = f"{k + 1}" if f.shape[1] > 1 else ""
+        series.append(ViewSeries(s, f[:, k], f"f{sub}", PALETTE[2 * k % 6]))
+        if g is not None:
+            series.append(ViewSeries(s, g[:, k], f"g{sub}", PALETTE[(2 * k + 1) % 6], marker="·"))
+    u = ", ".join(f"{c:.2f}" for c in line["direction"][:4])
+    more = ", …" if line["direction"].size > 4 else ""
+    title = f"f, g along x = s·u, u = ({u}{more})"
+    if g is not None:
+        title += f"; max|f−g| = {_fmt(float(np.max(np.abs(f - g))))}"
+    legend = "⠤⠤ student f   ·· teacher g"
+    if f.shape[1] > k_out:
+        legend += f"   (outputs 1–{k_out} of {f.shape[1]})"
+    return PlotSpec(tuple(series), title, xlabel="s"), legend
+
+
+def weights_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """Student input weights w_i·‖a_i‖ (marker: i, braille rays), teacher v_j·‖b_j‖ (x, dotted)."""
+    d = result.data
+    pts = d["student"] * d["scale"][:, None]
+    series = []
+    every = [pts]
+    if d["teacher"] is not None:
+        tpts = d["teacher"] * d["teacher_scale"][:, None]
+        every.append(tpts)
+        for j, (x, y) in enumerate(tpts):
+            series.append(ViewSeries(np.array([0.0, x]), np.array([0.0, y]), "", "magenta", "·"))
+            series.append(
+                ViewSeries(
+                    np.array([x]), np.array([y]), "teacher" if j == 0 else "", "magenta", "x", True
+                )
+            )
+    for i, (x, y) in enumerate(pts):
+        color = PALETTE[i % 6] if PALETTE[i % 6] != "magenta" else "white"
+        tip = str(i) if i < 10 else "o"  # the neuron's index is its marker
+        series.append(ViewSeries(np.array([0.0, x]), np.array([0.0, y]), "", color))
+        series.append(ViewSeries(np.array([x]), np.array([y]), "", color, tip, True))
+    lim = float(np.max(np.abs(np.concatenate(every)))) if pts.size else 1.0
+    lim = 1.1 * lim if lim > 0 and math.isfinite(lim) else 1.0
+    extra = {"xlim": (-lim, lim), "ylim": (-lim, lim), "axes": True}
+    title = "input weights w·‖a‖ in the plane"
+    legend = "0 1 2 … student neuron i"
+    legend += (
+        "   x teacher neuron" if d["teacher"] is not None else "   (no teacher network to draw)"
+    )
+    return PlotSpec(tuple(series), title, xlabel="w₁", extra=extra), legend
+
+
+def singular_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """σ_i(W_L⋯W_1) against t (log-log), teacher's σ_i as dotted levels, the cursor."""
+    d = result.data
+    t, sv = np.asarray(d["t"]), np.asarray(d["sv"])
+    levels = np.concatenate([sv.ravel(), np.asarray(d.get("teacher", []), float)])
+    top = float(np.max(levels)) if levels.size else 0.0
+    floor = SINGULAR_FLOOR * top if top > 0 else 0.0
+    shown = np.maximum(sv, floor) if floor > 0 else sv
+    series = [
+        ViewSeries(t, shown[:, i], f"σ{i + 1}", PALETTE[i % 6], marker="braille")
+        for i in range(sv.shape[1])
+    ]
+    extra: dict = {}
+    if "teacher" in d:
+        lo, hi = (float(np.min(t[t > 0])), float(np.max(t))) if np.any(t > 0) else (1.0, 10.0)
+        for i, level in enumerate(d["teacher"]):
+            if level > 0:
+                series.append(
+                    ViewSeries(
+                        np.array([lo, hi]), np.array([level, level]), "", PALETTE[i % 6], "·"
+                    )
+                )
+    if d.get("cursor") is not None and d["cursor"] > 0:
+        extra["vlines"] = [(float(d["cursor"]), "white")]
+    now = ", ".join(_fmt(v) for v in sv[-1][:4]) if sv.size else ""
+    title = f"singular values of the end-to-end map: {now}"
+    legend = "⠤⠤ σ₁ ≥ σ₂ ≥ … of W_L⋯W₁"
+    if "teacher" in d:
+        legend += "   ·· teacher's σ"
+    if floor > 0:
+        legend += f"   (below {_fmt(floor)} drawn at it)"
+    return PlotSpec(tuple(series), title, log_x=True, log_y=True, xlabel="t", extra=extra), legend
+
+
+def slice_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """L(θ + s v) against s/r for v_min (braille) and v_max (·), r printed in the legend."""
+    d = result.data
+    u_min = d["s_min"] / d["r_min"]
+    u_max = d["s_max"] / d["r_max"]
+    series = (
+        ViewSeries(u_min, d["min"], "v_min", "green"),
+        ViewSeries(u_max, d["max"], "v_max", "red", marker="·"),
+    )
+    extra = {"hlines": [(float(d["loss"]), "white")], "xlim": (-1.0, 1.0)}
+    title = f"L(θ+s·v): λmin {_fmt(d['lam_min'])}, λmax {_fmt(d['lam_max'])}"
+    legend = (
+        f"⠤⠤ v_min, |s| ≤ {_fmt(d['r_min'])}   ·· v_max, |s| ≤ {_fmt(d['r_max'])}"
+        f"   ─ L(θ) = {_fmt(d['loss'])}"
+    )
+    return PlotSpec(series, title, xlabel="s / r", extra=extra), legend
+
+
+FIGURES = {
+    "function": function_figure,
+    "weights": weights_figure,
+    "singular": singular_figure,
+    "slice": slice_figure,
+}
+
+
+def render_view(spec: PlotSpec, width: int, height: int) -> str:
+    """A view's figure as ANSI text, with plotext (log axes as in :class:`PlotextBackend`)."""
+    import plotext as plt
+
+    def tx(v):
+        return finite_log10(v) if spec.log_x else np.asarray(v, float)
+
+    def ty(v):
+        return finite_log10(v) if spec.log_y else np.asarray(v, float)
+
+    extra = spec.extra
+    with _PLOTEXT_LOCK:
+        plt.clf()
+        plt.plotsize(max(width, 10), max(height, 5))
+        plt.theme("clear")
+        if spec.title:
+            plt.title(spec.title)
+        xs, ys = [], []
+        for s in spec.series:
+            x, y = tx(s.x), ty(s.y)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if not ok.any():
+                continue
+            x, y = x[ok], y[ok]
+            xs.append(x)
+            ys.append(y)
+            marker = getattr(s, "marker", "braille")
+            draw = plt.scatter if getattr(s, "scatter", False) or len(x) == 1 else plt.plot
+            draw(x.tolist(), y.tolist(), color=s.color, marker=marker)
+        if not xs:
+            plt.plot([0.0], [0.0], marker=" ")
+            plt.text("no data", 0.0, 0.0)
+            return plt.build()
+        for y0, color in extra.get("hlines", ()):
+            plt.hline(float(ty(np.array([y0]))[0]), color)
+        for x0, color in extra.get("vlines", ()):
+            xv = float(tx(np.array([x0]))[0])
+            if math.isfinite(xv):
+                plt.vline(xv, color)
+        if extra.get("axes"):
+            plt.hline(0.0, "white")
+            plt.vline(0.0, "white")
+        for label, x0, y0, color in extra.get("texts", ()):
+            plt.text(label, float(x0), float(y0), color=color)
+        if "xlim" in extra:
+            plt.xlim(*extra["xlim"])
+        if "ylim" in extra:
+            plt.ylim(*extra["ylim"])
+        if spec.log_x:
+            xv = np.concatenate(xs)
+            plt.xticks(*decade_ticks(float(xv.min()), float(xv.max())))
+        if spec.log_y:
+            yv = np.concatenate(ys)
+            plt.yticks(
+                *decade_ticks(float(yv.min()), float(yv.max()), max_ticks=max(2, height // 3))
+            )
+        if spec.xlabel:
+            plt.xlabel(spec.xlabel)
+        return plt.build()
+
+
+def draw_view(spec: PlotSpec, width: int, height: int) -> str:
+    """:func:`render_view` in the shared drawing process (inline if that cannot be used)."""
+    try:
+        return start_drawing_process().submit(render_view, spec, width, height).result()
+    except (concurrent.futures.process.BrokenProcessPool, OSError, RuntimeError, ValueError):
+        return render_view(spec, width, height)
+
+
+# ------------------------------------------------------------------------------ widgets
+
+
+class ViewPlot(Widget):
+    """A figure of :func:`render_view`, rebuilt off the event loop when its data or size change.
+
+    Same scheme as :class:`~explorer.widgets.plots.LinePlot` (and the same synchronous switch,
+    ``LinePlot.background``, for snapshot tests).
+    """
+
+    DEFAULT_CSS = "ViewPlot { height: 1fr; width: 1fr; }"
+
+    @dataclass(eq=False)
+    class Rendered(Message):
+        key: tuple
+        text: Text
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.figure = PlotSpec(())
+        self._version = 0
+        self._cache: tuple[tuple, Text] | None = None
+        self._pending: tuple | None = None
+        self.renders = 0
+
+    @property
+    def key(self) -> tuple:
+        return (self._version, self.content_size.width, self.content_size.height)
+
+    def set_figure(self, figure: PlotSpec) -> None:
+        self.figure = figure
+        self._version += 1
+        self.refresh()
+
+    def _build(self, key: tuple, figure: PlotSpec) -> Text:
+        try:
+            return Text.from_ansi(draw_view(figure, key[1], key[2]), no_wrap=True)
+        except Exception as exc:  # always answer, or the plot would never redraw
+            return Text(f"plot failed: {type(exc).__name__}: {exc}")
+
+    def flush(self) -> None:
+        key = self.key
+        if (self._cache is not None and self._cache[0] == key) or self._pending is not None:
+            return
+        if key[1] <= 0 or key[2] <= 0:
+            return
+        self._pending = key
+        figure = self.figure
+
+        def build() -> None:
+            self.post_message(self.Rendered(key, self._build(key, figure)))
+
+        self.run_worker(build, thread=True, group="view-render", exit_on_error=False)
+
+    def on_view_plot_rendered(self, message: ViewPlot.Rendered) -> None:
+        message.stop()
+        self._pending = None
+        self.renders += 1
+        self._cache = (message.key, message.text)
+        self.refresh()
+
+    def render(self) -> Text:
+        key = self.key
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        if not LinePlot.background:
+            text = self._build(key, self.figure)
+            self.renders += 1
+            self._cache = (key, text)
+            return text
+        self.call_later(self.flush)
+        return self._cache[1] if self._cache is not None else Text("drawing…", style="dim")
+
+
+def heatmap_glyph(v: float, scale: float) -> tuple[str, str]:
+    """(glyph, colour) of one heatmap cell: sign by glyph and colour, size by glyph."""
+    if not math.isfinite(v) or scale <= 0:
+        return HEAT_ZERO, "white"
+    r = abs(v) / scale
+    if r < HEAT_EDGES[0]:
+        return HEAT_ZERO, "white"
+    level = 0 if r < HEAT_EDGES[1] else 1 if r < HEAT_EDGES[2] else 2
+    return (HEAT_POS[level], "red") if v > 0 else (HEAT_NEG[level], "blue")
+
+
+class SignHeatmap(Widget):
+    """f − g on the d = 2 grid as glyphs (rows = y, larger y on top), resampled to its size."""
+
+    DEFAULT_CSS = "SignHeatmap { height: 1fr; width: 1fr; }"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.values: np.ndarray | None = None
+        self.scale = 0.0
+        self.title = ""
+
+    def set_grid(self, values: np.ndarray, reference: np.ndarray, extent: float) -> None:
+        """``values`` (n_y, n_x) = f − g; ``reference`` = g sets the zero threshold."""
+        v = np.asarray(values, float)
+        vmax = float(np.nanmax(np.abs(v))) if v.size else 0.0
+        gmax = float(np.nanmax(np.abs(reference))) if np.size(reference) else 0.0
+        self.scale = vmax if vmax > HEATMAP_ZERO_REL * gmax else 0.0
+        self.values = v
+        self.title = f"f − g on [−{extent:g}, {extent:g}]², max |f − g| = {_fmt(vmax)}"
+        self.refresh()
+
+    def render(self) -> Text:
+        if self.values is None:
+            return Text("")
+        w, h = self.content_size.width, self.content_size.height
+        text = Text(no_wrap=True)
+        text.append(self.title[:w] + "\n", style="bold")
+        rows_n = max(1, h - 2)
+        v = self.values
+        rows = np.linspace(0, v.shape[0] - 1, rows_n).round().astype(int)
+        cols = np.linspace(0, v.shape[1] - 1, max(1, w)).round().astype(int)
+        for r in rows[::-1]:  # larger y on top
+            for c in cols:
+                glyph, color = heatmap_glyph(float(v[r, c]), self.scale)
+                text.append(glyph, style=color)
+            text.append("\n")
+        text.append(f"+*# f>g  -=≡ f<g  {HEAT_ZERO} ≈0"[:w], style="dim")
+        return text
+
+
+class ViewPanel(Vertical):
+    """One view: a note line (legend, or why the view does not apply) and its figure(s).
+
+    The screen calls :meth:`request` with the current point while the panel is on screen;
+    the panel computes in a thread worker (one at a time, at most every ``LIVE_SECONDS``
+    while ``live``) and shows the newest result.
+    """
+
+    DEFAULT_CSS = """
+    ViewPanel { height: 1fr; width: 1fr; }
+    ViewPanel > .view-note { height: 1; width: 1fr; }
+    ViewPanel > .view-body { height: 1fr; }
+    """
+
+    #: Objectives built for a spec, shared by the panels (a new spec compiles a new loss).
+    _objectives: ClassVar[dict] = {}
+
+    @dataclass(eq=False)
+    class Computed(Message):
+        key: tuple
+        result: ViewResult
+
+    def __init__(self, view: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.view = view
+        self.result: ViewResult | None = None
+        self.computations = 0
+        self._wanted: tuple[tuple, ViewInputs] | None = None
+        self._shown_key: tuple | None = None
+        self._pending: tuple | None = None
+        self._last_start = -math.inf
+        self._live = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("computing…", classes="view-note")
+        with Horizontal(classes="view-body"):
+            yield ViewPlot(classes="view-plot")
+            if self.view == "function":
+                yield SignHeatmap(classes="view-heatmap")
+
+    def request(self, inputs: ViewInputs, *, live: bool = False) -> None:
+        """Ask for the view at ``inputs`` (main thread; cheap: the work is in a worker)."""
+        key = inputs.key(self.view)
+        self._wanted = (key, inputs)
+        self._live = live
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wanted is None or self._pending is not None:
+            return
+        key, inputs = self._wanted
+        if key == self._shown_key:
+            return
+        wait = self._last_start + LIVE_SECONDS - time.monotonic()
+        if self._live and wait > 0:
+            self.set_timer(wait, self._kick)
+            return
+        self._pending = key
+        self._last_start = time.monotonic()
+        view = self.view
+
+        def job() -> None:
+            self.post_message(self.Computed(key, compute_view(view, inputs)))
+
+        self.run_worker(job, thread=True, group=f"view-{view}", exit_on_error=False)
+
+    def on_view_panel_computed(self, message: ViewPanel.Computed) -> None:
+        message.stop()
+        self._pending = None
+        self._shown_key = message.key
+        self.computations += 1
+        self.show(message.result)
+        self._kick()  # a newer point may have been asked for meanwhile
+
+    def show(self, result: ViewResult) -> None:
+        """Display ``result`` (main thread; only maps numbers to glyphs)."""
+        self.result = result
+        note = self.query_one(".view-note", Static)
+        body = self.query_one(".view-body")
+        if result.reason:
+            note.update(Text(result.reason))
+            body.display = False
+            return
+        body.display = True
+        figure, legend = FIGURES[result.view](result)
+        note.update(Text(legend))
+        self.query_one(ViewPlot).set_figure(figure)
+        if result.view == "function":
+            heat = self.query_one(SignHeatmap)
+            grid = result.data.get("grid")
+            heat.display = grid is not None and grid["diff"] is not None
+            if heat.display:
+                heat.set_grid(grid["diff"], grid["teacher"], float(grid["x"][-1]))
+
+
+__all__ = [
+    "FIGURES",
+    "SignHeatmap",
+    "ViewInputs",
+    "ViewPanel",
+    "ViewPlot",
+    "ViewResult",
+    "ViewSeries",
+    "compute_view",
+    "render_view",
+]

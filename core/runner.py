@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from core import interrupts
 from core.config import Config, ConfigError, DynamicsConfig, config_to_dict
 from core.networks import NetworkSpec, params_to_lists
 from core.problem import Problem, build_problem
@@ -170,7 +171,18 @@ def run_config(
         spec, theta, t0 = problem.spec, problem.theta0, 0.0
     objective = problem.objective_for(spec)
     settings = dynamics_settings(config.dynamics, spec.n_params)
+    loss0, grad0 = objective.value_and_grad(theta)  # the starting state, checked and kept
+    loss0, gnorm0 = float(loss0), float(np.max(np.abs(np.asarray(grad0))))
+    if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
+        raise SessionError(
+            resume if resume is not None else config.source,
+            f"the loss or gradient at the starting state (t = {t0:g}) is not finite; "
+            "nothing written",
+        )
+    if resume is None:  # θ₀ in the early save: a run killed from now on still loads
+        rec.append([t0], np.asarray(theta)[None], [loss0], [gnorm0])
     rec.save(out)  # an early, valid session: the folder is ours from now on
+    interrupts.on_signal(lambda signum: _flush_interrupted(rec, out, signum))
 
     from core.flow import save_grid
     from core.spectra import SpectrumSchedule
@@ -195,14 +207,36 @@ def run_config(
             gen.close()
         if flag["signum"] is not None:
             signum = int(flag["signum"])
-            rec.summary["stop_reason"] = "interrupted"
-            rec.add_event("interrupted", signal=signal.Signals(signum).name)
-            rec.save(out)
+            _flush_interrupted(rec, out, signum)
+            interrupts.on_signal(None)
             raise RunInterrupted(signum, out)
 
-        finish(problem, rec, spec)
+        try:
+            finish(problem, rec, spec)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+            # e.g. a non-finite Hessian at a huge state: the trajectory is still kept
+            rec.add_event("finish", error=f"{type(e).__name__}: {e}")
+            rec.save(out)
+            interrupts.on_signal(None)
+            raise SessionError(
+                out,
+                f"analysis of the final state failed ({type(e).__name__}: {e}); "
+                "the trajectory is saved",
+            ) from None
         rec.save(out)
+    interrupts.on_signal(None)
     return out
+
+
+def _flush_interrupted(rec: SessionRecorder, out: Path, signum: int) -> str:
+    """Save ``rec`` to ``out`` marked interrupted by ``signum`` (once; later calls only
+    save again); returns the one-line message for the user."""
+    with rec._lock:
+        if rec.summary.get("stop_reason") != "interrupted":
+            rec.summary["stop_reason"] = "interrupted"
+            rec.add_event("interrupted", signal=signal.Signals(signum).name)
+        rec.save(out)
+    return f"interrupted: session saved to {out}"
 
 
 def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:

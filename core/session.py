@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import errno
+import functools
 import io
 import json
 import math
@@ -43,9 +44,9 @@ import os
 import platform
 import secrets
 import shutil
+import stat
+import threading
 import time
-import tomllib
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +55,36 @@ from typing import Any
 import numpy as np
 
 from core.config import Config, ConfigError, config_to_dict, config_to_toml, parse_config
+from core.files import (
+    MAX_ARRAY_FILE_BYTES,
+    MAX_CONFIG_BYTES,
+    MAX_META_BYTES,
+    FileReadError,
+    load_json,
+    load_npz,
+    load_toml,
+    one_line,
+    read_text,
+    short,
+)
 from core.networks import NetworkSpec
 
 SCHEMA_VERSION = 3
 FORMAT = "landscape-explorer-session"
 META, CONFIG, TRAJECTORY, SPECTRA = "meta.json", "config.toml", "trajectory.npz", "spectra.npz"
 SEGMENT_ARRAYS = ("t", "theta", "loss", "grad_norm")
+#: Files a session folder may hold (a temporary folder holding only these is a saver's).
+SESSION_FILES = (META, CONFIG, TRAJECTORY, SPECTRA)
+#: Longest error message (values inside are cut to :data:`core.files.ECHO_CHARS`).
+MAX_MESSAGE = 400
 
 
 class SessionError(Exception):
     """A session that cannot be read or written; ``str()`` is ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path, message: str) -> None:
-        self.path = str(path)
-        self.message = " ".join(str(message).split())
+        self.path = one_line(path)
+        self.message = short(" ".join(str(message).split()), MAX_MESSAGE)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -269,6 +286,18 @@ def subsample_indices(t: np.ndarray, n_log: int, n_last: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- recorder
 
 
+def _locked(method: Callable) -> Callable:
+    """Run a :class:`SessionRecorder` method under its lock (a signal watcher thread may
+    save the recorder while the main thread is computing)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SessionRecorder, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class _SegmentBuffer:
     def __init__(self, spec: NetworkSpec) -> None:
         self.spec = spec
@@ -286,12 +315,20 @@ class _SegmentBuffer:
                 f"theta has {theta.shape[1]} parameters, the current segment's spec has "
                 f"{self.spec.n_params}; start a new segment after surgery"
             )
+        loss = np.asarray(loss, np.float64).reshape(-1)
+        grad_norm = np.asarray(grad_norm, np.float64).reshape(-1)
+        if (
+            len(self.t)
+            and len(t)
+            and t[0] == self.t[-1]
+            and np.array_equal(theta[0], self.theta[-1])
+        ):
+            # the state already recorded (θ₀ saved before the first chunk repeats it)
+            t, theta, loss, grad_norm = t[1:], theta[1:], loss[1:], grad_norm[1:]
         self.t = np.concatenate([self.t, t])
         self.theta = np.concatenate([self.theta, theta])
-        self.loss = np.concatenate([self.loss, np.asarray(loss, np.float64).reshape(-1)])
-        self.grad_norm = np.concatenate(
-            [self.grad_norm, np.asarray(grad_norm, np.float64).reshape(-1)]
-        )
+        self.loss = np.concatenate([self.loss, loss])
+        self.grad_norm = np.concatenate([self.grad_norm, grad_norm])
         if self.t.shape[0] > 2 * max_points:
             idx = subsample_indices(self.t, max_points - keep_last - 1, keep_last)
             self.t, self.theta = self.t[idx], self.theta[idx]
@@ -340,6 +377,7 @@ class SessionRecorder:
         self.wall_offset = wall_offset
         self._start = time.monotonic()
         self._last_save = -math.inf
+        self._lock = threading.RLock()
         self._segments = [_SegmentBuffer(spec)]
         self.spectra: list[SpectrumSnapshot] = []
         self.events: list[dict] = []
@@ -384,10 +422,12 @@ class SessionRecorder:
         """Wall seconds of this session so far (including a resumed session's)."""
         return self.wall_offset + time.monotonic() - self._start
 
+    @_locked
     def append(self, t, theta, loss, grad_norm) -> None:
         """Append states: t (m,), theta (m, P), loss (m,), grad_norm (m,)."""
         self._segments[-1].append(t, theta, loss, grad_norm, self.max_points, self.keep_last)
 
+    @_locked
     def append_chunk(self, chunk: Any) -> None:
         """Append a :class:`core.flow.Chunk` (its t, theta, loss, grad_norm)."""
         if len(chunk.t):
@@ -398,6 +438,7 @@ class SessionRecorder:
             if chunk.message:
                 self.summary["stop_message"] = chunk.message
 
+    @_locked
     def start_segment(self, spec: NetworkSpec) -> None:
         """Begin a new segment with another student spec (after surgery)."""
         if len(self._segments[-1].t) == 0:
@@ -405,6 +446,7 @@ class SessionRecorder:
         else:
             self._segments.append(_SegmentBuffer(spec))
 
+    @_locked
     def add_event(self, kind: str, t: float | None = None, **data: Any) -> dict:
         """Log an event (``kind`` e.g. "pause", "resume", "refine", "surgery", "interrupted")."""
         if t is None:
@@ -414,6 +456,7 @@ class SessionRecorder:
         self.events.append(jsonable(event))
         return event
 
+    @_locked
     def add_spectrum(self, t: float, eigenvalues: Any, label: str = "") -> None:
         """Record Hessian eigenvalues (P,) of the current segment at time t."""
         eig = np.sort(np.asarray(eigenvalues, np.float64).reshape(-1))
@@ -421,6 +464,7 @@ class SessionRecorder:
             raise ValueError(f"spectrum has {eig.shape[0]} values, expected {self.spec.n_params}")
         self.spectra.append(SpectrumSnapshot(float(t), len(self._segments) - 1, eig, label))
 
+    @_locked
     def set_refined(self, theta: Any, **info: Any) -> None:
         """The refined critical point θ* (P,) of the current segment, with refine details."""
         theta = np.asarray(theta, np.float64).reshape(-1)
@@ -439,6 +483,7 @@ class SessionRecorder:
 
     # -- output
 
+    @_locked
     def to_session(self) -> Session:
         segments = [b.segment() for b in self._segments]
         summary = dict(self.summary)
@@ -457,6 +502,7 @@ class SessionRecorder:
             versions=versions(),
         )
 
+    @_locked
     def save(self, path: str | Path) -> Path:
         """Atomically write the session to ``path`` (see :func:`save_session`)."""
         out = save_session(path, self.to_session())
@@ -476,26 +522,45 @@ class SessionRecorder:
 
 def is_session_dir(path: str | Path) -> bool:
     """Whether ``path`` is a folder holding a meta.json with the session format marker."""
-    meta = Path(path) / META
     try:
-        with open(meta, encoding="utf-8") as f:
-            d = json.load(f)
-        return isinstance(d, dict) and d.get("format") == FORMAT
+        d = load_json(read_text(Path(path) / META, MAX_META_BYTES, follow=False))
     except (OSError, ValueError):
         return False
+    return isinstance(d, dict) and d.get("format") == FORMAT
+
+
+def session_target(path: str | Path) -> Path:
+    """The folder a save to ``path`` writes: ``path`` itself, or the folder a symbolic
+    link at ``path`` points to (the link stays).  A dangling link is refused."""
+    p = Path(path).absolute()
+    if p.is_symlink():
+        if not p.exists():
+            raise SessionError(p, "is a dangling symbolic link; refusing to write through it")
+        p = p.resolve()
+    return p
 
 
 def check_writable_target(path: str | Path) -> None:
     """Raise :class:`SessionError` unless ``path`` is absent, an empty folder or a session."""
-    p = Path(path)
+    p = session_target(path)
     if not p.exists():
-        if not p.parent.exists():
+        if not p.parent.is_dir():
             raise SessionError(p, f"parent folder {p.parent} does not exist")
         return
     if not p.is_dir():
         raise SessionError(p, "exists and is not a folder; refusing to overwrite it")
     if any(p.iterdir()) and not is_session_dir(p):
         raise SessionError(p, "exists and is not a session folder; refusing to overwrite it")
+
+
+def holds_anything(path: str | Path) -> bool:
+    """Whether ``path`` exists as anything but an empty folder (a link counts)."""
+    p = Path(path)
+    if not os.path.lexists(p):
+        return False
+    if p.is_symlink() or not p.is_dir():
+        return True
+    return any(p.iterdir())
 
 
 def session_to_files(session: Session) -> dict[str, bytes]:
@@ -598,35 +663,62 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(path: Path) -> None:
-    """Remove temporary siblings left by killed savers (never the session itself)."""
-    for sib in path.parent.glob(f".{path.name}.tmp-*"):
-        try:
-            pid = int(sib.name.rsplit(".tmp-", 1)[1].split("-")[0])
-        except (IndexError, ValueError):
-            continue
-        if pid == os.getpid() or not _pid_alive(pid):
-            shutil.rmtree(sib, ignore_errors=True)
+def _stale_temp(entry: Path) -> bool:
+    """Whether ``entry`` is a temporary ``.NAME.tmp-PID-RANDOM`` of a saver that died:
+    its PID is gone (or is ours), and it is a link or a folder holding only session files."""
+    try:
+        pid = int(entry.name.rsplit(".tmp-", 1)[1].split("-")[0])
+    except (IndexError, ValueError):
+        return False
+    if pid != os.getpid() and _pid_alive(pid):
+        return False
+    try:
+        st = entry.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            return True
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        return all(child.name in SESSION_FILES for child in entry.iterdir())
+    except OSError:
+        return False
+
+
+def clean_stale_temps(folder: str | Path) -> None:
+    """Remove temporary session folders left in ``folder`` by killed savers (never a
+    session, never anything that holds other files)."""
+    try:
+        entries = list(Path(folder).glob(".*.tmp-*"))
+    except OSError:
+        return
+    for entry in entries:
+        if _stale_temp(entry):
+            if entry.is_symlink():
+                entry.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def save_session(path: str | Path, session: Session) -> Path:
     """Write ``session`` to the folder ``path`` atomically and return ``path``.
 
     Refuses (``SessionError``) to replace anything that is not a session folder or an
-    empty folder.  Steps: write every file into ``.NAME.tmp-PID-RANDOM`` beside
-    ``path``, fsync files and folder, then exchange it with ``path`` in one atomic
-    rename (or rename it into place for a first save), fsync the parent, and delete
-    the previous version.
+    empty folder; a symbolic link at ``path`` is written through (the folder it points
+    to is replaced, the link stays).  Steps: write every file into
+    ``.NAME.tmp-PID-RANDOM`` beside the target, fsync files and folder, then exchange
+    it with the target in one atomic rename (or rename it into place for a first save),
+    fsync the parent, and delete the previous version.  Temporary folders of savers that
+    were killed are removed from the parent first.
     """
-    p = Path(path).absolute()
+    p = session_target(path)
     check_writable_target(p)
     files = session_to_files(session)
-    _clean_stale(p)
+    clean_stale_temps(p.parent)
     tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         for name, data in files.items():
-            with open(tmp / name, "wb") as f:
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -647,9 +739,12 @@ def save_session(path: str | Path, session: Session) -> Path:
             shutil.rmtree(backup, ignore_errors=True)
         _fsync_dir(p.parent)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return p
+        if os.path.lexists(tmp):
+            if tmp.is_symlink():
+                tmp.unlink()
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return Path(path).absolute()
 
 
 # ----------------------------------------------------------------------------- loading
@@ -711,16 +806,18 @@ MIGRATIONS: dict[int, Callable[[dict, dict], tuple[dict, dict]]] = {
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise SessionError(path, "missing file")
+    """The arrays of a session's ``.npz`` (a bounded regular file, no link, no pickle)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: np.asarray(f[k]) for k in f.files}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as e:
-        msg = f"unreadable or truncated array file ({type(e).__name__}: {e})"
-        raise SessionError(path, msg) from None
-    except Exception as e:  # zlib.error, struct.error, … from a damaged archive
-        raise SessionError(path, f"unreadable array file ({type(e).__name__}: {e})") from None
+        return load_npz(path, MAX_ARRAY_FILE_BYTES, follow=False)
+    except FileReadError as e:
+        raise SessionError(path, str(e)) from None
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    try:
+        return read_text(path, max_bytes, follow=False)
+    except FileReadError as e:
+        raise SessionError(path, str(e)) from None
 
 
 def _array(
@@ -753,6 +850,198 @@ def _need(cond: bool, where: Path, message: str) -> None:
         raise SessionError(where, message)
 
 
+# ----------------------------------------------------------------------------- stored fields
+
+#: Schemas of the JSON records of meta.json.  A schema is a kind name (below), a dict
+#: ``{key: kind}`` (an object; a trailing ``!`` on the kind marks a required key) or a
+#: one-element list ``[schema]`` (a list of such).  Kinds: ``num`` (finite number),
+#: ``count`` (integer ≥ 0), ``seconds`` (number ≥ 0), ``int``, ``str``, ``bool``, ``obj``
+#: (any object), ``list`` (any list), ``nums`` (list of numbers/null), ``ints``,
+#: ``params`` (name → nested lists of numbers), ``str-map`` (name → string); ``?`` after
+#: a kind also allows null (non-finite floats are stored as null).
+SPECTRUM_SCHEMA = {"eigenvalues": "nums!", "index": "count!", "n_zero": "count", "tol": "num?"}
+CHANNEL_SCHEMA = {
+    "neurons": "ints!",
+    "epsilon": "num?",
+    "c": "num?",
+    "A": "num?",
+    "w": "nums",
+    "delta": "nums",
+    "glu_error": "num?",
+    "activation": "str?",
+}
+NEURON_SCHEMA = {
+    "index": "count",
+    "w": "nums",
+    "b": "num?",
+    "a": "nums",
+    "norm": "num?",
+    "nearest_teacher": "int?",
+    "cosine": "num?",
+    "role": "str?",
+}
+POINT_SCHEMA = {"t": "num?", "loss": "num?!", "grad_inf_norm": "num?!", "params": "params"}
+REFINED_POINT_SCHEMA = {
+    **POINT_SCHEMA,
+    "iterations": "count?",
+    "converged": "bool?",
+    "reason": "str?",
+    "method": "str?",
+    "seconds": "num?",
+}
+ANALYSIS_SCHEMA = {
+    "spectrum": SPECTRUM_SCHEMA,
+    "classification": "str?",
+    "channels": [CHANNEL_SCHEMA],
+    "neurons": [NEURON_SCHEMA],
+    "grad_inf_norm": "num?",
+    "loss": "num?",
+}
+REPORT_SCHEMA = {
+    "final": {**POINT_SCHEMA, "t": "num!"},
+    "refined": (REFINED_POINT_SCHEMA, "null"),
+    "spectrum": SPECTRUM_SCHEMA,
+    "classification": "str?",
+    "channels": [CHANNEL_SCHEMA],
+    "neurons": [NEURON_SCHEMA],
+    "teacher": {"kind": "str", "params": "params"},
+    "wall_seconds": "seconds?",
+    "stop_reason": "str?",
+    "steps": "count?",
+    "config": "obj",
+    "partial": "bool",
+    "phases": ["obj"],
+}
+REFINED_SCHEMA = {
+    "segment": "count",
+    "t": "num?",
+    "loss": "num?",
+    "grad_inf_norm": "num?",
+    "iterations": "count?",
+    "converged": "bool?",
+    "reason": "str?",
+    "method": "str?",
+    "seconds": "num?",
+}
+EVENT_SCHEMA = {"kind": "str!", "t": "num?", "wall": "seconds?", "time": "str"}
+SUMMARY_SCHEMA = {
+    "steps": "count",
+    "steps_offset": "count",
+    "wall_seconds": "seconds",
+    "stop_reason": "str?",
+    "stop_message": "str?",
+    "t_final": "num?",
+    "final_loss": "num?",
+    "final_grad_inf_norm": "num?",
+    "refined_loss": "num?",
+    "classification": "str?",
+}
+
+_KIND_TEXT = {
+    "num": "a finite number",
+    "count": "an integer ≥ 0",
+    "seconds": "a number ≥ 0",
+    "int": "an integer",
+    "str": "a string",
+    "bool": "true or false",
+    "obj": "an object",
+    "list": "a list",
+    "nums": "a list of numbers",
+    "ints": "a list of integers",
+    "params": "an object of named (nested) lists of numbers",
+    "str-map": "an object of strings",
+    "null": "null",
+}
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _numeric_tree(x: Any) -> bool:
+    if isinstance(x, list):
+        return all(_numeric_tree(v) for v in x)
+    return x is None or _is_num(x)
+
+
+_KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "num": _is_num,
+    "count": lambda x: _is_int(x) and x >= 0,
+    "seconds": lambda x: _is_num(x) and x >= 0,
+    "int": _is_int,
+    "str": lambda x: isinstance(x, str),
+    "bool": lambda x: isinstance(x, bool),
+    "obj": lambda x: isinstance(x, dict),
+    "list": lambda x: isinstance(x, list),
+    "nums": lambda x: isinstance(x, list) and all(v is None or _is_num(v) for v in x),
+    "ints": lambda x: isinstance(x, list) and all(_is_int(v) for v in x),
+    "params": lambda x: (
+        isinstance(x, dict) and all(isinstance(v, list) and _numeric_tree(v) for v in x.values())
+    ),
+    "str-map": lambda x: isinstance(x, dict) and all(isinstance(v, str) for v in x.values()),
+    "null": lambda x: x is None,
+}
+
+
+def _matches(value: Any, schema: Any) -> bool:
+    """Whether ``value`` has the top-level shape of ``schema`` (not its members)."""
+    if isinstance(schema, tuple):
+        return any(_matches(value, s) for s in schema)
+    if isinstance(schema, dict):
+        return isinstance(value, dict)
+    if isinstance(schema, list):
+        return isinstance(value, list)
+    kind = schema.rstrip("!")
+    if kind.endswith("?"):
+        return value is None or _KIND_CHECKS[kind[:-1]](value)
+    return _KIND_CHECKS[kind](value)
+
+
+def _describe(schema: Any) -> str:
+    if isinstance(schema, tuple):
+        return " or ".join(_describe(s) for s in schema)
+    if isinstance(schema, dict):
+        return "an object"
+    if isinstance(schema, list):
+        return "a list"
+    kind = schema.rstrip("!")
+    if kind.endswith("?"):
+        return f"{_KIND_TEXT[kind[:-1]]} or null"
+    return _KIND_TEXT[kind]
+
+
+def check_fields(
+    value: Any, schema: Any, name: str, where: Path, *, nullable: bool = False
+) -> None:
+    """Raise :class:`SessionError` (``where: name.field: must be …, got …``) unless
+    ``value`` follows ``schema`` (see :data:`REPORT_SCHEMA`); ``nullable`` allows None."""
+    if nullable and value is None:
+        return
+    if not _matches(value, schema):
+        got = short(json.dumps(value) if _is_num(value) or value is None else repr(value))
+        raise SessionError(where, f"{name}: must be {_describe(schema)}, got {got}")
+    if isinstance(schema, tuple):
+        for s in schema:
+            if _matches(value, s):
+                check_fields(value, s, name, where)
+                return
+    elif isinstance(schema, list):
+        for i, item in enumerate(value):
+            check_fields(item, schema[0], f"{name}[{i}]", where)
+    elif isinstance(schema, dict):
+        for key, sub in schema.items():
+            required = isinstance(sub, str) and sub.endswith("!")
+            if key not in value:
+                if required:
+                    raise SessionError(where, f"{name}.{key}: missing")
+                continue
+            check_fields(value[key], sub, f"{name}.{key}", where)
+
+
 def load_session(path: str | Path) -> Session:
     """Read and validate a session folder; raise :class:`SessionError` on any problem.
 
@@ -776,16 +1065,12 @@ def load_session(path: str | Path) -> Session:
 
 def _load(p: Path) -> Session:
     meta_path = p / META
-    if not meta_path.is_file():
+    if not os.path.lexists(meta_path):
         raise SessionError(p, f"not a session folder (no {META})")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SessionError(meta_path, "not UTF-8 text") from None
-    except json.JSONDecodeError as e:
+        meta = load_json(_read_text(meta_path, MAX_META_BYTES))
+    except ValueError as e:  # JSONDecodeError, or nested too deep
         raise SessionError(meta_path, f"invalid JSON ({e})") from None
-    except OSError as e:
-        raise SessionError(meta_path, f"cannot read ({e})") from None
     _need(isinstance(meta, dict), meta_path, "must hold a JSON object")
     _need(meta.get("format") == FORMAT, meta_path, "not a session (missing format marker)")
     schema = meta.get("schema")
@@ -818,12 +1103,9 @@ def _load(p: Path) -> Session:
 
     # -- config: config.toml is what a user re-runs; it must agree with meta.json
     cfg_path = p / CONFIG
-    if not cfg_path.is_file():
-        raise SessionError(cfg_path, "missing file")
     try:
-        text = cfg_path.read_text(encoding="utf-8")
-        cfg_map = tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, OSError) as e:
+        cfg_map = load_toml(_read_text(cfg_path, MAX_CONFIG_BYTES))
+    except ValueError as e:  # TOMLDecodeError, or nested too deep
         raise SessionError(cfg_path, f"invalid TOML ({e})") from None
     if stored_schema < 3:
         cfg_map = _legacy_activations(cfg_map)
@@ -882,13 +1164,13 @@ def _load(p: Path) -> Session:
     # -- refined point
     refined = meta.get("refined")
     refined_theta = None
-    _need(refined is None or isinstance(refined, dict), meta_path, "'refined' must be an object")
+    check_fields(refined, REFINED_SCHEMA, "refined", meta_path, nullable=True)
     if refined is not None:
         seg_i = refined.get("segment", len(segments) - 1)
         _need(
             isinstance(seg_i, int) and 0 <= seg_i < len(segments),
             meta_path,
-            f"'refined.segment' out of range: {seg_i!r}",
+            f"'refined.segment' out of range: {short(repr(seg_i))}",
         )
         refined_theta = _array(arrays, "refined_theta", (segments[seg_i].spec.n_params,), traj_path)
 
@@ -916,31 +1198,17 @@ def _load(p: Path) -> Session:
         _need(isinstance(label, str), meta_path, f"spectrum {k}: label must be a string")
         spectra.append(SpectrumSnapshot(float(t_k), seg_i, eig, label))
 
-    # -- free-form records
+    # -- records: every field a reader uses is checked (extra keys are kept as they are)
     events = meta.get("events", [])
-    _need(
-        isinstance(events, list) and all(isinstance(e, dict) and "kind" in e for e in events),
-        meta_path,
-        "'events' must be a list of objects with a 'kind'",
-    )
+    check_fields(events, [EVENT_SCHEMA], "events", meta_path)
     summary = meta.get("summary", {})
-    _need(isinstance(summary, dict), meta_path, "'summary' must be an object")
-    wall = summary.get("wall_seconds", 0.0)
-    _need(
-        isinstance(wall, int | float) and not isinstance(wall, bool) and wall >= 0,
-        meta_path,
-        "'summary.wall_seconds' must be a non-negative number",
-    )
-    for key in ("analysis", "report"):
-        _need(
-            meta.get(key) is None or isinstance(meta.get(key), dict),
-            meta_path,
-            f"'{key}' must be an object or null",
-        )
+    check_fields(summary, SUMMARY_SCHEMA, "summary", meta_path)
+    check_fields(meta.get("analysis"), ANALYSIS_SCHEMA, "analysis", meta_path, nullable=True)
+    check_fields(meta.get("report"), REPORT_SCHEMA, "report", meta_path, nullable=True)
     vers = meta.get("versions", {})
-    _need(isinstance(vers, dict), meta_path, "'versions' must be an object")
+    check_fields(vers, "str-map", "versions", meta_path)
     for key in ("created", "saved"):
-        _need(isinstance(meta.get(key, ""), str), meta_path, f"'{key}' must be a string")
+        check_fields(meta.get(key, ""), "str", key, meta_path)
 
     return Session(
         config=config,

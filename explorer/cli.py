@@ -1,7 +1,10 @@
 """Command line of the landscape explorer (DESIGN.md "CLI", contract).
 
     explorer [CONFIG]                          the Textual app (default config, or CONFIG)
-    explorer run CONFIG --out DIR [--resume DIR]   headless run → session folder DIR
+    explorer run CONFIG --out DIR [--resume DIR] [--force]
+                                               headless run → session folder DIR (an
+                                               existing session there is replaced only
+                                               with --force, or continued with --resume)
     explorer replay DIR                        the app, replaying a saved session; or, when
                                                DIR is a sweep's --out folder (summary.csv),
                                                the sweep view (Enter replays a run)
@@ -27,6 +30,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -61,6 +65,7 @@ def _sub_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="config TOML")
     r.add_argument("--out", required=True, help="session folder to write")
     r.add_argument("--resume", help="session folder to continue from")
+    r.add_argument("--force", action="store_true", help="replace a session already in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     rp = sub.add_parser(
         "replay",
@@ -129,10 +134,15 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``explorer`` console script; returns the exit code."""
+    console = argv is None  # the real process (not a test calling main in-process)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
             args = _parse(_sub_parser(), argv)
+            if console and args.command == "run":
+                from core import interrupts  # before JAX: SIGTERM/SIGHUP exit cleanly
+
+                interrupts.install()
             return _COMMANDS[args.command](args)
         args = _parse(_app_parser(), argv)
         return cmd_app(args)
@@ -171,11 +181,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     import core  # noqa: F401
     from core.config import load_config
     from core.runner import RunInterrupted, run_config
-    from core.session import check_writable_target, load_session
+    from core.session import check_writable_target, load_session, session_target
 
     cfg = load_config(args.config)
     out = Path(args.out)
     check_writable_target(out)
+    target = session_target(out)
+    if target.is_dir() and any(target.iterdir()) and not (args.force or args.resume):
+        raise CliError(
+            f"{out}: already holds a session; refusing to replace it "
+            "(--force replaces it, --resume continues it)"
+        )
     if args.resume:
         load_session(args.resume)  # validate before any work
     bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
@@ -243,10 +259,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     tables = session_tables(session)
     # Render everything first: nothing is written unless all of it can be.
     texts = {name: _csv_text(*tables[name]) for name in targets}
-    for name, path in targets.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="utf-8", newline="") as f:
-            f.write(texts[name])
+    from core.files import write_new_files
+
+    next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
+    try:  # all files or none; never through a link or over anything already there
+        write_new_files({path: texts[name].encode("utf-8") for name, path in targets.items()})
+    except FileExistsError as e:
+        raise CliError(f"{e.filename}: exists; refusing to overwrite") from None
     print(" ".join(str(p) for p in targets.values()), file=sys.stderr)
     return 0
 
@@ -424,13 +443,15 @@ def export_targets(out: Path) -> dict[str, Path]:
         if not out.parent.is_dir():
             raise CliError(f"{out}: folder {out.parent} does not exist")
     else:
+        if out.is_symlink():
+            raise CliError(f"{out}: is a symbolic link; refusing to write through it")
         if out.exists() and not out.is_dir():
             raise CliError(f"{out}: exists and is not a folder")
         if out.is_dir() and any(out.iterdir()):
             raise CliError(f"{out}: folder is not empty; refusing to overwrite")
         targets = {name: out / f"{name}.csv" for name in ("loss", "spectrum", "neurons")}
     for path in targets.values():
-        if path.exists():
+        if os.path.lexists(path):  # a dangling link too
             raise CliError(f"{path}: exists; refusing to overwrite")
     return targets
 

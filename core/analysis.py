@@ -378,6 +378,30 @@ def neuron_response(spec: NetworkSpec, theta, i: int, grid) -> np.ndarray:
     return w2[0, i] * np.asarray(act.f(jnp.asarray(z)))
 
 
+def neuron_weights(spec: NetworkSpec, theta) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented first-layer weights w̃ (k, d) or (k, d+1) and output magnitudes |a| (k,).
+
+    w̃_i = (w_i, b_i) when the first layer has a bias, else w_i; |a_i| = ‖W2[:, i]‖₂ (the
+    fan-out weights of neuron i).  These are the per-neuron summaries plotted over time.
+    """
+    w1, b1, w2 = first_layer(spec, theta)
+    return _augmented(w1, b1, b1 is not None), np.linalg.norm(w2, axis=0)
+
+
+def closest_pair_distance(w: np.ndarray) -> float:
+    """min_{i<j} ‖w_i − w_j‖₂ over the rows of w (k, d); NaN for k < 2.
+
+    Two neurons merging (a symmetry saddle, or a channel to infinity) send it to 0.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    k = w.shape[0]
+    if k < 2:
+        return float("nan")
+    diff = w[:, None, :] - w[None, :, :]
+    dist = np.sqrt(np.sum(diff * diff, axis=-1))
+    return float(dist[np.triu_indices(k, 1)].min())
+
+
 # ---------------------------------------------------------------------------------------
 # Channels
 
@@ -442,6 +466,20 @@ def glu_function(channel: Channel, activation: str | Activation) -> Callable:
 def gaussian_sample(input_dim: int, n: int = DEFAULT_GAUSSIAN_SAMPLES, seed: int = 0) -> np.ndarray:
     """x ~ N(0, I_d), shape (n, d): stand-in inputs for infinite-data objectives."""
     return np.random.default_rng(seed).standard_normal((n, input_dim))
+
+
+def analysis_inputs(objective: Objective) -> np.ndarray:
+    """The inputs x (N, d) for channel and activity checks at a point of ``objective``.
+
+    The objective's data set; for infinite-data objectives the one stand-in sample
+    :func:`gaussian_sample` ``(d)`` (DEFAULT_GAUSSIAN_SAMPLES points, seed 0).  The report
+    (:func:`analyze`) and the explorer's inspector (:func:`inspect_point`) both take their
+    inputs from here, so they agree about channels.
+    """
+    data = objective.data
+    if data is not None:
+        return np.asarray(data.x)
+    return gaussian_sample(objective.spec.input_dim)
 
 
 def detect_channels(spec: NetworkSpec, theta, x) -> list[Channel]:
@@ -547,8 +585,8 @@ def analyze(
 ) -> Analysis:
     """Analyse θ (P,) under ``objective``: loss, ‖∇L‖∞, Hessian spectrum, channels, neurons.
 
-    ``x`` (N, d) are the inputs for channel and activity checks; by default the objective's
-    data, or for infinite-data objectives a Gaussian sample (:func:`gaussian_sample`).
+    ``x`` (N, d) are the inputs for channel and activity checks; by default
+    :func:`analysis_inputs` (the objective's data, or the stand-in Gaussian sample).
     A non-finite Hessian gives an all-NaN spectrum and "unconverged".
     """
     spec = objective.spec
@@ -564,8 +602,7 @@ def analyze(
         spectrum = Spectrum(np.full(spec.n_params, np.nan), 0, 0, float("nan"))
         gnorm = float("nan")
     if x is None:
-        data = objective.data
-        x = data.x if data is not None else gaussian_sample(spec.input_dim)
+        x = analysis_inputs(objective)
     channels: list[Channel] = []
     neurons: list[NeuronInfo] = []
     if spec.widths:
@@ -574,6 +611,76 @@ def analyze(
         neurons = neuron_table(spec, theta_np, teacher, channels=channels, x=x)
     cls = classify(spectrum, gnorm, channels, grad_tol)
     return Analysis(spectrum, neurons, channels, cls, gnorm, float(loss))
+
+
+#: Neuron responses are shown on [−RESPONSE_EXTENT, RESPONSE_EXTENT]^d: the inputs are
+#: standard Gaussian (or data drawn like them), and ±3σ holds 99.7 % of each coordinate.
+RESPONSE_EXTENT = 3.0
+#: Response grid points per axis for d = 1 (a curve) and d = 2 (a heatmap).
+RESPONSE_POINTS_1D = 121
+RESPONSE_POINTS_2D = 41
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the explorer's neuron inspector shows at one point θ at time t.
+
+    Attributes:
+        t: the time of the point.
+        note: one line summarising it (neurons and channels, or why there are none).
+        neurons: :func:`neuron_table` with the detected channels and activity checks.
+        channels: :func:`detect_channels` on :func:`analysis_inputs`.
+        grid: response grid axis, (G,) — the inputs for d = 1, each axis's values for d = 2.
+        responses: per neuron a_i σ_i(w_i·x + b_i) on the grid: (G,) for d = 1, (G, G)
+            (rows = second coordinate) for d = 2; None when it cannot be drawn.
+        response_note: why there is no response plot ("" when there is one).
+    """
+
+    t: float
+    note: str
+    neurons: list[NeuronInfo] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
+    grid: np.ndarray | None = None
+    responses: list[np.ndarray] | None = None
+    response_note: str = ""
+
+
+def inspect_point(objective: Objective, theta, teacher: Teacher | None, t: float) -> Inspection:
+    """Neuron table, channels and per-neuron responses of ``objective.spec`` at θ (P,).
+
+    Channels and roles use the same inputs as the report (:func:`analysis_inputs`).
+    Nets with more than one hidden layer get only a note (neuron views need one).
+    """
+    spec = objective.spec
+    if len(spec.widths) != 1:
+        return Inspection(
+            t,
+            f"t={t:.4g}: {len(spec.widths)} hidden layers — neuron views need one hidden layer; "
+            "see the spectrum plot",
+        )
+    theta = np.asarray(theta, dtype=np.float64)
+    x = analysis_inputs(objective)
+    channels = detect_channels(spec, theta, x)
+    neurons = neuron_table(spec, theta, teacher, channels=channels, x=x)
+    k = spec.widths[0]
+    grid, responses, response_note = None, None, ""
+    if spec.output_dim == 1 and spec.input_dim in (1, 2):
+        if spec.input_dim == 1:
+            grid = np.linspace(-RESPONSE_EXTENT, RESPONSE_EXTENT, RESPONSE_POINTS_1D)
+            points = grid
+        else:
+            grid = np.linspace(-RESPONSE_EXTENT, RESPONSE_EXTENT, RESPONSE_POINTS_2D)
+            points = np.stack(np.meshgrid(grid, grid), axis=-1)  # (G, G, 2): rows = y
+        responses = [neuron_response(spec, theta, i, points) for i in range(k)]
+    else:
+        outs = "s" if spec.output_dim != 1 else ""
+        response_note = (
+            f"no response plot: needs d ≤ 2 and one output (d = {spec.input_dim}, "
+            f"{spec.output_dim} output{outs})"
+        )
+    n_ch = len(channels)
+    note = f"t={t:.4g}: {k} neurons, {n_ch} channel{'s' if n_ch != 1 else ''}"
+    return Inspection(t, note, neurons, channels, grid, responses, response_note)
 
 
 # ---------------------------------------------------------------------------------------
@@ -599,16 +706,21 @@ def _json_float(v) -> float | None:
 __all__ = [
     "Analysis",
     "Channel",
+    "Inspection",
     "NeuronInfo",
     "Spectrum",
+    "analysis_inputs",
     "analyze",
     "classify",
+    "closest_pair_distance",
     "default_eigen_tol",
     "detect_channels",
     "first_layer",
     "gaussian_sample",
     "glu_function",
     "hessian_spectrum",
+    "inspect_point",
     "neuron_response",
     "neuron_table",
+    "neuron_weights",
 ]

@@ -106,8 +106,10 @@ class ExplorerApp(App):
         from explorer.screens.run import RunScreen
         from explorer.screens.setup import SetupScreen
         from explorer.screens.sweep import SweepScreen
+        from explorer.screens.trajectory import TrajectoryScreen
 
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
             return
-        self.push_screen(HelpScreen([SetupScreen, RunScreen, ReplayScreen, SweepScreen]))
+        screens = [SetupScreen, RunScreen, ReplayScreen, TrajectoryScreen, SweepScreen]
+        self.push_screen(HelpScreen(screens))

@@ -2,16 +2,8 @@
 
 The flow runs in a Textual thread worker; the functions here are what that
 thread executes.  They talk back only through a ``post`` callable (the screen's
-thread-safe ``post_message``), so they can also be driven without an app.
-
-Messages (all :class:`textual.message.Message`):
-
-* :class:`ChunkArrived` – one :class:`core.flow.Chunk` (t (m,), θ (m, P), loss (m,), …).
-* :class:`SpectrumArrived` – Hessian eigenvalues at a snapshot (t, θ), at the run's
-  deterministic spectrum times (:mod:`core.spectra`) and at the final state.
-* :class:`FlowStopped` – the generator finished (reason) or was cancelled (paused).
-* :class:`FlowFailed` – an exception in the thread; the UI keeps its last finite state.
-* :class:`TaskDone` / :class:`TaskFailed` – a one-off job (refinement, inspection).
+thread-safe ``post_message``), so they can also be driven without an app.  The
+messages are the dataclasses of :mod:`explorer.messages`.
 
 :class:`RunState` is the UI-side record of a run (main thread only): the
 trajectory so far, spectrum snapshots, and per-neuron weight summaries.
@@ -27,62 +19,8 @@ from typing import Any
 import numpy as np
 from textual.message import Message
 
-
-class ChunkArrived(Message):
-    """A chunk of the trajectory from :func:`core.flow.run_dynamics`."""
-
-    def __init__(self, chunk: Any, segment: int) -> None:
-        super().__init__()
-        self.chunk = chunk
-        self.segment = segment
-
-
-class SpectrumArrived(Message):
-    """Sorted Hessian eigenvalues (P,) at time t, and the Spectrum object."""
-
-    def __init__(self, t: float, spectrum: Any, segment: int) -> None:
-        super().__init__()
-        self.t = t
-        self.spectrum = spectrum
-        self.segment = segment
-
-
-class FlowStopped(Message):
-    """The flow worker ended: ``reason`` from the last chunk, or "paused"."""
-
-    def __init__(self, reason: str, message: str, segment: int) -> None:
-        super().__init__()
-        self.reason = reason
-        self.message = message
-        self.segment = segment
-
-
-class FlowFailed(Message):
-    """The flow worker raised: a one-line error and the traceback text."""
-
-    def __init__(self, error: str, details: str, segment: int) -> None:
-        super().__init__()
-        self.error = error
-        self.details = details
-        self.segment = segment
-
-
-class TaskDone(Message):
-    """A one-off background job (``kind``: "refine", "inspect", …) produced ``result``."""
-
-    def __init__(self, kind: str, result: Any) -> None:
-        super().__init__()
-        self.kind = kind
-        self.result = result
-
-
-class TaskFailed(Message):
-    """A one-off background job raised."""
-
-    def __init__(self, kind: str, error: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self.error = error
+from core.analysis import closest_pair_distance, neuron_weights
+from explorer.messages import ChunkArrived, FlowFailed, FlowStopped, SpectrumArrived, TaskFailed
 
 
 def dynamics_settings(dynamics_cfg: Any, **overrides: Any) -> Any:
@@ -157,44 +95,19 @@ def stream_flow(
     post(FlowStopped(reason, message, segment))
 
 
-def run_task(kind: str, job: Callable[[], Any], post: Callable[[Message], Any]) -> None:
-    """Run ``job()`` and post :class:`TaskDone` or :class:`TaskFailed`."""
+def run_task(job: str, fn: Callable[[], Message], post: Callable[[Message], Any]) -> None:
+    """Run ``fn()`` and post the message it returns, or :class:`TaskFailed` naming ``job``."""
     try:
-        result = job()
+        message = fn()
     except Exception as exc:
-        post(TaskFailed(kind, f"{type(exc).__name__}: {exc}"))
+        post(TaskFailed(job, f"{type(exc).__name__}: {exc}"))
         return
-    post(TaskDone(kind, result))
+    post(message)
 
 
 def one_hidden_layer(spec: Any) -> bool:
     """Whether neuron-level views (weights per neuron, inspector, surgery) apply."""
     return len(spec.widths) == 1
-
-
-def neuron_weights(spec: Any, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First-layer input weights W1 (k, d) (bias appended as a column if present) and |a| (k,).
-
-    |a_i| = ‖W2[:, i]‖₂ (the output weight magnitude of neuron i).
-    """
-    from core.networks import unflatten
-
-    p = unflatten(spec, np.asarray(theta))
-    w = np.asarray(p["w1"])
-    if spec.bias[0]:
-        w = np.concatenate([w, np.asarray(p["b1"])[:, None]], axis=1)
-    a = np.linalg.norm(np.asarray(p["w2"]), axis=0)
-    return w, a
-
-
-def closest_pair_distance(w: np.ndarray) -> float:
-    """min_{i<j} ‖w_i − w_j‖₂ over the rows of w (k, d); NaN for k < 2."""
-    k = w.shape[0]
-    if k < 2:
-        return float("nan")
-    diff = w[:, None, :] - w[None, :, :]
-    dist = np.sqrt(np.sum(diff * diff, axis=-1))
-    return float(dist[np.triu_indices(k, 1)].min())
 
 
 @dataclass
@@ -311,26 +224,6 @@ class RunState:
         if not seg.t:
             return np.zeros(0), np.zeros((0, self.theta.shape[0]))
         return np.concatenate(seg.t), np.concatenate(seg.theta)
-
-
-def rebuild_objective(problem: Any, objective: Any, spec: Any) -> Any:
-    """The same loss (same data, same teacher) for a new student spec after surgery.
-
-    Delegates to :func:`core.problem.make_objective`, so finite and infinite data are
-    handled exactly as when the problem was built.
-    """
-    from core.problem import make_objective
-
-    return make_objective(problem.config, spec, problem.teacher, problem.data)
-
-
-def analysis_inputs(objective: Any, input_dim: int, n: int = 2000, seed: int = 0) -> np.ndarray:
-    """Inputs for channel detection: the data set, or a Gaussian sample for infinite data."""
-    if objective.data is not None:
-        return np.asarray(objective.data.x)
-    from core.data import sample_inputs
-
-    return np.asarray(sample_inputs("gaussian", n, input_dim, seed))
 
 
 def elapsed_text(seconds: float) -> str:

@@ -102,7 +102,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             table = screen.query_one("#inspector-table")
             assert table.row_count == len(expected) == 2
             assert table.get_row_at(0)[3] == f"{float(np.ravel(expected[0].a)[0]):.3g}"
-            assert screen.last_inspection["responses"] is not None  # d = 1: a response curve
+            assert screen.last_inspection.responses is not None  # d = 1: a response curve
             # Every column is as wide as its widest cell on the first showing (the table
             # was filled while its tab was hidden), and the table has the keyboard: ↓ picks
             # neuron 1, whose response curve is then drawn.

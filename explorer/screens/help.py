@@ -12,13 +12,20 @@ from textual.widgets import Label, Static
 
 
 def key_table(screens: list[type[Screen]]) -> str:
-    """One line per binding: key, description, binding id; grouped by screen."""
+    """One line per binding: key and description; grouped by screen.
+
+    Each screen lists the bindings it declares itself (``vars(cls)["BINDINGS"]``), so keys
+    shared through a base class (the run and replay screens' ``TrajectoryScreen``) are
+    listed once, under the base — pass it in ``screens`` too.  A screen's ``HELP_TITLE``,
+    if it declares one, names its group.
+    """
     from textual.keys import format_key
 
     lines = []
     for screen in screens:
-        lines.append(f"[b]{screen.__name__.removesuffix('Screen')}[/b]")
-        for b in screen.BINDINGS:
+        title = vars(screen).get("HELP_TITLE") or screen.__name__.removesuffix("Screen")
+        lines.append(f"[b]{title}[/b]")
+        for b in vars(screen).get("BINDINGS", []):
             if isinstance(b, Binding):
                 # Readable names ("?", "pgdn", "]"), not Textual's ("question_mark", …).
                 keys = " / ".join(format_key(k.strip()) for k in b.key.split(","))

@@ -1,9 +1,12 @@
 """Replay screen: scrub through a saved session; every plot and the inspector follow t.
 
 Keys: ←/→ one saved point, PgUp/PgDn (or [ ]) a tenth of the run, Home/End the ends,
-space plays/pauses (advancing about 1 % of the run per frame at 5 Hz).  The
-inspector (i) analyses θ at the current point with :mod:`core.analysis`, in a
-worker, and is refreshed automatically when the scrubber rests.
+space plays/pauses (advancing about 1 % of the run per frame at 5 Hz).  The time plots
+show the whole run with a cursor at the replayed time; the spectrum, weights and
+inspector show the replayed point.  The inspector (i) analyses θ at the current point
+with :mod:`core.analysis`, in a worker, and is refreshed automatically when the
+scrubber rests.  Plot keys, tabs and help come from
+:class:`~explorer.screens.trajectory.TrajectoryScreen`.
 """
 
 from __future__ import annotations
@@ -14,28 +17,20 @@ import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent
 
-from explorer.screens.run import PLOTS, inspect_point, update_plots
+from core.analysis import closest_pair_distance, neuron_weights
+from explorer.messages import BuildDone, InspectDone, TaskFailed
+from explorer.screens.trajectory import TrajectoryScreen
 from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.panels import trajectory_tabs
+from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
-from explorer.worker import (
-    RunState,
-    Segment,
-    TaskDone,
-    TaskFailed,
-    closest_pair_distance,
-    neuron_weights,
-    one_hidden_layer,
-    run_task,
-)
+from explorer.worker import RunState, Segment, one_hidden_layer, run_task
 
 PLAY_HZ = 5
 
 
-class ReplayScreen(Screen):
+class ReplayScreen(TrajectoryScreen):
     """Scrub a :class:`core.session.Session`."""
 
     BINDINGS: ClassVar[list] = [
@@ -61,15 +56,6 @@ class ReplayScreen(Screen):
         Binding("home", "go(0)", "Start", id="replay.start", show=False, priority=True),
         Binding("end", "go(-1)", "End", id="replay.end", show=False, priority=True),
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
-        Binding("1", "show_plot(0)", "Loss", id="replay.plot1", show=False),
-        Binding("2", "show_plot(1)", "Hessian", id="replay.plot2", show=False),
-        Binding("3", "show_plot(2)", "Spectrum", id="replay.plot3", show=False),
-        Binding("4", "show_plot(3)", "Weights", id="replay.plot4", show=False),
-        Binding("p", "tab('tab-plots')", "Plots tab", id="replay.tab-plots", show=False),
-        Binding(
-            "n", "tab('tab-inspector')", "Inspector tab", id="replay.tab-inspector", show=False
-        ),
-        Binding("l", "tab('tab-log')", "Log tab", id="replay.tab-log", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
     ]
@@ -87,14 +73,15 @@ class ReplayScreen(Screen):
         self._summaries: dict[int, tuple[np.ndarray, list, np.ndarray]] = {}
         self._spectra_cache: dict[int, Any] = {}
         self._drawn = -1
+        self._segments: list[Segment] | None = None
         self._rest = 0
         self._inspected = -1
-        self.last_inspection: dict | None = None
+        self.last_inspection: Any = None  # a core.analysis.Inspection
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
         yield ProgressBar(total=max(len(self.index) - 1, 1), show_eta=False, id="scrubber")
-        yield from trajectory_tabs()
+        yield from trajectory_tabs(self.PLOT_TABS)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -130,44 +117,64 @@ class ReplayScreen(Screen):
             self._spectra_cache[n] = hessian_spectrum(np.diag(eig))
         return self._spectra_cache[n]
 
-    def state_at(self, k: int) -> RunState:
-        """A :class:`RunState` holding the session up to global point k."""
-        s, j = self.index[k]
-        segs = self.session.segments
-        seg = segs[s]
-        state = RunState(seg.spec, np.asarray(seg.theta[j]))
-        state.segments = []
-        for q in range(s + 1):
-            n = len(segs[q]) if q < s else j + 1
-            src = segs[q]
-            state.segments.append(
+    def _whole_segments(self) -> list[Segment]:
+        """The session's segments as RunState segments (built once, arrays shared)."""
+        if self._segments is None:
+            self._segments = [
                 Segment(
-                    src.spec,
-                    [np.asarray(src.t[:n])],
-                    [np.asarray(src.theta[:n])],
-                    [np.asarray(src.loss[:n])],
-                    [np.asarray(src.grad_norm[:n])],
+                    seg.spec,
+                    [np.asarray(seg.t)],
+                    [np.asarray(seg.theta)],
+                    [np.asarray(seg.loss)],
+                    [np.asarray(seg.grad_norm)],
                 )
-            )
+                for seg in self.session.segments
+            ]
+        return self._segments
+
+    def state_at(self, k: int) -> RunState:
+        """A :class:`RunState` of the whole session whose current point is global point k.
+
+        The trajectory, the λmin/λmax series and the event markers cover the whole run;
+        θ, t, loss, the spectrum (the last one recorded at or before t in that segment)
+        and the per-neuron summaries (of that segment) are those of point k.
+        """
+        s, j = self.index[k]
+        seg = self.session.segments[s]
+        state = RunState(seg.spec, np.asarray(seg.theta[j]), segments=self._whole_segments())
         state.t = float(seg.t[j])
         state.loss = float(seg.loss[j])
         state.grad_norm = float(seg.grad_norm[j])
         at, a_abs, dist = self._summary(s)
-        state.a_t = list(at[: j + 1]) if a_abs else []
-        state.a_abs = a_abs[: j + 1]
-        state.pair_dist = list(dist[: j + 1])
+        state.a_t = list(at) if a_abs else []
+        state.a_abs = a_abs
+        state.pair_dist = list(dist)
         last = None
         for n, snap in enumerate(self.session.spectra):
-            if snap.segment < s or (snap.segment == s and snap.t <= state.t):
-                ev = np.asarray(snap.eigenvalues)
-                if ev.size:
-                    state.spec_t.append(float(snap.t))
-                    state.spec_min.append(float(ev[0]))
-                    state.spec_max.append(float(ev[-1]))
-                if snap.segment == s:
-                    last = n
+            ev = np.asarray(snap.eigenvalues)
+            if ev.size:
+                state.spec_t.append(float(snap.t))
+                state.spec_min.append(float(ev[0]))
+                state.spec_max.append(float(ev[-1]))
+            if snap.segment == s and snap.t <= state.t:
+                last = n
         state.spectrum = self._spectrum(last) if last is not None else None
         return state
+
+    def view(self) -> TrajectoryView:
+        """The whole session, the cursor at the replayed point, its events and phases."""
+        state = self.state_at(self.position)
+        return TrajectoryView(
+            state, state.t, self.session.events, self._session_phases(), self.problem
+        )
+
+    def _session_phases(self) -> list:
+        def compute() -> list:
+            from core.phases import session_phases
+
+            return session_phases(self.session)
+
+        return self.phases_for("session", compute)
 
     # -- drawing ------------------------------------------------------------------
 
@@ -190,19 +197,21 @@ class ReplayScreen(Screen):
             self.action_inspect()
 
     def _redraw(self) -> None:
-        if self._drawn == self.position:
-            return
-        self._drawn = self.position
-        state = self.state_at(self.position)
-        update_plots(self, state)
+        if self._drawn != self.position:
+            self._drawn = self.position
+            self.touch()
+            self._update_status()
+        self.refresh_plots()
+
+    def _update_status(self) -> None:
+        s, j = self.index[self.position]
+        seg = self.session.segments[s]
         self.query_one("#scrubber", ProgressBar).update(progress=self.position)
         mode = "playing" if self.playing else "replay"
         label = f"{mode} {self.position + 1}/{len(self.index)}"
-        self.query_one(StatusLine).update(
-            format_status(label, state.t, state.loss, state.grad_norm, 0, None).replace(
-                "  steps=0", ""
-            )
-        )
+        t, loss, gnorm = float(seg.t[j]), float(seg.loss[j]), float(seg.grad_norm[j])
+        text = format_status(label, t, loss, gnorm, 0, None).replace("  steps=0", "")
+        self.query_one(StatusLine).update(text)
 
     # -- actions --------------------------------------------------------------------
 
@@ -224,14 +233,6 @@ class ReplayScreen(Screen):
         self.position = 0 if where == 0 else len(self.index) - 1
         self._redraw()
 
-    def action_show_plot(self, n: int) -> None:
-        self.query_one(TabbedContent).active = "tab-plots"
-        for k, pid in enumerate(PLOTS):
-            self.query_one("#" + pid).set_class(k == n, "-current")
-
-    def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-
     def action_inspect(self) -> None:
         if self.problem is None:
             self.notify("still rebuilding the problem from the session's config…")
@@ -244,10 +245,10 @@ class ReplayScreen(Screen):
         problem = self.problem
 
         def job():
-            from core.problem import make_objective
+            from core.analysis import inspect_point
 
-            objective = make_objective(problem.config, spec, problem.teacher, problem.data)
-            return inspect_point(spec, theta, objective, problem.teacher, t)
+            objective = problem.objective_for(spec)
+            return InspectDone(inspect_point(objective, theta, problem.teacher, t))
 
         self._task_worker("inspect", job)
 
@@ -258,24 +259,25 @@ class ReplayScreen(Screen):
         def job():
             from core.problem import build_problem
 
-            return build_problem(self.session.config)
+            return BuildDone(build_problem(self.session.config))
 
         run_task("build", job, self.post_message)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect")
-    def _task_worker(self, kind: str, job: Any) -> None:
-        run_task(kind, job, self.post_message)
+    def _task_worker(self, job: str, fn: Any) -> None:
+        run_task(job, fn, self.post_message)
 
-    def on_task_done(self, message: TaskDone) -> None:
-        if message.kind == "build":
-            import gc
+    def on_build_done(self, message: BuildDone) -> None:
+        import gc
 
-            gc.freeze()  # keep full collections (and their pauses) small; see run.py
-            self.problem = message.result
-        elif message.kind == "inspect":
-            self.last_inspection = message.result
-            self.query_one(NeuronInspector).show(message.result)
+        gc.freeze()  # keep full collections (and their pauses) small; see run.py
+        self.problem = message.problem
+        self.touch()  # plots that need the problem (teacher, data) can draw now
+
+    def on_inspect_done(self, message: InspectDone) -> None:
+        self.last_inspection = message.inspection
+        self.query_one(NeuronInspector).show(message.inspection)
 
     def on_task_failed(self, message: TaskFailed) -> None:
-        self.query_one("#event-log", RichLog).write(f"[red]{message.kind} failed: {message.error}")
-        self.notify(message.error, title=f"{message.kind} failed", severity="error", timeout=8)
+        self.query_one("#event-log", RichLog).write(f"[red]{message.job} failed: {message.error}")
+        self.notify(message.error, title=f"{message.job} failed", severity="error", timeout=8)

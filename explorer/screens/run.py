@@ -9,9 +9,10 @@ the point (refine, surgery) run only while nothing flows, in one-off workers
 
 Redraws are throttled: messages only update :class:`~explorer.worker.RunState`;
 a 5 Hz timer refreshes the status line and pushes new data to the plots that are on
-screen — while the flow runs, one plot per tick and each at most every
-``PLOT_SECONDS``; when idle, all at once.  Figures are drawn off the event loop
-(:mod:`explorer.widgets.plots`).
+screen (:meth:`TrajectoryScreen.refresh_plots`) — while the flow runs, one plot per
+tick and each at most every ``PLOT_SECONDS``; when idle, all at once.  Figures are
+drawn off the event loop (:mod:`explorer.widgets.plots`).  Plot keys, tabs and help
+come from :class:`~explorer.screens.trajectory.TrajectoryScreen`.
 """
 
 from __future__ import annotations
@@ -25,41 +26,39 @@ import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, RichLog, TabbedContent
 from textual.worker import get_current_worker
 
-from explorer.screens.dialogs import ConfirmScreen, PromptScreen
-from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.panels import trajectory_tabs
-from explorer.widgets.plots import PALETTE, LinePlot, Series
-from explorer.widgets.status import StatusLine, format_status
-from explorer.worker import (
+from explorer.messages import (
+    BuildDone,
     ChunkArrived,
     FlowFailed,
     FlowStopped,
-    RunState,
+    InspectDone,
+    RefineDone,
     SpectrumArrived,
-    TaskDone,
+    SurgeryDone,
     TaskFailed,
-    analysis_inputs,
+)
+from explorer.screens.dialogs import ConfirmScreen, PromptScreen
+from explorer.screens.trajectory import TrajectoryScreen
+from explorer.widgets.inspector import NeuronInspector
+from explorer.widgets.panels import TrajectoryView, trajectory_tabs
+from explorer.widgets.status import StatusLine, format_status
+from explorer.worker import (
+    RunState,
     dynamics_settings,
     elapsed_text,
     one_hidden_layer,
-    rebuild_objective,
     run_task,
     stream_flow,
 )
 
 REDRAW_HZ = 5
-# While the flow runs, each visible plot is refreshed at most this often, one plot
-# per timer tick (a figure costs ~50-100 ms of drawing, done in another process).
-PLOT_SECONDS = 0.8
-PLOTS = ("plot-loss", "plot-hessian", "plot-spectrum", "plot-weights")
 IDLE_STATES = ("paused", "done", "error")
 
 
-class RunScreen(Screen):
+class RunScreen(TrajectoryScreen):
     """Watch and steer one run."""
 
     BINDINGS: ClassVar[list] = [
@@ -70,13 +69,6 @@ class RunScreen(Screen):
         Binding("x", "split", "Split", id="run.split", show=False),
         Binding("e", "perturb", "Perturb", id="run.perturb", show=False),
         Binding("s", "save", "Save", id="run.save"),
-        Binding("1", "show_plot(0)", "Loss", id="run.plot1", show=False),
-        Binding("2", "show_plot(1)", "Hessian", id="run.plot2", show=False),
-        Binding("3", "show_plot(2)", "Spectrum", id="run.plot3", show=False),
-        Binding("4", "show_plot(3)", "Weights", id="run.plot4", show=False),
-        Binding("p", "tab('tab-plots')", "Plots tab", id="run.tab-plots", show=False),
-        Binding("n", "tab('tab-inspector')", "Inspector tab", id="run.tab-inspector", show=False),
-        Binding("l", "tab('tab-log')", "Log tab", id="run.tab-log", show=False),
         Binding("b", "back", "Back to setup", id="run.back", show=False),
         Binding("question_mark", "app.help", "Help", id="run.help"),
         Binding("q", "quit_run", "Quit", id="run.quit"),
@@ -101,15 +93,12 @@ class RunScreen(Screen):
         self.saved_to: Path | None = None
         self.unsaved = False
         self.error: str | None = None
-        self.current_plot = 0
         self.show_clock = True
         self._frame = 0
         self._t_start = time.monotonic()
         self._wall_offset = 0.0
         self._segment = 0
-        self._version = 0
-        self._plotted: dict[str, int] = {}
-        self._last_plot: dict[str, float] = {}
+        self._prev_state = "paused"
         self.last_refine: Any = None
         self.last_inspection: dict | None = None
 
@@ -117,7 +106,7 @@ class RunScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
-        yield from trajectory_tabs(log_max_lines=2000)
+        yield from trajectory_tabs(self.PLOT_TABS, log_max_lines=2000)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -139,16 +128,16 @@ class RunScreen(Screen):
             theta0 = np.asarray(problem.theta0)
             # value_and_grad: the one the flow evaluates at t = 0 too (one compilation).
             loss, grad = problem.objective.value_and_grad(theta0)
-            return problem, float(loss), float(np.max(np.abs(np.asarray(grad))))
+            return BuildDone(problem, float(loss), float(np.max(np.abs(np.asarray(grad)))))
 
         run_task("build", job, self.post_message)
 
-    def _on_built(self, built: tuple) -> None:
+    def on_build_done(self, message: BuildDone) -> None:
         import gc
 
         from core.session import SessionRecorder
 
-        problem, loss0, gnorm0 = built
+        problem, loss0, gnorm0 = message.problem, message.loss, message.grad_norm
         # JAX, diffrax and Textual leave ~10⁶ long-lived objects; a full collection
         # scanning them stalls the event loop for ~0.5 s.  Freeze them out of the GC.
         gc.freeze()
@@ -166,7 +155,7 @@ class RunScreen(Screen):
         self.state = "paused"
         if self.autostart:
             self.start_flow()
-        self._touch()
+        self.touch()
 
     # -- flow -------------------------------------------------------------------
 
@@ -185,7 +174,7 @@ class RunScreen(Screen):
         self._wall_offset = self.run.wall
         self.run.steps_offset = self.run.steps  # the generator counts from 0 again
         self._flow(self.objective, self.run.theta, t0, settings, self._segment)
-        self._touch()
+        self.touch()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="flow")
     def _flow(
@@ -215,7 +204,7 @@ class RunScreen(Screen):
         self.unsaved = True
         if self.state == "compiling":
             self.state = "running"
-        self._touch()
+        self.touch()
 
     def on_spectrum_arrived(self, message: SpectrumArrived) -> None:
         if self.run is None or message.segment != self._segment:
@@ -223,7 +212,7 @@ class RunScreen(Screen):
         self.run.add_spectrum(message.t, message.spectrum)
         if self.recorder is not None:
             self.recorder.add_spectrum(message.t, np.asarray(message.spectrum.eigenvalues))
-        self._touch()
+        self.touch()
 
     def on_flow_stopped(self, message: FlowStopped) -> None:
         if message.segment != self._segment:
@@ -242,7 +231,7 @@ class RunScreen(Screen):
             self.log_event(
                 f"done: {message.reason} at t={self.run.t:.4g}, loss={self.run.loss:.4e}"
             )
-        self._touch()
+        self.touch()
 
     def on_flow_failed(self, message: FlowFailed) -> None:
         if message.segment != self._segment:
@@ -251,13 +240,13 @@ class RunScreen(Screen):
         self.error = message.error
         self.log_event(f"[red]error: {message.error}[/red] (last finite state kept)")
         self.notify(message.error, title="flow failed", severity="error", timeout=8)
-        self._touch()
+        self.touch()
 
     def action_toggle_pause(self) -> None:
         if self.state in ("compiling", "running"):
             self.state = "pausing"
             self.workers.cancel_group(self, "flow")
-            self._touch()
+            self.touch()
         elif self.state in IDLE_STATES and self.run is not None:
             self.log_event(f"resume from t={self.run.t:.4g}")
             self.record("resume", t=self.run.t)
@@ -275,32 +264,27 @@ class RunScreen(Screen):
     def _task_worker(self, kind: str, job: Any) -> None:
         run_task(kind, job, self.post_message)
 
-    def _start_task(self, kind: str, job: Any, label: str) -> None:
+    def _start_task(self, job: str, fn: Any, label: str) -> None:
         self._prev_state = self.state
         self.state = "busy"
         self.log_event(label)
-        self._task_worker(kind, job)
-        self._touch()
+        self._task_worker(job, fn)
+        self.touch()
+
+    def _task_finished(self) -> None:
+        """A one-off job answered: back to the state it started from."""
+        self.state = self._prev_state
+        self.touch()
 
     def on_task_failed(self, message: TaskFailed) -> None:
-        if message.kind == "build":
+        if message.job == "build":
             self.state = "error"
         else:
-            self.state = getattr(self, "_prev_state", "paused")
+            self._task_finished()
         self.error = message.error
-        self.log_event(f"[red]{message.kind} failed: {message.error}[/red]")
-        self.notify(message.error, title=f"{message.kind} failed", severity="error", timeout=8)
-        self._touch()
-
-    def on_task_done(self, message: TaskDone) -> None:
-        handler = getattr(self, f"_done_{message.kind}")
-        if message.kind != "build":
-            self.state = getattr(self, "_prev_state", "paused")
-        handler(message.result)
-        self._touch()
-
-    def _done_build(self, problem: Any) -> None:
-        self._on_built(problem)
+        self.log_event(f"[red]{message.job} failed: {message.error}[/red]")
+        self.notify(message.error, title=f"{message.job} failed", severity="error", timeout=8)
+        self.touch()
 
     # inspect ---------------------------------------------------------------------
 
@@ -312,12 +296,14 @@ class RunScreen(Screen):
         if not self._require_idle("inspect"):
             return
         self.query_one(TabbedContent).active = "tab-inspector"
-        spec, theta, objective = self.run.spec, self.run.theta, self.objective
+        theta, objective = self.run.theta, self.objective
         teacher = self.problem.teacher
         t = self.run.t
 
         def job():
-            return inspect_point(spec, theta, objective, teacher, t)
+            from core.analysis import inspect_point
+
+            return InspectDone(inspect_point(objective, theta, teacher, t))
 
         self._start_task("inspect", job, f"inspect at t={t:.4g}")
 
@@ -327,10 +313,11 @@ class RunScreen(Screen):
         else:
             self.action_inspect()
 
-    def _done_inspect(self, result: dict) -> None:
-        self.last_inspection = result
+    def on_inspect_done(self, message: InspectDone) -> None:
+        self._task_finished()
+        self.last_inspection = message.inspection
         inspector = self.query_one(NeuronInspector)
-        inspector.show(result)
+        inspector.show(message.inspection)
         # ↑/↓ then pick the neuron; the run screen binds no arrow keys, so nothing is lost
         # (the replay screen keeps ←/→ for stepping and does not do this).
         inspector.focus_table()
@@ -351,13 +338,14 @@ class RunScreen(Screen):
             res = refine(objective, theta, method=method, gtol=cfg.gtol, max_iter=cfg.max_iter)
             spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
             kind = classify(spectrum, res.grad_inf_norm, [], cfg.gtol * 1e4)
-            return res, spectrum, kind
+            return RefineDone(res, spectrum, kind)
 
         self._start_task("refine", job, f"refine ({method}) from t={self.run.t:.4g}")
 
-    def _done_refine(self, result: tuple) -> None:
-        res, spectrum, kind = result
-        self.last_refine = result
+    def on_refine_done(self, message: RefineDone) -> None:
+        self._task_finished()
+        res, spectrum, kind = message.result, message.spectrum, message.classification
+        self.last_refine = (res, spectrum, kind)
         moved = float(np.max(np.abs(np.asarray(res.theta) - self.run.theta)))
         self.record_point(np.asarray(res.theta), float(res.loss), float(res.grad_inf_norm))
         self.run.add_spectrum(self.run.t, spectrum)
@@ -483,16 +471,18 @@ class RunScreen(Screen):
                 fn = surgery.merge_neurons if op == "merge" else surgery.split_neuron
                 args = (kw["i"], kw["j"]) if op == "merge" else (kw["i"], kw["mu"])
                 new_spec, new_theta = fn(spec, theta, *args)
-                new_obj = rebuild_objective(problem, objective, new_spec)
+                new_obj = problem.objective_for(new_spec)
             new_theta = np.asarray(new_theta)
             loss = float(new_obj.loss(new_theta))
             gnorm = float(np.max(np.abs(np.asarray(new_obj.grad(new_theta)))))
-            return op, kw, new_spec, new_obj, new_theta, loss, gnorm
+            return SurgeryDone(op, kw, new_spec, new_obj, new_theta, loss, gnorm)
 
         self._start_task("surgery", job, f"{op} {kw}")
 
-    def _done_surgery(self, result: tuple) -> None:
-        op, kw, spec, objective, theta, loss, gnorm = result
+    def on_surgery_done(self, message: SurgeryDone) -> None:
+        self._task_finished()
+        op, kw, spec, theta = message.op, message.params, message.spec, message.theta
+        objective, loss, gnorm = message.objective, message.loss, message.grad_norm
         if spec != self.run.spec:
             self.run.new_segment(spec, theta)
             self.objective = objective
@@ -538,7 +528,7 @@ class RunScreen(Screen):
         from core.session import SessionError
 
         try:
-            out = save_session_from_screen(self, path)
+            out = Path(self.recorder.save(path))
         except (SessionError, OSError, ValueError) as exc:
             self.notify(str(exc), title="save failed", severity="error", timeout=8)
             self.log_event(f"[red]save failed: {exc}[/red]")
@@ -549,15 +539,6 @@ class RunScreen(Screen):
         self.notify(f"saved to {out}", timeout=3)
 
     # navigation ---------------------------------------------------------------------
-
-    def action_show_plot(self, n: int) -> None:
-        self.query_one(TabbedContent).active = "tab-plots"
-        self.current_plot = n
-        for k, pid in enumerate(PLOTS):
-            self.query_one("#" + pid).set_class(k == n, "-current")
-
-    def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
 
     def action_back(self) -> None:
         self._leave(lambda: self.app.pop_screen(), "go back to setup")
@@ -611,29 +592,37 @@ class RunScreen(Screen):
     def _touch(self) -> None:
         self._version += 1
 
+    def view(self) -> TrajectoryView | None:
+        """The run so far, its events and phases (recomputed when new points arrive)."""
+        if self.run is None:
+            return None
+        events = self.recorder.events if self.recorder is not None else []
+        return TrajectoryView(self.run, None, events, self._run_phases(), self.problem)
+
+    def _run_phases(self) -> list:
+        run = self.run
+        key = self._version  # bumped by every new chunk, spectrum or moved point
+
+        def compute() -> list:
+            from core.phases import detect_phases
+
+            t, loss = run.series("loss")
+            _, gnorm = run.series("grad_norm")
+            spectra = (
+                []
+                if self.recorder is None
+                else [(s.t, s.eigenvalues) for s in self.recorder.spectra]
+            )
+            return detect_phases(t, loss, gnorm, spectra)
+
+        return self.phases_for(key, compute)
+
     def _redraw(self) -> None:
         """Timer callback: status line always; plots on screen whose data changed."""
         self._frame += 1
         self._update_status()
-        if self.run is None:
-            return
-        now = time.monotonic()
-        live = self.state in ("compiling", "running", "pausing")
-        stale = [
-            pid
-            for pid in PLOTS
-            if self._plotted.get(pid) != self._version
-            and self.query_one("#" + pid, LinePlot).on_screen
-            and not (live and now - self._last_plot.get(pid, 0.0) < PLOT_SECONDS)
-        ]
-        if live:
-            # One figure per tick, the longest-waiting first: spreads the repaint work.
-            stale = sorted(stale, key=lambda pid: self._last_plot.get(pid, 0.0))[:1]
-        if stale:
-            update_plots(self, self.run, stale)
-            for pid in stale:
-                self._plotted[pid] = self._version
-                self._last_plot[pid] = now
+        if self.run is not None:
+            self.refresh_plots(live=self.state in ("compiling", "running", "pausing"))
 
     def _update_status(self) -> None:
         run = self.run
@@ -655,105 +644,7 @@ class RunScreen(Screen):
         self.query_one(StatusLine).update(text)
 
 
-def update_plots(screen: Screen, run: RunState, only: Any = PLOTS) -> None:
-    """Push a RunState into the plots of ``screen`` whose ids are in ``only`` (default all)."""
-    if "plot-loss" in only:
-        t, loss = run.series("loss")
-        _, gnorm = run.series("grad_norm")
-        screen.query_one("#plot-loss", LinePlot).set_series(
-            [Series(t, loss, "loss", "cyan"), Series(t, gnorm, "‖∇L‖∞", "yellow")]
-        )
-    if "plot-hessian" in only:
-        _hessian_plot(screen, run)
-    if "plot-spectrum" in only:
-        _spectrum_plot(screen, run)
-    if "plot-weights" in only:
-        _weights_plot(screen, run)
-    for pid in only:
-        screen.query_one("#" + pid, LinePlot).flush()
-
-
-def _hessian_plot(screen: Screen, run: RunState) -> None:
-    st = np.asarray(run.spec_t)
-    lmin = np.asarray(run.spec_min)
-    lmax = np.asarray(run.spec_max)
-    screen.query_one("#plot-hessian", LinePlot).set_series(
-        [
-            Series(st, lmax, "λmax", "red"),
-            Series(st, np.where(lmin > 0, lmin, np.nan), "λmin>0", "green"),
-            Series(st, np.where(lmin < 0, -lmin, np.nan), "−λmin<0", "magenta"),
-        ]
-    )
-
-
-def _spectrum_plot(screen: Screen, run: RunState) -> None:
-    spec_plot = screen.query_one("#plot-spectrum", LinePlot)
-    if run.spectrum is not None:
-        ev = np.asarray(run.spectrum.eigenvalues)
-        idx = np.arange(ev.size, dtype=float)
-        with np.errstate(divide="ignore"):
-            mag = np.log10(np.abs(ev))
-        spec_plot.set_series(
-            [
-                Series(idx[ev > 0], mag[ev > 0], "λ>0", "green"),
-                Series(idx[ev <= 0], mag[ev <= 0], "λ≤0", "magenta"),
-            ],
-            title=f"spectrum log10|λ|: index {run.spectrum.index}, zero {run.spectrum.n_zero}  (3)",
-        )
-    else:
-        spec_plot.set_series([], title="spectrum log10|λ|  (3)")  # no stale index
-
-
-def _weights_plot(screen: Screen, run: RunState) -> None:
-    weights = []
-    if run.a_abs and len({a.shape for a in run.a_abs}) == 1:
-        at = np.asarray(run.a_t)
-        a = np.stack(run.a_abs)
-        for i in range(a.shape[1]):
-            weights.append(Series(at, a[:, i], f"|a{i}|" if i < 6 else "", PALETTE[i % 6]))
-        weights.append(Series(at, np.asarray(run.pair_dist), "min‖wi−wj‖", "white"))
-    screen.query_one("#plot-weights", LinePlot).set_series(weights)
-
-
-def inspect_point(spec: Any, theta: np.ndarray, objective: Any, teacher: Any, t: float) -> dict:
-    """Neuron table, channels and per-neuron responses at θ (runs in a worker thread)."""
-    from core.analysis import detect_channels, neuron_response, neuron_table
-
-    result: dict = {"t": t, "neurons": [], "channels": [], "responses": None, "grid": None}
-    if not one_hidden_layer(spec):
-        result["note"] = (
-            f"t={t:.4g}: {len(spec.widths)} hidden layers — neuron views need one hidden layer; "
-            "see the spectrum plot"
-        )
-        return result
-    x = analysis_inputs(objective, spec.input_dim)
-    result["neurons"] = neuron_table(spec, theta, teacher)
-    result["channels"] = detect_channels(spec, theta, x)
-    k = spec.widths[0]
-    if spec.output_dim == 1 and spec.input_dim in (1, 2):
-        if spec.input_dim == 1:
-            grid = np.linspace(-3, 3, 121)
-        else:
-            g = np.linspace(-3, 3, 41)
-            grid = np.stack(np.meshgrid(g, g), axis=-1)  # (41, 41, 2): rows = y
-        result["grid"] = grid if spec.input_dim == 1 else g
-        result["responses"] = [neuron_response(spec, theta, i, grid) for i in range(k)]
-    else:
-        result["response_note"] = (
-            f"no response plot: needs d ≤ 2 and one output (d = {spec.input_dim}, "
-            f"{spec.output_dim} output{'s' if spec.output_dim != 1 else ''})"
-        )
-    n_ch = len(result["channels"])
-    result["note"] = f"t={t:.4g}: {k} neurons, {n_ch} channel{'s' if n_ch != 1 else ''}"
-    return result
-
-
 def default_session_dir(config_path: Path | None) -> Path:
     """sessions/<config stem>-<YYYYmmdd-HHMMSS>."""
     stem = config_path.stem if config_path else "run"
     return Path("sessions") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def save_session_from_screen(screen: RunScreen, path: Path) -> Path:
-    """Write the screen's recorder to ``path`` with :func:`core.session.save_session`."""
-    return Path(screen.recorder.save(path))

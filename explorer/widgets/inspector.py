@@ -1,7 +1,7 @@
 """Neuron inspector: the per-neuron table, detected channels and a neuron's response.
 
-Everything shown comes from :mod:`core.analysis` (``neuron_table``,
-``detect_channels``, ``neuron_response``); this module only lays it out.
+Everything shown comes from :func:`core.analysis.inspect_point` (an
+:class:`~core.analysis.Inspection`); this module only lays it out.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from explorer.widgets.plots import LinePlot, Series, heatmap_text
+from explorer.widgets.plots import HEAT_LEGEND, LinePlot, Series, heatmap_text
 
 COLUMNS = ("#", "w", "b", "a", "‖w‖", "teacher", "cos", "role")
 
@@ -58,7 +58,7 @@ class NeuronInspector(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.result: dict | None = None
+        self.result: Any = None  # the Inspection shown
 
     def compose(self) -> ComposeResult:
         yield Static("paused runs are inspected here (space pauses)", id="inspector-summary")
@@ -75,13 +75,13 @@ class NeuronInspector(Vertical):
         table.add_columns(*COLUMNS)
         self.query_one("#inspector-line").display = False
 
-    def show(self, result: dict) -> None:
-        """Display an inspection: {"t", "neurons", "channels", "responses", "grid", "note"}."""
+    def show(self, result: Any) -> None:
+        """Display a :class:`core.analysis.Inspection`."""
         self.result = result
         table = self.query_one(DataTable)
         row = table.cursor_row
         rows = []
-        for n in result.get("neurons", []):
+        for n in result.neurons:
             a = np.atleast_1d(np.asarray(n.a, float))
             rows.append((
                 str(n.index),
@@ -102,10 +102,8 @@ class NeuronInspector(Vertical):
         table.add_rows(rows)
         if table.row_count:
             table.move_cursor(row=min(max(row, 0), table.row_count - 1))
-        self.query_one("#inspector-channels", Static).update(
-            channel_lines(result.get("channels", []))
-        )
-        self.query_one("#inspector-summary", Static).update(result.get("note", ""))
+        self.query_one("#inspector-channels", Static).update(channel_lines(result.channels))
+        self.query_one("#inspector-summary", Static).update(result.note)
         self._show_response()
 
     def focus_table(self) -> None:
@@ -124,13 +122,13 @@ class NeuronInspector(Vertical):
     def _show_response(self) -> None:
         heat = self.query_one("#inspector-heatmap", Static)
         line = self.query_one("#inspector-line", LinePlot)
-        result = self.result or {}
-        responses = result.get("responses")
-        grid = result.get("grid")
+        result = self.result
+        responses = None if result is None else result.responses
+        grid = None if result is None else result.grid
         i = self.selected_neuron()
         if responses is None or grid is None or i >= len(responses):
             heat.display, line.display = True, False
-            heat.update(result.get("response_note", ""))
+            heat.update("" if result is None else result.response_note)
             return
         r = np.asarray(responses[i])
         if r.ndim == 1:
@@ -146,6 +144,6 @@ class NeuronInspector(Vertical):
             size = self.query_one("#inspector-response-box").content_size
             w = max(size.width, 20)
             h = max(size.height - 1, 6)
-            text = Text(f"neuron {i}: a·σ(w·x+b) on [-3,3]² (red +, blue −)\n")
+            text = Text(f"neuron {i}: a·σ(w·x+b) on [-3,3]²: {HEAT_LEGEND}\n")
             text.append_text(heatmap_text(r, w, h))
             heat.update(text)

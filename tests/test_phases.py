@@ -1,0 +1,390 @@
+"""core.phases: plateaus, descents, channels and convergence against cases with known answers.
+
+* a deep (two-layer) linear net from small initialisation: plateaus, in order, at the best
+  rank-r fits ½ Σ_{i>r} σ_i(Y/√N)², computed here by NumPy SVD of the targets;
+* the shipped symmetry-saddle and channel sessions (stored claims re-derived);
+* smooth convergences (closed-form convex flow, teacher recovery from near the teacher):
+  no plateau;
+* synthetic loss curves made of sigmoids in log t with known levels, and edge cases;
+* the report: ``phases`` in time order with the contract's keys (CLI and headless run).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import parse_config
+from core.networks import make_spec
+from core.phases import (
+    CONVERGED_GRAD_TOL,
+    PLATEAU_FLAT_REL,
+    Phase,
+    detect_phases,
+    session_phases,
+)
+from core.problem import build_problem
+from core.runner import run_config
+from core.session import Segment, Session, SpectrumSnapshot, load_session
+from explorer.cli import main
+
+SESSIONS = Path(__file__).resolve().parent.parent / "sessions"
+CONTRACT_KEYS = {"kind", "t_start", "t_end", "loss", "index", "note"}
+
+
+def kinds(phases: list[Phase]) -> list[str]:
+    return [p.kind for p in phases]
+
+
+def assert_time_ordered(phases) -> None:
+    """Contract keys; t_start ≤ t_end; each phase starts where the last ended or later."""
+    rows = [p if isinstance(p, dict) else p.to_json() for p in phases]
+    for p in rows:
+        assert set(p) == CONTRACT_KEYS
+        assert p["kind"] in ("plateau", "descent", "channel", "converged")
+        assert p["t_start"] <= p["t_end"]
+        assert isinstance(p["note"], str) and p["note"]
+        assert p["index"] is None or (isinstance(p["index"], int) and p["index"] >= 0)
+    for a, b in itertools.pairwise(rows):
+        assert b["t_start"] >= a["t_end"]
+
+
+# ---------------------------------------------------------------------------------------
+# Synthetic curves
+
+
+def sigmoid_curve(u, drops, levels_floor=0.0, width=0.05):
+    """L(u) = floor + Σ_k h_k (1 − s((u − u_k)/w)), s the logistic, u = log₁₀ t.
+
+    Gradient-flow-like ‖∇L‖ = sqrt(−dL/dt) (dL/dt = −‖∇L‖₂²), which has a local minimum on
+    each plateau and a peak at each drop.  ``drops``: [(u_k, h_k)].
+    """
+    t = 10.0**u
+    loss = np.full_like(u, levels_floor)
+    dldt = np.zeros_like(u)
+    for uk, hk in drops:
+        z = (u - uk) / width
+        s = 1.0 / (1.0 + np.exp(-z))
+        loss += hk * (1.0 - s)
+        dldt -= hk * s * (1.0 - s) / (width * t * np.log(10.0))
+    return t, loss, np.sqrt(-dldt)
+
+
+U = np.linspace(-2.0, 5.0, 281)  # 40 saves per decade
+DROPS = [(0.5, 10.0), (2.0, 1.0), (3.5, 0.1)]
+FLOOR = 1e-3
+
+
+def test_sigmoid_plateaus_levels_and_boundaries():
+    t, loss, g = sigmoid_curve(U, DROPS, FLOOR)
+    phases = detect_phases(t, loss, g)
+    assert kinds(phases) == ["plateau", "descent"] * 3 + ["converged"]
+    plateaus = [p for p in phases if p.kind == "plateau"]
+    # levels: the floor plus the heights of the drops still to come
+    expected = [FLOOR + sum(h for _, h in DROPS[k:]) for k in range(len(DROPS))]
+    assert [p.loss for p in plateaus] == pytest.approx(expected, rel=PLATEAU_FLAT_REL)
+    for p, (uk, _) in zip(plateaus, DROPS, strict=True):
+        inside = (t >= p.t_start) & (t <= p.t_end)
+        lo, hi = loss[inside].min(), loss[inside].max()
+        assert hi - lo <= PLATEAU_FLAT_REL * hi  # flat...
+        i0, i1 = np.flatnonzero(inside)[[0, -1]]
+        after = loss[i1 + 1]
+        assert not max(hi, after) - min(lo, after) <= PLATEAU_FLAT_REL * max(hi, after)
+        if i0 > 0:  # ...and maximal: one more save on either side is not flat
+            before = loss[i0 - 1]
+            assert not max(hi, before) - min(lo, before) <= PLATEAU_FLAT_REL * max(hi, before)
+        assert p.t_end < 10.0**uk  # the drop comes after the plateau
+    for p, (uk, _) in zip(plateaus[1:], DROPS, strict=False):
+        assert p.t_start > 10.0**uk  # ...and before the next one
+    assert phases[0].t_start == t[0] and phases[-1].t_end == t[-1]
+    assert all(p.index is None for p in phases)  # no spectra given
+    assert_time_ordered(phases)
+
+
+def test_sigmoid_curve_ends_converged_when_gradient_vanishes():
+    u = np.linspace(-2.0, 7.0, 361)
+    t, loss, g = sigmoid_curve(u, [(0.5, 1.0)], 0.0, width=0.05)
+    g = np.maximum(g, 1e-300)
+    phases = detect_phases(t, loss, g)
+    assert kinds(phases) == ["plateau", "descent", "converged"]
+    conv = phases[-1]
+    assert conv.t_end == t[-1]
+    # converged from the save after which ‖∇L‖∞ stays ≤ CONVERGED_GRAD_TOL (the loss → 0
+    # keeps falling by orders of magnitude, so it is never flat in relative terms).  On the
+    # plateau ‖∇L‖∞ is below that tolerance too: it is a plateau because the flow leaves it.
+    assert g[0] <= CONVERGED_GRAD_TOL
+    first = t[np.flatnonzero(g > CONVERGED_GRAD_TOL)[-1] + 1]
+    assert conv.t_start == pytest.approx(first)
+
+
+def test_t0_row_nan_rows_and_duplicates_do_not_change_the_plateaus():
+    t, loss, g = sigmoid_curve(U, DROPS, FLOOR)
+    base = detect_phases(t, loss, g)
+    # a t = 0 row on the first plateau: the first plateau starts at 0, nothing else moves
+    t0 = np.concatenate([[0.0], t])
+    l0 = np.concatenate([[loss[0]], loss])
+    g0 = np.concatenate([[g[0]], g])
+    with_zero = detect_phases(t0, l0, g0)
+    assert with_zero[0].t_start == 0.0
+    assert [(p.kind, p.t_end, p.loss) for p in with_zero] == [
+        (p.kind, p.t_end, p.loss) for p in base
+    ]
+    # a t = 0 row well above the first plateau: a descent from t = 0 comes first
+    l_hi = l0.copy()
+    l_hi[0] = 2 * loss[0]
+    hi = detect_phases(t0, l_hi, g0)
+    assert hi[0].kind == "descent" and hi[0].t_start == 0.0 and hi[0].t_end == t[0]
+    assert [(p.kind, p.loss) for p in hi[1:]] == [(p.kind, p.loss) for p in base]
+    # NaN rows (a blown-up step) and a duplicated time are ignored
+    tn, ln, gn = t.copy(), loss.copy(), g.copy()
+    ln[50] = np.nan
+    gn[120] = np.inf
+    tn = np.insert(tn, 200, tn[200])
+    ln = np.insert(ln, 200, ln[200] * 7)  # the first of equal times is dropped
+    gn = np.insert(gn, 200, gn[200])
+    assert [(p.kind, p.loss) for p in detect_phases(tn, ln, gn)] == [(p.kind, p.loss) for p in base]
+
+
+def test_edge_cases():
+    assert detect_phases([], [], []) == []
+    assert detect_phases([np.nan], [1.0], [1.0]) == []
+    assert detect_phases([0.0], [1.0], [0.5]) == []  # one row, not critical: nothing to say
+    (only,) = detect_phases([3.0], [0.25], [1e-13])
+    assert (only.kind, only.t_start, only.t_end, only.loss) == ("converged", 3.0, 3.0, 0.25)
+    assert detect_phases([0.0, 1.0], [1.0, 1.0], [0.5, 0.5]) == []  # flat, too short
+    assert kinds(detect_phases([0.0, 1.0], [1.0, 0.5], [0.5, 0.5])) == ["descent"]
+    with pytest.raises(ValueError, match="t, loss and grad_norm must have one length"):
+        detect_phases([0.0, 1.0], [1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="loss must be 1-D"):
+        detect_phases([0.0], [[1.0]], [1.0])
+    with pytest.raises(ValueError, match="t must be non-decreasing"):
+        detect_phases([1.0, 0.5], [1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="t must be ≥ 0"):
+        detect_phases([-1.0, 0.5], [1.0, 1.0], [1.0, 1.0])
+
+
+def test_plateau_index_from_a_spectrum_inside_with_the_analysis_tolerance():
+    t, loss, g = sigmoid_curve(U, DROPS, FLOOR)
+    # a spectrum on plateau 1 with two descent directions and one -1e-12 that is zero at
+    # the analysis tolerance (1e-9 · max|λ|), one on plateau 2 with one, one after the runs
+    spectra = [
+        (10.0**0.0, np.array([-2e-3, -1e-3, -1e-12, 1.0])),
+        (10.0**1.2, np.array([-1e-3, 1e-12, 2.0, 3.0])),
+        (10.0**6.0, np.array([1.0, 2.0, 3.0, 4.0])),
+    ]
+    plateaus = [p for p in detect_phases(t, loss, g, spectra) if p.kind == "plateau"]
+    assert [p.index for p in plateaus] == [2, 1, None]
+    assert "index 2" in plateaus[0].note and "index 1" in plateaus[1].note
+
+
+def test_convex_flow_in_closed_form_has_no_plateau():
+    """L = ½ Σ λ_i c_i² e^(−2λ_i t), λ from 1e-3 to 1: flat for t ≲ 1e-3, yet no plateau."""
+    lam = np.geomspace(1e-3, 1.0, 4)
+    c = np.ones(4)
+    t = np.concatenate([[0.0], np.geomspace(1e-5, 3e4, 300)])
+    e = np.exp(-np.outer(t, lam))
+    loss = 0.5 * (e**2 * lam * c**2).sum(axis=1)
+    g = np.max(np.abs(e * lam * c), axis=1)  # ‖∇L‖∞ of the quadratic, ∇L_i = λ_i θ_i
+    phases = detect_phases(t, loss, g)
+    assert "plateau" not in kinds(phases)
+    assert kinds(phases) == ["descent", "converged"]
+    assert phases[-1].t_start == pytest.approx(t[np.flatnonzero(g <= CONVERGED_GRAD_TOL)[0]])
+
+
+def test_converged_phase_starts_where_the_loss_stopped_changing():
+    """L → L* > 0 (a minimum with a positive loss): converged from where L is flat to the end."""
+    t = np.geomspace(1e-2, 1e4, 121)
+    loss = 0.02 + 0.3 * np.exp(-t / 5.0)
+    g = 0.3 / 5.0 * np.exp(-t / 5.0) + 1e-14
+    phases = detect_phases(t, loss, g)
+    assert kinds(phases) == ["descent", "converged"]
+    start = phases[-1].t_start
+    flat_from = t[np.flatnonzero(loss - 0.02 <= PLATEAU_FLAT_REL * 0.02 * (1 + 1e-9))[0]]
+    assert start == pytest.approx(flat_from)
+    assert phases[-1].loss == pytest.approx(0.02)
+
+
+def test_channel_from_spectra_needs_a_growing_lambda_max():
+    """A power-law tail L ∝ t^(−0.7) after a drop: a channel only while λmax still grows."""
+    t, loss, g = sigmoid_curve(np.linspace(-2, 8, 401), [(1.0, 1.0)], 0.0)
+    tail = t > 10.0**1.5
+    loss = loss + np.where(tail, 1e-3 * (t / 10.0**1.5) ** -0.7, 1e-3)
+    g = g + np.where(tail, 1e-3 * (t / 10.0**1.5) ** -0.85, 1e-3) * 1e-2
+    growing = [(ts, np.array([0.1, ts**0.25])) for ts in np.geomspace(10.0**1.6, 1e8, 30)]
+    phases = detect_phases(t, loss, g, growing)
+    assert kinds(phases)[-1] == "channel"
+    ch = phases[-1]
+    assert ch.t_end == t[-1] and 10.0**1.0 < ch.t_start < 10.0**2.0
+    assert "λmax grows" in ch.note
+    settled = [(ts, np.array([0.1, 5.0])) for ts, _ in growing]
+    assert "channel" not in kinds(detect_phases(t, loss, g, settled))
+    assert "channel" not in kinds(detect_phases(t, loss, g))  # no evidence, no channel
+
+
+# ---------------------------------------------------------------------------------------
+# Real runs
+
+
+def deep_linear_config(t_max: float = 1e3) -> dict:
+    """A two-layer linear net W2 W1 (3 → 3 → 3) from init scale 1e-3 on y = T x."""
+    return {
+        "seed": 2,
+        "teacher": {
+            "kind": "explicit",
+            "input_dim": 3,
+            "widths": [3],
+            "activation": "identity",
+            "bias": False,
+            "output_dim": 3,
+            "params": {"w1": np.diag([10.0, 1.0, 0.1]).tolist(), "w2": np.eye(3).tolist()},
+        },
+        "student": {"widths": [3], "activation": "identity", "bias": False, "init_scale": 1e-3},
+        "data": {"kind": "gaussian", "samples": 50},
+        "dynamics": {"method": "flow", "t_max": t_max, "n_saves": 100, "max_seconds": 120},
+        "refine": {"method": "none"},
+    }
+
+
+@pytest.fixture(scope="module")
+def deep_linear_session(tmp_path_factory):
+    cfg = parse_config(deep_linear_config(), "deep_linear")
+    out = run_config(cfg, tmp_path_factory.mktemp("phases") / "deep_linear")
+    return cfg, load_session(out)
+
+
+def test_deep_linear_plateaus_at_best_rank_r_fits(deep_linear_session):
+    """Saddle-to-saddle: plateaus in order at the losses of the best rank-r fits.
+
+    With targets Y = X Tᵀ (N × 3) and L(W) = (1/2N)‖X Wᵀ − Y‖²_F, the best rank-r W leaves
+    (1/2N) Σ_{i>r} σ_i(Y)² (Eckart–Young; Y lies in the column space of X), i.e.
+    ½ Σ_{i>r} λ_i(T Σ_x Tᵀ) with Σ_x = XᵀX/N.  The flow from small weights passes the
+    rank-0, 1, 2 critical points one after another (Saxe et al. 2014; Jacot et al. 2021).
+    """
+    cfg, session = deep_linear_session
+    problem = build_problem(cfg)
+    y = np.asarray(problem.data.y)
+    sv = np.linalg.svd(y / np.sqrt(y.shape[0]), compute_uv=False)
+    best = [0.5 * float(np.sum(sv[r:] ** 2)) for r in range(3)]
+
+    phases = session_phases(session)
+    assert_time_ordered(phases)
+    plateaus = [p for p in phases if p.kind == "plateau"]
+    # The flow passes each saddle at a distance ~ the init scale, so its loss there differs
+    # from the saddle's by O(1e-4) relative (observed ≤ 1e-4); 2e-3 is five times tighter
+    # than the plateau's own flatness, so a level from the wrong rank fails.
+    assert [p.loss for p in plateaus] == pytest.approx(best, rel=2e-3)
+    assert kinds(phases) == ["plateau", "descent"] * 3 + ["converged"]
+    assert phases[0].t_start == 0.0
+    for p in plateaus:
+        assert p.index is None or p.index >= 1  # saddles
+    assert phases[-1].index in (None, 0)
+    # and the report carries them
+    report_phases = session.report["phases"]
+    assert report_phases == [p.to_json() for p in phases]
+
+
+def test_teacher_recovery_near_the_teacher_has_no_plateau(tmp_path):
+    """Started 0.03 from the teacher's weights, the flow converges smoothly: no plateau."""
+    w1 = [[1.0, 0.5], [-0.7, 1.2]]
+    b1, w2, b2 = [0.1, -0.3], [[1.0, -0.8]], [0.2]
+    rng = np.random.default_rng(0)
+
+    def near(a):
+        return (np.asarray(a) + 0.03 * rng.standard_normal(np.shape(a))).tolist()
+
+    cfg = parse_config(
+        {
+            "seed": 1,
+            "teacher": {
+                "kind": "explicit",
+                "input_dim": 2,
+                "widths": [2],
+                "activation": "softplus",
+                "bias": True,
+                "params": {"w1": w1, "b1": b1, "w2": w2, "b2": b2},
+            },
+            "student": {
+                "widths": [2],
+                "activation": "softplus",
+                "bias": True,
+                "params": {"w1": near(w1), "b1": near(b1), "w2": near(w2), "b2": near(b2)},
+            },
+            "data": {"kind": "gaussian", "samples": 100},
+            "dynamics": {"method": "flow", "t_max": 1e5, "n_saves": 100, "max_seconds": 120},
+            "refine": {"method": "none"},
+        },
+        "near_teacher",
+    )
+    session = load_session(run_config(cfg, tmp_path / "near"))
+    phases = session_phases(session)
+    assert "plateau" not in kinds(phases)
+    assert kinds(phases)[-1] == "converged" and phases[-1].index in (None, 0)
+    assert_time_ordered(phases)
+
+
+def test_symmetry_saddle_session_plateau_then_descent_then_convergence():
+    session = load_session(SESSIONS / "symmetry_saddle")
+    phases = session_phases(session)
+    assert kinds(phases) == ["plateau", "descent", "converged"]
+    plateau = phases[0]
+    # the start is 1e-3 from the split-neuron saddle: the plateau's level is the loss there
+    assert plateau.loss == pytest.approx(float(session.segments[0].loss[0]), rel=1e-3)
+    assert plateau.t_start == 0.0 and 1e2 < plateau.t_end < 1e3  # README: "until t ≈ 300"
+    assert plateau.index is not None and plateau.index >= 1
+    assert phases[-1].index == 0 and phases[-1].t_end == session.final_t
+    assert_time_ordered(phases)
+
+
+def test_channel_session_ends_in_a_channel():
+    session = load_session(SESSIONS / "channel_to_infinity")
+    phases = session_phases(session)
+    assert kinds(phases) == ["descent", "channel"]
+    ch = phases[-1]
+    neurons = session.report["channels"][0]["neurons"]
+    assert f"neurons {neurons[0]} and {neurons[1]}" in ch.note
+    assert ch.t_end == session.final_t and ch.loss == pytest.approx(session.final_loss)
+    # the channel is entered after the main drop (t ≈ 100-250), long before the end
+    assert 1e2 < ch.t_start < 1e3
+
+
+def test_session_phases_runs_over_every_segment():
+    """Two segments (as after surgery): each analysed with its own spectra, in time order."""
+    spec = make_spec(2, (2,), "softplus")
+    t1, l1, g1 = sigmoid_curve(np.linspace(-2, 2, 161), [(1.0, 1.0)], 0.1)
+    t2, l2, g2 = sigmoid_curve(np.linspace(2.1, 5, 117), [(3.5, 0.05)], 0.01)
+    theta = np.zeros((1, spec.n_params))
+    segs = [
+        Segment(spec, t, np.repeat(theta, t.size, axis=0), loss, g)
+        for t, loss, g in ((t1, l1, g1), (t2, l2, g2))
+    ]
+    eig = np.concatenate([[-1.0], np.ones(spec.n_params - 1)])
+    spectra = [SpectrumSnapshot(10.0**0.5, 0, eig), SpectrumSnapshot(10.0**3.0, 1, eig)]
+    session = Session(config=parse_config({}, "defaults"), segments=segs, spectra=spectra)
+    phases = session_phases(session)
+    assert [(p.kind, p.index) for p in phases if p.kind == "plateau"] == [
+        ("plateau", 1),
+        ("plateau", 1),
+    ]
+    expected = detect_phases(t1, l1, g1, [(10.0**0.5, eig)]) + detect_phases(
+        t2, l2, g2, [(10.0**3.0, eig)]
+    )
+    assert phases == expected
+    assert_time_ordered(phases)
+
+
+@pytest.mark.parametrize("name", ["symmetry_saddle", "saddle_to_saddle"])
+def test_report_json_has_phases(name, capsys):
+    """Stored reports made before phases existed get them computed on load."""
+    assert main(["report", str(SESSIONS / name), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert_time_ordered(report["phases"])
+    assert report["phases"] == [p.to_json() for p in session_phases(load_session(SESSIONS / name))]
+    kinds_ = [p["kind"] for p in report["phases"]]
+    assert kinds_[0] == "plateau" and kinds_[-1] == "converged"
+    if name == "saddle_to_saddle":
+        levels = [p["loss"] for p in report["phases"] if p["kind"] == "plateau"]
+        assert levels == pytest.approx([4.95, 0.595, 0.0485], rel=1e-2)  # README's numbers

@@ -37,18 +37,16 @@ import numpy as np
 
 import core  # noqa: F401  (float64)
 from core import flow
-from core.flow import DynamicsSettings, save_grid
+from core.flow import (
+    RUNNING,
+    BoundConsts,
+    DynamicsSettings,
+    StopReason,
+    compiled_chunk_functions,
+    save_grid,
+    tauinv_array,
+)
 from core.objectives import Objective
-
-# Chunk status codes of core.flow, by name.
-_STATUS_REASON = {
-    flow._RUNNING: None,
-    flow._CONVERGED: "converged",
-    flow._MAX_STEPS: "max_steps",
-    flow._NONFINITE: "nonfinite",
-    flow._UNDERFLOW: "solver_error",
-    flow._SOLVER_ERROR: "solver_error",
-}
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ class EnsembleResult:
         final_theta: (S, P) each member's last state.
         final_t: (S,) each member's last time.
         steps: (S,) accepted solver steps per member.
-        reason: per member: "t_max" | "converged" | "max_seconds" | "max_steps" |
-            "nonfinite" | "solver_error".
+        reason: per member, a :class:`core.flow.StopReason` ("t_max" | "converged" |
+            "max_seconds" | "max_steps" | "nonfinite" | "solver_error").
         wall: seconds, compilation included.
     """
 
@@ -76,7 +74,7 @@ class EnsembleResult:
     final_theta: np.ndarray
     final_t: np.ndarray
     steps: np.ndarray
-    reason: tuple[str, ...]
+    reason: tuple[StopReason, ...]
     wall: float
 
 
@@ -85,7 +83,7 @@ _VMAPPED: dict[tuple, tuple] = {}
 
 def _vmapped(objective: Objective, settings: DynamicsSettings):
     """jit(vmap(init)), jit(vmap(advance)) over the member axis, cached with core.flow's."""
-    init, advance = flow._compiled(objective, settings)
+    init, advance = compiled_chunk_functions(objective, settings)
     key = (id(init), id(advance))
     hit = _VMAPPED.get(key)
     if hit is None:
@@ -95,8 +93,8 @@ def _vmapped(objective: Objective, settings: DynamicsSettings):
             jax.vmap(advance.fn, in_axes=(0, None, None, None, None, None, None, None))
         )
         hit = _VMAPPED[key] = (
-            flow._BoundConsts(vinit, init.consts),
-            flow._BoundConsts(vadvance, advance.consts),
+            BoundConsts(vinit, init.consts),
+            BoundConsts(vadvance, advance.consts),
             init,
             advance,
         )
@@ -108,7 +106,9 @@ def _vmapped(objective: Objective, settings: DynamicsSettings):
 def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> EnsembleResult:
     """Integrate the gradient flow from each row of ``thetas`` (S, P), all at once.
 
-    Only ``method="flow"`` is supported (the optax methods are cheap to run one by one).
+    Only ``method="flow"`` with a jitted (diffrax) solver is supported (the optax methods
+    are cheap to run one by one); ``solver="auto"`` resolves as
+    ``core.flow.resolve_solver(..., jax_only=True)`` does.
     Stops when every member has stopped (t_max, converged, max_steps, non-finite, solver
     error) or after ``settings.max_seconds`` (checked between chunks of save times;
     members still running then get ``reason="max_seconds"``).
@@ -124,7 +124,8 @@ def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> En
     if not bool(jnp.all(jnp.isfinite(thetas))):
         raise ValueError("thetas: contains NaN or Inf")
     start = time.perf_counter()
-    tauinv = flow._tauinv_array(settings, p)
+    flow.resolve_solver(settings, p, jax_only=True)  # a scipy solver: error naming the field
+    tauinv = tauinv_array(settings, p)
     vinit, vadvance = _vmapped(objective, settings)
     grid = save_grid(settings)
     carry = vinit(0.0, float(grid[0]), thetas, tauinv)
@@ -160,7 +161,7 @@ def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> En
         ls.append(np.asarray(out["loss"])[:, :n_valid] + nan)
         gs.append(np.asarray(out["gnorm"])[:, :n_valid] + nan)
         pos += n_valid
-        if bool(np.all(np.asarray(carry["status"]) != flow._RUNNING)):
+        if bool(np.all(np.asarray(carry["status"]) != RUNNING)):
             break
         if time.perf_counter() - start > settings.max_seconds:
             timed_out = True
@@ -169,9 +170,9 @@ def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> En
     status = np.asarray(carry["status"])
     reasons = []
     for code in status:
-        reason = _STATUS_REASON[int(code)]
+        reason = StopReason.from_code(int(code))
         if reason is None:
-            reason = "max_seconds" if timed_out else "t_max"
+            reason = StopReason.MAX_SECONDS if timed_out else StopReason.T_MAX
         reasons.append(reason)
     t = np.concatenate(ts)
     last = int(np.max(np.nonzero(np.any(np.isfinite(np.concatenate(ls, axis=1)), axis=0))[0]))

@@ -16,14 +16,21 @@ is integrated by a diffrax Runge-Kutta solver stepped by hand (``solver.step`` p
   linear map, so H is evaluated once per Jacobian (once per step for Kvaerno5/KenCarp5,
   which linearise at the first stage) and never re-derived by nested autodiff of ∇L.
 
-``solver="auto"`` picks ``kvaerno5`` for P ≤ 160 and ``tsit5`` above, where Hessians and
-dense P×P factorisations per step cost more than they save (measurements at
-:data:`AUTO_STIFF_MAX_PARAMS`; MLPGradientFlow.jl switches at 1024).
+* scipy's ``lsoda`` (ODEPACK's LSODA: Adams ↔ BDF switching by stiffness) and ``bdf``
+  (:class:`scipy.integrate.BDF`), stepped one step at a time from the chunk generator with
+  jitted callbacks f = −τ⁻¹ ⊙ ∇L and the exact Jacobian ∂f/∂θ = −diag(τ⁻¹) H (one
+  Jacobian and one LU factorisation reused over many steps, few f evaluations per step):
+  see :func:`_run_scipy`.
 
-Each step is clipped to land exactly on the next save time, so saved states carry the
-full accuracy of the solver (no dense interpolation).  Save times are a fixed grid that
-depends only on the settings (see :func:`save_grid`), log-spaced over [t_first, t_max]:
-a paused run resumed from (θ(t), t) saves on the same grid as an uninterrupted one.
+``solver="auto"`` picks ``lsoda`` for P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` and ``tsit5``
+above (measurements at that constant).
+
+The diffrax solvers clip each step to land exactly on the next save time, so saved states
+carry the full accuracy of the solver (no dense interpolation); the scipy solvers step
+freely and save by their dense output (the method's own interpolant, of its order).
+Save times are a fixed grid that depends only on the settings (see :func:`save_grid`),
+log-spaced over [t_first, t_max]: a paused run resumed from (θ(t), t) saves on the same
+grid as an uninterrupted one.
 
 Discrete dynamics (``gd``, ``sgd``, ``adam``) use optax on the same time axis,
 t = iterations × lr:  θ_{k+1} = θ_k + τ⁻¹ ⊙ u_k where u_k is the optax update for the
@@ -31,19 +38,24 @@ full-batch gradient (gd: u = −lr ∇L; adam) or for a minibatch gradient (sgd,
 samples drawn uniformly with replacement, key = fold_in(PRNGKey(seed), k), so runs are
 reproducible and resumable).  Iterations run inside ``lax.while_loop``.
 
-All iteration happens in one jitted function per (objective, settings), compiled once and
-reused across chunks and across calls (see ``_compiled``).  Between chunks the host checks
-the wall clock; each chunk's step budget adapts so that a chunk takes ~0.2 s.
+For diffrax and optax, all iteration happens in one jitted function per (objective,
+settings), compiled once and reused across chunks and across calls (see
+:func:`compiled_chunk_functions`).  Each chunk's step budget adapts to the wall clock so
+that a chunk takes ~0.2 s and never runs past ``max_seconds``; the budget only decides
+where a chunk ends, never the solver's steps (the loop state carries over whole), so the
+trajectory on the save grid is the same whatever the machine's load.  Runs that stop
+early say why (:class:`StopReason`).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import optimistix as optx
+import scipy.integrate
 
 import core  # noqa: F401  (float64)
 from core.networks import forward
@@ -67,31 +80,119 @@ Array = jax.Array
 METHODS = ("flow", "gd", "sgd", "adam")
 EXPLICIT_SOLVERS = ("tsit5", "dopri5", "dopri8")
 STIFF_SOLVERS = ("kvaerno5", "kencarp5")
-SOLVERS = ("auto", *EXPLICIT_SOLVERS, *STIFF_SOLVERS)
-# solver = "auto": Kvaerno5 (stiff, exact Hessian as Jacobian) up to this many parameters,
-# Tsit5 above.  Measured on 2 CPU cores (bench/dynamics.py --part b and the same problem
-# family at other widths; d=2, N=2000, wall seconds to t_max or t reached in the budget):
+SCIPY_SOLVERS = ("lsoda", "bdf")
+JAX_SOLVERS = (*EXPLICIT_SOLVERS, *STIFF_SOLVERS)
+SOLVERS = ("auto", *JAX_SOLVERS, *SCIPY_SOLVERS)
+# solver = "auto": scipy's LSODA (exact Hessian as Jacobian) up to this many parameters,
+# Tsit5 above.  Measured on 2 shared CPU cores, 2026-12-01, softplus teacher-student
+# (bench/dynamics.py's problem(); rtol 1e-3, atol 1e-6; wall seconds to t_max including
+# compilation, or the t reached within the budget):
+#   P=13  (d=2, r=3, N=2000, t_max 1e10): LSODA 0.69 s, BDF 2.5 s; Kvaerno5 reached t=4e6 in 8.6 s;
+#   P=21  (d=2, r=5, N=1e4, t_max 1e10):  LSODA 7.0 s;  BDF t=1.2e8, Kvaerno5 t=4.6e5 in 8-10 s;
+#   P=101 (d=2, r=25, N=2000, t_max 1e4): LSODA 0.37 s, BDF 0.42 s, Kvaerno5 7.8 s,
+#                                         Tsit5 reached t=357 in 12 s;
+#   P=241 (d=2, r=60, N=2000, t_max 1e3): LSODA 2.3 s, BDF 3.4 s; in 10 s Kvaerno5 t=1.5,
+#                                         Tsit5 t=39;
+#   P=601 (d=4, r=100, N=2000, t_max 100): LSODA 2.0 s, BDF 2.2 s; in 10 s Tsit5 t=8.6,
+#                                         Kvaerno5 t=0.014.
+# LSODA wins by 5-50× wherever measured: it reuses one Jacobian and LU over many steps
+# (njev/steps ≈ 0.1-0.8) and runs Adams steps (no Jacobian) where the flow is not stiff,
+# while an ESDIRK step costs a Hessian, a factorisation and ~18 ∇L evaluations.  Above
+# ~10³ parameters a dense P×P Hessian (N·P² work, 8·P² bytes) per Jacobian becomes the
+# cost and is unmeasured here, so auto keeps the Jacobian-free Tsit5 there
+# (MLPGradientFlow.jl switches to explicit solvers at 1024 too).
+AUTO_SCIPY_MAX_PARAMS = 1024
+AUTO_SCIPY_SOLVER = "lsoda"
+# Where a jitted (diffrax) solver is required (core.ensemble's vmap), "auto" means
+# Kvaerno5 up to AUTO_STIFF_MAX_PARAMS parameters and Tsit5 above.  Measured on 2 CPU
+# cores (bench/dynamics.py --part b and the same family at other widths; d=2, N=2000):
 #   P=33  (t_max 1e4): Kvaerno5 13.2 s, KenCarp5 6.7 s, Tsit5 57 s, same accuracy;
 #   P=101 (t_max 1e4): Kvaerno5 26.7 s, KenCarp5 13.5 s, Tsit5 reached t=2.3e3 in 60 s;
 #   P=241 (t_max 1e3): in 60 s Kvaerno5 reached t=2.9, Tsit5 431, KenCarp5 977;
 #   P=601 (d=4, t_max 100): Tsit5 47 s; in 90 s Kvaerno5 reached t=0.06, KenCarp5 13.
-# Each implicit step costs Hessians (N·P²) and P×P solves, so explicit steps win from a
-# few hundred parameters (MLPGradientFlow.jl switches at 1024, with cheaper Jacobians).
-# KenCarp5 beats Kvaerno5 on these teacher-student problems but took 121 s instead of
-# 20 s on the channel-to-infinity preset (P=6), where Hessians grow like 1/ε²: Kvaerno5
-# is the robust default.
+# KenCarp5 took 121 s instead of 20 s on the channel-to-infinity preset (P=6), where
+# Hessians grow like 1/ε²: Kvaerno5 is the robust stiff choice.
 AUTO_STIFF_MAX_PARAMS = 160
 AUTO_STIFF_SOLVER = "kvaerno5"
-REASONS = ("t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error")
 
 # Saves per chunk, the wall-clock target per chunk, and how many consecutive rejected
 # steps with non-finite candidates mean the solution has left the domain for good.
 SAVES_PER_CHUNK = 8
 CHUNK_SECONDS = 0.2
 NONFINITE_STREAK = 12
+# Loop iterations of a jitted run's first chunk (its wall time is mostly compilation, so
+# it says nothing about the cost of a step; later budgets follow the measured cost).
+FIRST_BUDGET = 8
 
-# Status codes carried inside the jitted loop.
-_RUNNING, _CONVERGED, _MAX_STEPS, _NONFINITE, _UNDERFLOW, _SOLVER_ERROR = range(6)
+# The wall clock of the driver (a module attribute so that tests can slow it down).
+_clock = time.perf_counter
+
+
+class StopReason(enum.StrEnum):
+    """Why a run stopped.  The values are stored in sessions and reports: never rename.
+
+    ``code`` is the status carried inside the jitted loops (0, :data:`RUNNING`, while
+    running); :meth:`from_code` maps it back.
+    """
+
+    T_MAX = "t_max"
+    CONVERGED = "converged"
+    MAX_SECONDS = "max_seconds"
+    MAX_STEPS = "max_steps"
+    NONFINITE = "nonfinite"
+    SOLVER_ERROR = "solver_error"
+
+    @property
+    def code(self) -> int:
+        return _CODES[self]
+
+    @property
+    def description(self) -> str:
+        """One line saying what the reason means."""
+        return _DESCRIPTIONS[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> StopReason | None:
+        """The reason for a loop status code; ``None`` for :data:`RUNNING`."""
+        return None if int(code) == RUNNING else _FROM_CODE[int(code)]
+
+    def message(self, t: float, steps: int, settings: DynamicsSettings) -> str:
+        """The human-readable detail of a run that stopped for this reason at time t."""
+        if self is StopReason.T_MAX:
+            return ""
+        if self is StopReason.CONVERGED:
+            return f"‖∇L‖∞ < {settings.grad_tol:g} at t = {t:.6g}"
+        if self is StopReason.MAX_SECONDS:
+            return f"stopped after {settings.max_seconds:g} s"
+        if self is StopReason.MAX_STEPS:
+            return f"reached max_steps = {settings.max_steps} at t = {t:.6g}"
+        if self is StopReason.NONFINITE:
+            return (
+                f"the next state after t = {t:.6g} (step {steps}) is NaN/Inf or has a "
+                "non-finite loss; the last finite state is kept"
+            )
+        return (
+            f"solver failure at t = {t:.6g} (step {steps}): step size underflow (the flow "
+            "may blow up) or a failed implicit solve"
+        )
+
+
+RUNNING = 0
+_CODES = {reason: i + 1 for i, reason in enumerate(StopReason)}
+_FROM_CODE = {code: reason for reason, code in _CODES.items()}
+# Loop status codes, as traced constants of the jitted loops.
+_CONVERGED = StopReason.CONVERGED.code
+_MAX_STEPS = StopReason.MAX_STEPS.code
+_NONFINITE = StopReason.NONFINITE.code
+_SOLVER_ERROR = StopReason.SOLVER_ERROR.code
+_DESCRIPTIONS = {
+    StopReason.T_MAX: "the run reached t_max",
+    StopReason.CONVERGED: "‖∇L‖∞ fell below grad_tol at a save time",
+    StopReason.MAX_SECONDS: "the wall-clock budget max_seconds ran out (cut short)",
+    StopReason.MAX_STEPS: "the run took max_steps solver steps / iterations",
+    StopReason.NONFINITE: "the next state or its loss is NaN/Inf; the last finite one is kept",
+    StopReason.SOLVER_ERROR: "the solver failed (step size underflow or failed implicit solve)",
+}
 
 
 @dataclass(frozen=True)
@@ -100,10 +201,13 @@ class DynamicsSettings:
 
     Attributes:
         method: "flow" | "gd" | "sgd" | "adam".
-        solver: "auto" | "tsit5" | "dopri5" | "dopri8" | "kvaerno5" | "kencarp5" (flow only).
+        solver: "auto" | "tsit5" | "dopri5" | "dopri8" | "kvaerno5" | "kencarp5" | "lsoda" |
+            "bdf" (flow only; see :func:`resolve_solver`).
         t_max: final time (flow time, or iterations × lr).
-        rtol, atol: PID step-size controller tolerances (and the stiff root finder's).
-        max_seconds: wall-clock budget, checked between chunks.
+        rtol, atol: step-size controller tolerances (and the stiff root finder's).
+        max_seconds: wall-clock budget, compilation included; checked after every scipy
+            step and bounding every jitted chunk's step budget, so a run stops within a
+            step or a chunk of it, with reason "max_seconds".
         max_steps: accepted solver steps / optimizer iterations.
         grad_tol: stop as "converged" once ‖∇L‖∞ < grad_tol at a save time.
         lr: learning rate of gd / sgd / adam.
@@ -165,7 +269,7 @@ class Chunk:
         steps: cumulative accepted solver steps / iterations of this run.
         wall: seconds since the run started.
         done: whether this is the last chunk.
-        reason: when done, one of :data:`REASONS`.
+        reason: when done, why (a :class:`StopReason`, equal to its string value).
         message: human-readable detail.
     """
 
@@ -180,12 +284,24 @@ class Chunk:
     message: str = ""
 
 
-def resolve_solver(settings: DynamicsSettings, n_params: int) -> str:
-    """The concrete solver name: ``auto`` → kvaerno5 if P ≤ 160 else tsit5 (see
-    :data:`AUTO_STIFF_MAX_PARAMS` for the measurements behind the choice)."""
-    if settings.solver != "auto":
-        return settings.solver
-    return AUTO_STIFF_SOLVER if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
+def resolve_solver(settings: DynamicsSettings, n_params: int, *, jax_only: bool = False) -> str:
+    """The concrete solver name.
+
+    ``auto`` → lsoda if P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` else tsit5.  With ``jax_only``
+    (a caller that needs the jitted solver, e.g. :mod:`core.ensemble`): ``auto`` →
+    kvaerno5 if P ≤ :data:`AUTO_STIFF_MAX_PARAMS` else tsit5, and a scipy solver is an
+    error.  The constants' comments hold the measurements behind the choice.
+    """
+    if settings.solver == "auto":
+        if jax_only:
+            return AUTO_STIFF_SOLVER if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
+        return AUTO_SCIPY_SOLVER if n_params <= AUTO_SCIPY_MAX_PARAMS else "tsit5"
+    if jax_only and settings.solver in SCIPY_SOLVERS:
+        raise ValueError(
+            f"dynamics.solver: {settings.solver!r} runs on the host (scipy); choose one of "
+            f"{('auto', *JAX_SOLVERS)} here"
+        )
+    return settings.solver
 
 
 def save_grid(settings: DynamicsSettings) -> np.ndarray:
@@ -204,7 +320,9 @@ def save_grid(settings: DynamicsSettings) -> np.ndarray:
     return iters * settings.lr
 
 
-def _tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
+def tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
+    """τ⁻¹ (P,) of the settings (ones when unset); an error naming the field if its length
+    is not P."""
     if settings.tauinv is None:
         return jnp.ones(n_params)
     if len(settings.tauinv) != n_params:
@@ -233,7 +351,7 @@ def _chunk_cond(n_valid, budget):
 
     def cond(state):
         c, o = state
-        return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == _RUNNING)
+        return (o["n"] < n_valid) & (o["attempts"] < budget) & (c["status"] == RUNNING)
 
     return cond
 
@@ -266,28 +384,6 @@ def _record_save(out: dict, saved, time_key: str, time_value, y_new, value_and_g
 
 
 # ----------------------------------------------------------------------------- flow
-
-
-def gradient_vector_field(objective: Objective):
-    """f(t, θ, τ⁻¹) = −τ⁻¹ ⊙ ∇L(θ) with the exact-Hessian tangent rule.
-
-    Returns a diffrax vector field ``(t, y (P,), args = τ⁻¹ (P,)) -> (P,)`` whose JVP is
-    (ẏ, τ̇) ↦ −τ̇ ⊙ ∇L(θ) − τ⁻¹ ⊙ (∇²L(θ) ẏ), so implicit solvers see the exact Jacobian.
-    """
-    grad, hessian = objective.grad, objective.hessian
-
-    @jax.custom_jvp
-    def field(tauinv: Array, theta: Array) -> Array:
-        return -tauinv * grad(theta)
-
-    @field.defjvp
-    def field_jvp(primals, tangents):
-        tauinv, theta = primals
-        dtau, dtheta = tangents
-        g = grad(theta)
-        return -tauinv * g, -dtau * g - tauinv * (hessian(theta) @ dtheta)
-
-    return lambda t, y, args: field(args, y)
 
 
 def _make_solver(name: str, rtol: float, atol: float):
@@ -328,7 +424,7 @@ def _hoist_constants(fn, example: Array):
     return pure, [jnp.asarray(c) for c in closed.consts], str(closed.jaxpr)
 
 
-class _BoundConsts:
+class BoundConsts:
     """A jitted ``fn(*args, consts)`` with its constants bound: ``self(*args)``.
 
     ``fn`` and ``consts`` stay reachable so that :mod:`core.ensemble` can ``vmap`` the
@@ -394,7 +490,7 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             made_jump=jnp.asarray(False),
             steps=jnp.asarray(0, jnp.int64),
             streak=jnp.asarray(0, jnp.int64),
-            status=jnp.asarray(_RUNNING, jnp.int64),
+            status=jnp.asarray(RUNNING, jnp.int64),
         )
 
     def advance(carry, save_ts, n_valid, budget, max_steps, grad_tol, tauinv, consts):
@@ -444,7 +540,7 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             status = jnp.where(~diffrax.is_okay(cres), _SOLVER_ERROR, status)
             # Step size underflow right after a non-finite trial: the solution runs into
             # a region where ∇L is undefined, so report it as non-finite.
-            underflow = jnp.where(streak > 0, _NONFINITE, _UNDERFLOW)
+            underflow = jnp.where(streak > 0, _NONFINITE, _SOLVER_ERROR)
             status = jnp.where(tnext1 <= t1, underflow, status)
             status = jnp.where(streak >= NONFINITE_STREAK, _NONFINITE, status)
             status = jnp.where(bad_save, _NONFINITE, status)
@@ -481,8 +577,8 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         vag_text,
     )
     return (
-        _BoundConsts(jax.jit(init), consts0),
-        _BoundConsts(advance_jit, consts0, ExportCached(advance_jit, key_parts)),
+        BoundConsts(jax.jit(init), consts0),
+        BoundConsts(advance_jit, consts0, ExportCached(advance_jit, key_parts)),
     )
 
 
@@ -534,7 +630,7 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
             opt=optimizer.init(y0),
             key=jax.random.PRNGKey(seed),
             steps=jnp.asarray(0, jnp.int64),
-            status=jnp.asarray(_RUNNING, jnp.int64),
+            status=jnp.asarray(RUNNING, jnp.int64),
         )
 
     def advance(carry, save_k, n_valid, budget, max_steps, grad_tol, tauinv):
@@ -588,15 +684,19 @@ _CACHE: OrderedDict[tuple, tuple[Objective, Any, Any]] = OrderedDict()
 _CACHE_SIZE = 16
 
 
-def _compiled(objective: Objective, settings: DynamicsSettings):
+def compiled_chunk_functions(objective: Objective, settings: DynamicsSettings):
     """Jitted (init, advance) for this objective and the settings that shape the code.
+
+    ``init``/``advance`` are :class:`BoundConsts` (``.fn`` the function of the data
+    ``consts``, for :mod:`core.ensemble`'s vmap) for the flow with a diffrax solver
+    (``auto`` resolved with ``jax_only``), plain jitted functions for gd / sgd / adam.
 
     Keyed on the objective's identity (it is kept alive in the cache so its id is not
     reused) and the static settings; times, tolerances on stopping, τ⁻¹ and budgets are
     runtime arguments, so changing them does not recompile.
     """
     if settings.method == "flow":
-        solver = resolve_solver(settings, objective.n_params)
+        solver = resolve_solver(settings, objective.n_params, jax_only=True)
         key = (id(objective), "flow", solver, settings.rtol, settings.atol)
     else:
         batch = settings.batch_size if settings.method == "sgd" else 0
@@ -618,14 +718,6 @@ def _compiled(objective: Objective, settings: DynamicsSettings):
 
 
 # ------------------------------------------------------------------------- driver
-
-_STATUS_REASON = {
-    _CONVERGED: "converged",
-    _MAX_STEPS: "max_steps",
-    _NONFINITE: "nonfinite",
-    _UNDERFLOW: "solver_error",
-    _SOLVER_ERROR: "solver_error",
-}
 
 
 def run_dynamics(
@@ -661,13 +753,66 @@ def run_dynamics(
         raise ValueError("theta0: contains NaN or Inf")
     if not (isinstance(t0, int | float) and math.isfinite(t0) and t0 >= 0):
         raise ValueError(f"t0: must be a finite number ≥ 0, got {t0!r}")
-    tauinv = _tauinv_array(settings, p)
+    tauinv = tauinv_array(settings, p)
     return _run(objective, theta0, settings, float(t0), int(seed), tauinv)
 
 
 def _run(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
-    start = time.perf_counter()
-    init, advance = _compiled(objective, settings)
+    if settings.method == "flow":
+        solver = resolve_solver(settings, objective.n_params)
+        if solver in SCIPY_SOLVERS:
+            return _run_scipy(objective, theta0, settings, t0, tauinv, solver)
+    return _run_jitted(objective, theta0, settings, t0, seed, tauinv)
+
+
+class _Rows:
+    """The rows (t, θ, L, ‖∇L‖∞) collected for the next chunk."""
+
+    def __init__(self) -> None:
+        self.t: list[float] = []
+        self.y: list[np.ndarray] = []
+        self.loss: list[float] = []
+        self.gnorm: list[float] = []
+
+    def add(self, t, y, loss, gnorm) -> None:
+        self.t.append(float(t))
+        self.y.append(np.array(y, dtype=np.float64))
+        self.loss.append(float(loss))
+        self.gnorm.append(float(gnorm))
+
+    def chunk(self, steps, start, done, reason, message) -> Chunk:
+        out = _chunk(self.t, self.y, self.loss, self.gnorm, steps, start, done, reason, message)
+        self.__init__()
+        return out
+
+
+def _start_rows(objective, theta0, t0) -> _Rows:
+    """A fresh run (t0 = 0) starts with its initial state as the first row."""
+    rows = _Rows()
+    if t0 == 0.0:
+        loss, g = objective.value_and_grad(jnp.asarray(theta0))
+        rows.add(0.0, theta0, loss, jnp.max(jnp.abs(g)))
+    return rows
+
+
+def _next_budget(budget: int, attempts: int, elapsed: float, remaining: float) -> int:
+    """Loop iterations for the next jitted chunk: ~CHUNK_SECONDS of work at the cost per
+    iteration just measured, at most 4× the last budget, and never more than the
+    remaining wall budget allows (so a chunk cannot run past max_seconds by more than
+    the cost estimate's error); 0 when not one iteration fits.  Only where a chunk ends
+    depends on it, never the steps taken.  (The first chunk's time includes compilation:
+    its overestimate only makes the next chunk short.)"""
+    per = max(elapsed, 1e-6) / max(attempts, 1)
+    if remaining < per:
+        return 0
+    want = min(CHUNK_SECONDS, remaining) / per
+    return int(np.clip(min(want, 4.0 * budget), 1, 10**6))
+
+
+def _run_jitted(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
+    """The diffrax / optax runs: the jitted chunk function called until done."""
+    start = _clock()
+    init, advance = compiled_chunk_functions(objective, settings)
     discrete = settings.method != "flow"
     grid = save_grid(settings)
     if discrete:
@@ -680,17 +825,11 @@ def _run(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
         first = float(targets[0]) if len(targets) else t0
         carry = init(t0, first, theta0, tauinv)
 
-    steps, budget, n_chunks, pos = 0, 256, 0, 0
-    rows_t, rows_y, rows_l, rows_g = [], [], [], []
-    if t0 == 0.0:
-        loss, g = objective.value_and_grad(theta0)
-        rows_t.append(0.0)
-        rows_y.append(np.asarray(theta0))
-        rows_l.append(float(loss))
-        rows_g.append(float(jnp.max(jnp.abs(g))))
+    steps, budget, pos, last_yield = 0, FIRST_BUDGET, 0, None
+    rows = _start_rows(objective, theta0, t0)
     last_t = t0 if t0 > 0 else -math.inf
     if len(targets) == 0:
-        yield _chunk(rows_t, rows_y, rows_l, rows_g, 0, start, True, "t_max", "t0 ≥ t_max")
+        yield rows.chunk(0, start, True, StopReason.T_MAX, "t0 ≥ t_max")
         return
 
     while True:
@@ -698,7 +837,7 @@ def _run(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
         n_valid = len(chunk_targets)
         padded = np.full(SAVES_PER_CHUNK, chunk_targets[-1], dtype=chunk_targets.dtype)
         padded[:n_valid] = chunk_targets
-        tic = time.perf_counter()
+        tic = _clock()
         carry, out, final = advance(
             carry,
             jnp.asarray(padded),
@@ -711,58 +850,169 @@ def _run(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk]:
         n = int(out["n"])
         status = int(carry["status"])
         steps = int(carry["steps"])
-        elapsed = time.perf_counter() - tic
-        n_chunks += 1
-        if n_chunks > 1:  # the first chunk's time is mostly compilation
-            scale = CHUNK_SECONDS / max(elapsed, 1e-4)
-            budget = int(np.clip(budget * min(scale, 4.0), 8, 10**6))
+        now = _clock()
+        remaining = settings.max_seconds - (now - start)
+        budget = _next_budget(budget, int(out["attempts"]), now - tic, remaining)
         pos += n
         scale_t = settings.lr if discrete else 1.0
         ts = np.asarray(out["k"] if discrete else out["t"])[:n] * scale_t
-        rows_t.extend(ts.tolist())
-        rows_y.extend(np.asarray(out["y"])[:n])
-        rows_l.extend(np.asarray(out["loss"])[:n].tolist())
-        rows_g.extend(np.asarray(out["gnorm"])[:n].tolist())
+        ys, ls, gs = np.asarray(out["y"]), np.asarray(out["loss"]), np.asarray(out["gnorm"])
+        for i in range(n):
+            rows.add(ts[i], ys[i], ls[i], gs[i])
 
         reason, message = None, ""
         final_t = float(final["k"]) * settings.lr if discrete else float(final["t"])
-        if status != _RUNNING:
-            reason = _STATUS_REASON[status]
-            message = _status_message(status, final_t, steps, settings)
+        if status != RUNNING:
+            reason = StopReason.from_code(status)
+            message = reason.message(final_t, steps, settings)
         elif pos >= len(targets):
-            reason = "t_max"
-        elif time.perf_counter() - start > settings.max_seconds:
-            reason, message = "max_seconds", f"stopped after {settings.max_seconds:g} s"
+            reason = StopReason.T_MAX
+        elif budget == 0:
+            reason = StopReason.MAX_SECONDS
+            message = reason.message(final_t, steps, settings)
         done = reason is not None
+        # A call that saved nothing is not yielded until CHUNK_SECONDS have passed since
+        # the last yield, and never as the first call (its time is compilation).
+        first_call, last_yield = last_yield is None, now if last_yield is None else last_yield
+        if not done and n == 0 and (first_call or now - last_yield < CHUNK_SECONDS):
+            continue
+        last_yield = now
         # Off-grid rows: the final state of an early stop, or progress inside a long
         # save interval (so a UI sees the run move); only finite, strictly later states.
-        need_row = (done or n == 0) and final_t > max([last_t, *rows_t[-1:]])
+        need_row = (done or n == 0) and final_t > max([last_t, *rows.t[-1:]])
         if need_row and np.isfinite(float(final["loss"])) and np.isfinite(float(final["gnorm"])):
-            rows_t.append(final_t)
-            rows_y.append(np.asarray(final["y"]))
-            rows_l.append(float(final["loss"]))
-            rows_g.append(float(final["gnorm"]))
-        if rows_t:
-            last_t = rows_t[-1]
-        yield _chunk(rows_t, rows_y, rows_l, rows_g, steps, start, done, reason, message)
-        rows_t, rows_y, rows_l, rows_g = [], [], [], []
+            rows.add(final_t, final["y"], final["loss"], final["gnorm"])
+        if rows.t:
+            last_t = rows.t[-1]
+        yield rows.chunk(steps, start, done, reason, message)
         if done:
             return
 
 
-def _status_message(status: int, t: float, steps: int, settings: DynamicsSettings) -> str:
-    if status == _CONVERGED:
-        return f"‖∇L‖∞ < {settings.grad_tol:g} at t = {t:.6g}"
-    if status == _MAX_STEPS:
-        return f"reached max_steps = {settings.max_steps} at t = {t:.6g}"
-    if status == _NONFINITE:
-        return (
-            f"the next state after t = {t:.6g} (step {steps}) is NaN/Inf or has a non-finite "
-            "loss; the last finite state is kept"
-        )
-    if status == _UNDERFLOW:
-        return f"step size underflow at t = {t:.6g} (step {steps}): the flow may blow up"
-    return f"solver failure at t = {t:.6g} (step {steps})"
+# ------------------------------------------------------------------------ scipy
+
+
+def _scipy_callbacks(objective: Objective, tauinv: np.ndarray):
+    """f(t, θ) = −τ⁻¹ ⊙ ∇L(θ) and its exact Jacobian −diag(τ⁻¹) H(θ), numpy in and out,
+    from the objective's jitted ``grad`` and ``hessian``."""
+    grad, hessian = objective.grad, objective.hessian
+    unit = bool(np.all(tauinv == 1.0))
+
+    def fun(t, y):
+        g = np.asarray(grad(y), dtype=np.float64)
+        fun.nonfinite = fun.nonfinite or not np.all(np.isfinite(g))
+        return -g if unit else -tauinv * g
+
+    fun.nonfinite = False  # set once any evaluation was NaN/Inf (the solver may reject it)
+
+    def jac(t, y):
+        h = np.asarray(hessian(y), dtype=np.float64)
+        return -h if unit else -tauinv[:, None] * h
+
+    return fun, jac
+
+
+def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator[Chunk]:
+    """The flow stepped by scipy's LSODA / BDF, one step at a time, on the host.
+
+    The solver object lives in this generator, so chunks, pauses (the caller stops
+    iterating) and the wall clock never touch its steps: every step depends only on
+    (θ0, t0, settings).  Save times are read off the solver's dense output of the step
+    that crosses them; a chunk is yielded after SAVES_PER_CHUNK saves or CHUNK_SECONDS.
+    A resumed run (t0 > 0) starts a fresh solver from (θ(t0), t0).
+    """
+    start = _clock()
+    cls = {"lsoda": scipy.integrate.LSODA, "bdf": scipy.integrate.BDF}[solver_name]
+    y0 = np.array(theta0, dtype=np.float64)
+    fun, jac = _scipy_callbacks(objective, np.asarray(tauinv, dtype=np.float64))
+    value_and_grad = objective.value_and_grad
+    grid = save_grid(settings)
+    targets = grid[grid > t0 * (1 + 1e-12)]
+    rows = _start_rows(objective, y0, t0)
+    if len(targets) == 0:
+        yield rows.chunk(0, start, True, StopReason.T_MAX, "t0 ≥ t_max")
+        return
+    t_bound = float(targets[-1])
+
+    def new_solver(t, y, max_step=np.inf):
+        tols = dict(rtol=settings.rtol, atol=settings.atol)
+        return cls(fun, t, y, t_bound, jac=jac, max_step=max_step, **tols)
+
+    solver = new_solver(t0, y0)
+    last_t = t0 if t0 > 0 else -math.inf
+    steps, pos, saved, restarts = 0, 0, 0, 0
+    y_last, t_last, h_last = y0, t0, t_bound - t0  # the last finite state, last step
+    chunk_start = _clock()
+    while True:
+        reason, message = None, ""
+        failure = solver.step()
+        nonfinite = fun.nonfinite or not np.all(np.isfinite(solver.y))
+        if nonfinite and restarts < NONFINITE_STREAK:
+            # A trial step ran into a region where ∇L is NaN/Inf (LSODA gives up at
+            # once, or accepts a NaN state): restart from the last finite state with steps
+            # at most half the last one, so the run stops close to where the flow leaves
+            # the domain (after NONFINITE_STREAK restarts: "nonfinite").
+            restarts += 1
+            fun.nonfinite = False
+            solver = new_solver(t_last, y_last, 0.5 * h_last)
+            continue
+        if solver.status == "failed":
+            reason = StopReason.NONFINITE if fun.nonfinite else StopReason.SOLVER_ERROR
+            message = f"{reason.message(t_last, steps, settings)} ({solver_name}: {failure})"
+        elif not np.all(np.isfinite(solver.y)):
+            reason = StopReason.NONFINITE
+            message = reason.message(t_last, steps, settings)
+        else:
+            steps += 1
+            if pos < len(targets) and targets[pos] <= solver.t:
+                dense = solver.dense_output()
+                while pos < len(targets) and targets[pos] <= solver.t:
+                    ts = float(targets[pos])
+                    y = solver.y if ts == solver.t else dense(ts)
+                    loss, g = value_and_grad(y)
+                    loss, gnorm = float(loss), float(jnp.max(jnp.abs(g)))
+                    if not (np.isfinite(y).all() and np.isfinite(loss) and np.isfinite(gnorm)):
+                        reason = StopReason.NONFINITE
+                        message = reason.message(t_last, steps, settings)
+                        break
+                    rows.add(ts, y, loss, gnorm)
+                    pos += 1
+                    saved += 1
+                    if gnorm < settings.grad_tol:
+                        reason = StopReason.CONVERGED
+                        message = reason.message(ts, steps, settings)
+                        break
+            if reason is None:
+                h_last = float(solver.t) - t_last
+                y_last, t_last = solver.y, float(solver.t)
+                if pos >= len(targets):
+                    reason = StopReason.T_MAX
+                elif steps >= settings.max_steps:
+                    reason = StopReason.MAX_STEPS
+                    message = reason.message(t_last, steps, settings)
+        now = _clock()
+        if reason is None and now - start > settings.max_seconds:
+            reason = StopReason.MAX_SECONDS
+            message = reason.message(t_last, steps, settings)
+        done = reason is not None
+        if steps == 1:  # the first step's time is mostly compilation of ∇L and H
+            chunk_start = now
+        if not (done or saved >= SAVES_PER_CHUNK or now - chunk_start >= CHUNK_SECONDS):
+            continue
+        # Off-grid rows as for the jitted runs: the final state of an early stop, or
+        # progress inside a long save interval; only finite, strictly later states.
+        newest = max([last_t, *rows.t[-1:]])
+        if (done or saved == 0) and t_last > newest and reason is not StopReason.CONVERGED:
+            loss, g = value_and_grad(y_last)
+            gnorm = float(jnp.max(jnp.abs(g)))
+            if np.isfinite(float(loss)) and np.isfinite(gnorm):
+                rows.add(t_last, y_last, loss, gnorm)
+        if rows.t:
+            last_t = rows.t[-1]
+        yield rows.chunk(steps, start, done, reason, message)
+        if done:
+            return
+        saved, chunk_start = 0, _clock()
 
 
 def _chunk(rows_t, rows_y, rows_l, rows_g, steps, start, done, reason, message) -> Chunk:
@@ -773,7 +1023,7 @@ def _chunk(rows_t, rows_y, rows_l, rows_g, steps, start, done, reason, message) 
         loss=np.asarray(rows_l, dtype=np.float64),
         grad_norm=np.asarray(rows_g, dtype=np.float64),
         steps=int(steps),
-        wall=time.perf_counter() - start,
+        wall=_clock() - start,
         done=bool(done),
         reason=reason,
         message=message,
@@ -798,15 +1048,3 @@ def run_to_end(
         reason=last.reason,
         message=last.message,
     )
-
-
-def settings_from_mapping(mapping: dict) -> DynamicsSettings:
-    """DynamicsSettings from a ``[dynamics]`` table; unknown keys are an error naming them."""
-    known = {f.name for f in fields(DynamicsSettings)}
-    unknown = sorted(set(mapping) - known)
-    if unknown:
-        raise ValueError(f"dynamics.{unknown[0]}: unknown key; known keys: {sorted(known)}")
-    values = dict(mapping)
-    if values.get("tauinv") is not None:
-        values["tauinv"] = tuple(values["tauinv"])
-    return DynamicsSettings(**values)

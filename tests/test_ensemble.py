@@ -75,3 +75,5 @@ def test_bad_input_is_named(small_problem):
         run_ensemble(obj, jnp.full_like(thetas, jnp.nan), DynamicsSettings())
     with pytest.raises(ValueError, match=r"dynamics\.method"):
         run_ensemble(obj, thetas, DynamicsSettings(method="adam"))
+    with pytest.raises(ValueError, match=r"dynamics\.solver"):  # scipy runs on the host
+        run_ensemble(obj, thetas, DynamicsSettings(solver="lsoda"))

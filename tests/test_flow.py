@@ -159,10 +159,17 @@ def test_converged_stop():
 
 
 def test_auto_solver_choice():
-    assert resolve_solver(DynamicsSettings(), 9) == "kvaerno5"
-    assert resolve_solver(DynamicsSettings(), 160) == "kvaerno5"
-    assert resolve_solver(DynamicsSettings(), 161) == "tsit5"
+    # auto: scipy's LSODA up to AUTO_SCIPY_MAX_PARAMS (measurements beside the constant).
+    assert resolve_solver(DynamicsSettings(), 9) == "lsoda"
+    assert resolve_solver(DynamicsSettings(), flow.AUTO_SCIPY_MAX_PARAMS) == "lsoda"
+    assert resolve_solver(DynamicsSettings(), flow.AUTO_SCIPY_MAX_PARAMS + 1) == "tsit5"
     assert resolve_solver(DynamicsSettings(solver="dopri8"), 9) == "dopri8"
+    # Where a jitted solver is needed (ensembles): the diffrax rule.
+    assert resolve_solver(DynamicsSettings(), 9, jax_only=True) == "kvaerno5"
+    assert resolve_solver(DynamicsSettings(), 160, jax_only=True) == "kvaerno5"
+    assert resolve_solver(DynamicsSettings(), 161, jax_only=True) == "tsit5"
+    with pytest.raises(ValueError, match=r"dynamics\.solver"):
+        resolve_solver(DynamicsSettings(solver="lsoda"), 9, jax_only=True)
 
 
 def test_bad_settings_name_the_field():
@@ -220,3 +227,184 @@ def test_gd_decreases_and_nonfinite_keeps_last_finite(small_problem):
     run = run_to_end(obj, theta0 * 10, DynamicsSettings(method="gd", lr=1e3, t_max=1e6))
     assert run.reason == "nonfinite"
     assert np.all(np.isfinite(run.theta)) and np.all(np.isfinite(run.loss))
+
+
+# ------------------------------------------------------------------ scipy solvers
+
+
+@pytest.mark.parametrize("solver", ["lsoda", "bdf"])
+def test_scipy_solvers_match_closed_form_on_the_grid(solver):
+    settings = DynamicsSettings(solver=solver, t_max=1e3, n_saves=30, rtol=1e-10, atol=1e-12)
+    run = run_to_end(QUARTIC, THETA0, settings)
+    assert run.reason == "t_max"
+    assert run.t[0] == 0 and run.t[-1] == 1e3
+    np.testing.assert_array_equal(run.t[1:], save_grid(settings))  # dense output: every save
+    np.testing.assert_allclose(run.theta, quartic_exact(run.t), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(run.loss, 0.25 * np.sum(run.theta**4, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(run.grad_norm, np.max(np.abs(run.theta) ** 3, axis=1), rtol=1e-12)
+
+
+def test_lsoda_stiff_linear_flow_and_tauinv():
+    """λ over 4.7 decades: the stiff regime where LSODA uses BDF with the exact Jacobian."""
+    tauinv = (1.0, 2.0, 0.5, 3.0)
+    settings = DynamicsSettings(
+        solver="lsoda", t_max=100.0, n_saves=20, rtol=1e-10, atol=1e-12, tauinv=tauinv
+    )
+    run = run_to_end(QUADRATIC, THETA0, settings)
+    assert run.reason == "t_max"
+    ref = np.stack([expm(-t * np.diag(tauinv) @ H_QUAD) @ THETA0 for t in run.t])
+    np.testing.assert_allclose(run.theta, ref, rtol=0, atol=1e-8)
+
+
+def test_lsoda_uses_the_exact_hessian():
+    calls = []
+    h = jnp.asarray(H_QUAD)
+
+    def hessian(th):
+        jax.debug.callback(lambda: calls.append(1))
+        return h
+
+    obj = hand_objective(lambda th: 0.5 * th @ h @ th, "counted-lsoda", hessian=hessian)
+    settings = DynamicsSettings(solver="lsoda", t_max=1e4, n_saves=10, rtol=1e-8, atol=1e-10)
+    run = run_to_end(obj, THETA0, settings)
+    assert run.reason == "t_max"
+    assert 1 <= len(calls) < run.steps  # Jacobians are reused over many steps
+    ref = expm(-1e4 * H_QUAD) @ THETA0
+    np.testing.assert_allclose(run.theta[-1], ref, rtol=0, atol=1e-8)
+
+
+def test_lsoda_nonfinite_keeps_last_finite_state():
+    obj = hand_objective(lambda th: jnp.sum(-th + 0.0 * jnp.sqrt(1.0 - th)), "cliff-lsoda")
+    run = run_to_end(obj, np.zeros(4), DynamicsSettings(solver="lsoda", t_max=10.0, n_saves=20))
+    assert run.reason == "nonfinite", run.message
+    assert np.all(np.isfinite(run.theta)) and np.all(np.isfinite(run.loss))
+    assert 0.9 < run.t[-1] <= 1.0
+    np.testing.assert_allclose(run.theta[-1], run.t[-1], atol=1e-8)
+
+
+def test_lsoda_resume_and_interleaved_runs():
+    """Two paused LSODA runs stepped alternately (the solver object lives in each
+    generator, scipy ≥ 1.15 keeps no global state) equal uninterrupted runs; a resumed
+    run saves on the same grid and stays within tolerance."""
+    settings = DynamicsSettings(solver="lsoda", t_max=1e3, n_saves=40, rtol=1e-10, atol=1e-12)
+    whole_q = run_to_end(QUARTIC, THETA0, settings)
+    whole_h = run_to_end(QUADRATIC, THETA0, settings)
+    gens = [run_dynamics(QUARTIC, THETA0, settings), run_dynamics(QUADRATIC, THETA0, settings)]
+    parts: list[list] = [[], []]
+    while not all(part and part[-1].done for part in parts):
+        for gen, part in zip(gens, parts, strict=True):
+            if not (part and part[-1].done):
+                part.append(next(gen))
+    for part, whole in zip(parts, (whole_q, whole_h), strict=True):
+        np.testing.assert_array_equal(np.concatenate([c.theta for c in part]), whole.theta)
+    first = next(run_dynamics(QUARTIC, THETA0, settings))
+    rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
+    assert rest.t[0] > first.t[-1]
+    t = np.concatenate([first.t, rest.t])
+    theta = np.concatenate([first.theta, rest.theta])
+    common, i, j = np.intersect1d(t, whole_q.t, return_indices=True)
+    assert len(common) == settings.n_saves + 1
+    np.testing.assert_allclose(theta[i], whole_q.theta[j], rtol=0, atol=1e-9)
+
+
+def test_deep_linear_small_init_finishes_with_auto():
+    """The saddle-to-saddle preset (three-layer linear net from init scale 1e-3, P = 27):
+    Kvaerno5 crawled to t ≈ 0.07 in 130 s; auto (LSODA) passes all three plateaus."""
+    from pathlib import Path
+
+    from core.config import load_config
+    from core.problem import build_problem
+
+    root = Path(__file__).resolve().parents[1]
+    problem = build_problem(load_config(root / "explorer/presets/saddle_to_saddle.toml"))
+    settings = DynamicsSettings(t_max=1e5, rtol=1e-8, atol=1e-10, max_seconds=60)
+    assert resolve_solver(settings, problem.objective.n_params) == "lsoda"
+    tic = time.perf_counter()
+    run = run_to_end(problem.objective, problem.theta0, settings)
+    assert time.perf_counter() - tic < 30
+    assert run.reason in ("t_max", "converged"), run.message
+    # The plateaus at the best rank-r fits (preset docstring) are all visited.
+    for level in (4.95, 0.595, 0.0485):
+        assert np.any(np.abs(run.loss / level - 1) < 0.01), level
+    assert run.loss[-1] < 1e-20
+
+
+# --------------------------------------------------- determinism and wall budget
+
+
+def _slow_clock(factor: float):
+    """A wall clock running ``factor`` × faster than the real one (a loaded machine)."""
+    t0 = time.perf_counter()
+    return lambda: t0 + factor * (time.perf_counter() - t0)
+
+
+def _grid_states(run, settings):
+    on = np.isin(run.t, save_grid(settings))
+    return run.t[on], run.theta[on]
+
+
+@pytest.mark.parametrize("solver", ["lsoda", "tsit5"])
+def test_same_grid_states_whatever_the_clock_and_chunking(monkeypatch, solver):
+    """The same run with chunks of ~0.1 ms, 0.2 s on a 30× clock, and 10 s: the states on
+    the save grid are bit-identical (the clock decides where chunks end, not the steps)."""
+    settings = DynamicsSettings(solver=solver, t_max=100.0, n_saves=30, rtol=1e-9, atol=1e-11)
+    t_ref, y_ref = _grid_states(run_to_end(QUADRATIC, THETA0, settings), settings)
+    assert len(t_ref) == settings.n_saves
+    for chunk_seconds, factor in ((1e-4, 1.0), (0.2, 30.0), (10.0, 1.0)):
+        monkeypatch.setattr(flow, "CHUNK_SECONDS", chunk_seconds)
+        monkeypatch.setattr(flow, "_clock", _slow_clock(factor))
+        run = run_to_end(QUADRATIC, THETA0, settings)
+        assert run.reason == "t_max"
+        t, y = _grid_states(run, settings)
+        np.testing.assert_array_equal(t, t_ref)
+        np.testing.assert_array_equal(y, y_ref)  # bit-identical
+
+
+def test_max_seconds_honoured_including_compilation():
+    """A fresh objective (its ∇L and H compile inside the run) and a budget far shorter
+    than the run: real wall time within 10 % of max_seconds, and the result says so."""
+    spec = make_spec(2, [5], "softplus", bias=True)
+    teacher = random_teacher(spec, jax.random.PRNGKey(1))
+    obj = mse_objective(spec, make_dataset(teacher, "gaussian", 10_000, 0))
+    theta0 = np.asarray(random_teacher(spec, jax.random.PRNGKey(2)).theta)
+    settings = DynamicsSettings(t_max=1e10, rtol=1e-10, atol=1e-12, grad_tol=0, max_seconds=3)
+    tic = time.perf_counter()
+    run = run_to_end(obj, theta0, settings)
+    elapsed = time.perf_counter() - tic
+    assert run.reason == "max_seconds" and run.message == "stopped after 3 s"
+    assert elapsed < 1.1 * settings.max_seconds
+    assert 0 < run.t[-1] < 1e10
+
+
+def test_jitted_chunks_stop_within_budget_on_a_slow_clock(monkeypatch):
+    """Jitted chunks (Tsit5 on a stiff problem: it never reaches t_max) with a clock 20×
+    faster than real (a very loaded machine): the chunks' step budgets shrink to the
+    remaining time, so the run stops within 10 % of max_seconds as the driver measures it."""
+    settings = DynamicsSettings(solver="tsit5", t_max=1e10, grad_tol=0, max_seconds=2.0)
+    next(run_dynamics(QUADRATIC, THETA0, settings))  # compiled (as in the test above)
+    clock = _slow_clock(20.0)
+    monkeypatch.setattr(flow, "_clock", clock)
+    start = clock()
+    run = run_to_end(QUADRATIC, THETA0, settings)
+    elapsed = clock() - start
+    assert run.reason == "max_seconds", run.reason
+    assert elapsed < 1.1 * settings.max_seconds
+    assert run.t[-1] < 1e10
+
+
+def test_stop_reasons_are_one_enum_with_the_stored_strings():
+    import json
+
+    from core.flow import RUNNING, StopReason
+
+    stored = ("t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error")
+    assert tuple(StopReason) == stored  # sessions store these strings: never rename
+    for reason in StopReason:
+        assert StopReason(str(reason)) is reason and f"{reason}" == reason.value
+        assert json.dumps({"r": reason}) == json.dumps({"r": reason.value})
+        assert StopReason.from_code(reason.code) is reason and reason.code != RUNNING
+        assert reason.description
+    assert StopReason.from_code(RUNNING) is None
+    run = run_to_end(QUARTIC, THETA0, DynamicsSettings(solver="lsoda", t_max=1.0, max_steps=3))
+    assert run.reason is StopReason.MAX_STEPS and run.steps == 3
+    assert run.message == StopReason.MAX_STEPS.message(run.t[-1], 3, DynamicsSettings(max_steps=3))

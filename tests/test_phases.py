@@ -392,3 +392,15 @@ def test_report_json_has_phases(name, capsys):
         levels = [p["loss"] for p in report["phases"] if p["kind"] == "plateau"]
         assert levels == pytest.approx(best, rel=2e-3)
         assert levels == pytest.approx([4.95, 0.595, 0.0485], rel=1e-2)  # README's numbers
+
+
+def test_partial_report_of_an_interrupted_session_has_phases():
+    """No stored report (a run killed before the end): the computed one has phases too."""
+    import dataclasses
+
+    from core.runner import session_report
+
+    session = load_session(SESSIONS / "symmetry_saddle")
+    report = session_report(dataclasses.replace(session, report=None))
+    assert report["partial"] is True
+    assert report["phases"] == [p.to_json() for p in session_phases(session)]

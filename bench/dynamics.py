@@ -26,10 +26,10 @@ import core  # noqa: F401
 from core.cache import enable_compilation_cache
 from core.data import make_dataset
 from core.ensemble import run_ensemble
+from core.fixed_point import flow_to_fixed_point
 from core.flow import AUTO_STIFF_MAX_PARAMS, DynamicsSettings, resolve_solver, run_to_end
 from core.networks import init_params, make_spec
 from core.objectives import mse_objective
-from core.refine import flow_to_fixed_point
 from core.teachers import random_teacher
 
 

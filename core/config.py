@@ -159,9 +159,13 @@ class DynamicsConfig:
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """Refinement to the exact critical point (:func:`core.refine.refine`)."""
+    """Refinement to the exact critical point (:func:`core.refine.refine`), during the flow
+    once it is in a minimum's basin and after it (:mod:`core.fixed_point`).
 
-    method: str = "newton"
+    ``method = "auto"``: trust region, then a Newton polish; "none": the flow alone.
+    """
+
+    method: str = "auto"
     gtol: float = 1e-12
     max_iter: int = 200
 

@@ -3,11 +3,13 @@
 :func:`run_config` is what ``explorer run`` and the sweep runner call.  It
 
 1. builds the :class:`~core.problem.Problem` (or continues a saved session with ``resume``),
-2. iterates :func:`core.flow.run_dynamics`, appending each chunk to a
-   :class:`~core.session.SessionRecorder` and autosaving at least every 10 s, with Hessian
-   spectra at the deterministic log-spaced times of :class:`core.spectra.SpectrumSchedule`,
-3. refines the final state to the exact critical point (:func:`core.refine.refine`)
-   unless ``refine.method = "none"``,
+2. iterates the flow-to-fixed-point driver :class:`core.fixed_point.FixedPointRun`,
+   appending each chunk to a :class:`~core.session.SessionRecorder` and autosaving at
+   least every 10 s, with Hessian spectra at the deterministic log-spaced times of
+   :class:`core.spectra.SpectrumSchedule`; the driver hands over to refinement once the
+   flow is in a minimum's basin, else refines the flow's end state (unless
+   ``refine.method = "none"``),
+3. records that refinement (``refined``, a "refine" event) in :func:`finish`,
 4. analyses the refined (else final) point (:func:`core.analysis.analyze`),
 5. writes the report of DESIGN.md into the session and saves it atomically.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,7 +149,7 @@ def run_config(
         ConfigError / SessionError: before anything is written.
         RunInterrupted: after flushing the session, on SIGTERM/SIGHUP/SIGINT.
     """
-    from core.flow import run_dynamics
+    from core.fixed_point import FixedPointRun
 
     out = Path(out_dir)
     check_writable_target(out)
@@ -189,7 +190,10 @@ def run_config(
 
     snapshots = SpectrumSchedule(objective, save_grid(settings), t0=t0)
     with _stop_on_signals() as flag:
-        gen = run_dynamics(objective, theta, settings, t0=t0, seed=config.seed)
+        gen = FixedPointRun(
+            objective, theta, settings, t0=t0, seed=config.seed, method=config.refine.method,
+            gtol=config.refine.gtol, max_iter=config.refine.max_iter,
+        )  # fmt: skip
         try:
             for chunk in gen:
                 rec.append_chunk(chunk)
@@ -212,7 +216,7 @@ def run_config(
             raise RunInterrupted(signum, out)
 
         try:
-            finish(problem, rec, spec)
+            finish(problem, rec, spec, gen.result)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
             # e.g. a non-finite Hessian at a huge state: the trajectory is still kept
             rec.add_event("finish", error=f"{type(e).__name__}: {e}")
@@ -239,8 +243,13 @@ def _flush_interrupted(rec: SessionRecorder, out: Path, signum: int) -> str:
     return f"interrupted: session saved to {out}"
 
 
-def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:
-    """Refine (unless ``refine.method = "none"``), analyse and write the report into ``rec``."""
+def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec, fixed: Any = None) -> None:
+    """Record the refinement, analyse and write the report into ``rec``.
+
+    ``fixed`` is the :class:`core.fixed_point.FixedPointResult` of the run: its
+    refinement (the hand-over during the flow, or the one after it) becomes the report's
+    ``refined`` and a "refine" event; None (or ``refine.method = "none"``) records none.
+    """
     from core.analysis import analyze, hessian_spectrum
 
     config = problem.config
@@ -259,42 +268,35 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec) -> None:
 
     refined = None
     point = theta_final
-    if config.refine.method != "none":
-        from core.refine import refine
-
-        tic = time.perf_counter()
-        try:
-            r = refine(
-                objective,
-                theta_final,
-                method=config.refine.method,
-                gtol=config.refine.gtol,
-                max_iter=config.refine.max_iter,
-            )
-        except Exception as e:  # a failed refinement still leaves a usable session
-            rec.add_event("refine", method=config.refine.method, error=f"{type(e).__name__}: {e}")
-        else:
-            refined = {
-                "t": t_final,
-                "loss": float(r.loss),
-                "grad_inf_norm": float(r.grad_inf_norm),
-                "params": params_to_lists(spec, r.theta),
-                "iterations": int(r.iterations),
-                "converged": bool(r.converged),
-                "reason": r.reason,
-                "method": r.method,
-                "seconds": round(time.perf_counter() - tic, 6),
-            }
-            rec.set_refined(r.theta, **{k: v for k, v in refined.items() if k != "params"})
-            rec.add_event(
-                "refine",
-                method=r.method,
-                converged=bool(r.converged),
-                iterations=int(r.iterations),
-                grad_inf_norm=float(r.grad_inf_norm),
-            )
-            if np.all(np.isfinite(r.theta)):
-                point = np.asarray(r.theta)
+    if fixed is not None and fixed.error is not None:  # the session stays usable
+        rec.add_event("refine", t=fixed.t, method=config.refine.method, error=fixed.error)
+    elif fixed is not None and fixed.refine is not None:
+        r = fixed.refine
+        refined = {
+            "t": t_final,
+            "loss": float(r.loss),
+            "grad_inf_norm": float(r.grad_inf_norm),
+            "params": params_to_lists(spec, r.theta),
+            "iterations": int(r.iterations),
+            "converged": bool(r.converged),
+            "reason": r.reason,
+            "method": r.method,
+            "handed_over": bool(fixed.handed_over),
+            "attempts": int(fixed.refine_attempts),
+            "seconds": round(float(fixed.refine_seconds), 6),
+        }
+        rec.set_refined(r.theta, **{k: v for k, v in refined.items() if k != "params"})
+        rec.add_event(
+            "refine",
+            t=fixed.t,
+            method=r.method,
+            converged=bool(r.converged),
+            iterations=int(r.iterations),
+            grad_inf_norm=float(r.grad_inf_norm),
+            handed_over=bool(fixed.handed_over),
+        )
+        if np.all(np.isfinite(r.theta)):
+            point = np.asarray(r.theta)
 
     x = None if problem.data is None else problem.data.x
     analysis = analyze(objective, point, problem.teacher, x)

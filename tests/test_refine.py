@@ -117,7 +117,7 @@ def test_newton_takes_full_steps_on_ill_conditioned_quadratic():
 
 def test_flow_to_fixed_point_hands_over_to_trust_region(teacher_problem):
     """From near the teacher, flow then trust region lands on the teacher exactly, before t_max."""
-    from core.refine import flow_to_fixed_point
+    from core.fixed_point import HANDED_OVER, flow_to_fixed_point
 
     spec, teacher, _, obj = teacher_problem
     theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
@@ -125,7 +125,8 @@ def test_flow_to_fixed_point_hands_over_to_trust_region(teacher_problem):
     res = flow_to_fixed_point(obj, theta0, settings)
     assert res.converged and res.index == 0, res.reason
     assert res.loss < 1e-20 and res.grad_inf_norm < 1e-12
-    assert "refined from the flow" in res.reason
+    assert res.handed_over and res.stop_reason == HANDED_OVER, res.reason
+    assert "handed over to refinement" in res.reason
     assert res.t < 1e10 and res.refine_attempts >= 1  # handed over before t_max
     w_s = unflatten(spec, res.theta)["w1"]
     w_t = np.asarray(unflatten(spec, teacher.theta)["w1"])
@@ -133,10 +134,10 @@ def test_flow_to_fixed_point_hands_over_to_trust_region(teacher_problem):
     assert np.all(dist.min(axis=1) < 1e-8)
     with pytest.raises(ValueError, match="switch_grad"):
         flow_to_fixed_point(obj, theta0, settings, switch_grad=0.0)
-    with pytest.raises(ValueError, match="refine_share"):
-        flow_to_fixed_point(obj, theta0, settings, refine_share=1.0)
-    with pytest.raises(ValueError, match="final_seconds"):
-        flow_to_fixed_point(obj, theta0, settings, final_seconds=0.0)
+    with pytest.raises(ValueError, match=r"refine\.method"):
+        flow_to_fixed_point(obj, theta0, settings, method="bfgs")
+    with pytest.raises(ValueError, match=r"refine\.gtol"):
+        flow_to_fixed_point(obj, theta0, settings, gtol=0.0)
 
 
 def test_trust_region_stops_at_max_seconds(teacher_problem):

@@ -81,8 +81,9 @@ CONVERGED_GRAD_TOL = DEFAULT_GRAD_TOL
 #: channel_to_infinity session falls at 1.6 (L ∝ t^(−0.7)); exponential convergence
 #: (L ∝ e^(−2λt)) exceeds any fixed rate once λt ≳ 1 (symmetry_saddle ends at 28).
 CHANNEL_MAX_RATE = 5.0
-#: ... over at least one decade of t at the end of the run (when only the spectra, not a
-#: neuron pair, say that it is a channel).
+#: ... over at least one decade of t at the end of the run when only the spectra say that
+#: it is a channel (λmax is sampled ≈ 10 times per decade: a decade gives a growth rate from
+#: ~10 spectra), and over PLATEAU_MIN_DECADES (a doubling of t) when a neuron pair does.
 CHANNEL_MIN_DECADES = 1.0
 #: ... with λmax still growing by this factor per decade at the end (the weights of the
 #: pair diverge, so does the curvature across the channel).  The channel_to_infinity
@@ -393,9 +394,9 @@ def _channel(tt, ll, gg, u, spectra, spec_rows, theta, keep, spec, x, last_end) 
         if tt[s] <= ts <= tt[-1] and ts > 0
     ]
     lmax.sort(key=lambda p: p[0])
+    if u[-1] - u[s] < (PLATEAU_MIN_DECADES if pair is not None else CHANNEL_MIN_DECADES):
+        return None
     if pair is None:
-        if u[-1] - u[s] < CHANNEL_MIN_DECADES:
-            return None
         tail = [(ts, lm) for ts, lm in lmax if math.log10(ts) >= u[-1] - CHANNEL_MIN_DECADES]
         if len(tail) < 2 or not (tail[0][1] > 0 and tail[-1][1] > 0):
             return None

@@ -349,6 +349,30 @@ def test_channel_session_ends_in_a_channel():
     assert ch.t_end == session.final_t and ch.loss == pytest.approx(session.final_loss)
     # the channel is entered after the main drop (t ≈ 100-250), long before the end
     assert 1e2 < ch.t_start < 1e3
+    # cut the run short.  detect_channels sees the pair from t ≈ 2.8e7 on (its ratio test);
+    # before that only the spectra's growing λmax can tell, and without them it is a descent
+    seg = session.final_segment
+    x = np.asarray(build_problem(session.config).data.x)
+    spectra = [(sp.t, sp.eigenvalues) for sp in session.spectra]
+    for t_cut, with_spectra, expect in (
+        (1e8, False, "channel"),
+        (1e7, False, "descent"),
+        (1e7, True, "channel"),
+    ):
+        m = int(np.searchsorted(seg.t, t_cut))
+        cut = detect_phases(
+            seg.t[:m],
+            seg.loss[:m],
+            seg.grad_norm[:m],
+            [sp for sp in spectra if sp[0] <= seg.t[m - 1]] if with_spectra else (),
+            theta=seg.theta[:m],
+            spec=seg.spec,
+            x=x,
+        )
+        assert kinds(cut) == (["descent", "channel"] if expect == "channel" else ["descent"])
+        if expect == "channel":
+            assert ("neurons 0 and 1" in cut[-1].note) != with_spectra
+            assert cut[-1].t_start == pytest.approx(ch.t_start)
 
 
 def test_session_phases_runs_over_every_segment():

@@ -162,7 +162,14 @@ def detect_phases(
     last is kept.  Returns [] for an empty trajectory.  Raises ``ValueError`` naming the
     argument for mismatched shapes, negative or decreasing t.
     """
+    m_in = int(np.asarray(t).shape[0]) if np.ndim(t) else 0
     tt, ll, gg, keep = _clean(t, loss, grad_norm)
+    if theta is not None and spec is not None:
+        shape = np.shape(theta)
+        if shape != (m_in, spec.n_params):
+            raise ValueError(
+                f"detect_phases: theta must have shape ({m_in}, {spec.n_params}), got {shape}"
+            )
     n = tt.shape[0]
     if n == 0:
         return []
@@ -429,12 +436,8 @@ def _channel_pair(theta, keep, spec, x) -> tuple[int, int] | None:
         return None
     from core.analysis import detect_channels, gaussian_sample
 
-    th = np.asarray(theta, dtype=np.float64)
-    if th.ndim != 2 or th.shape[1] != spec.n_params:
-        raise ValueError(
-            f"detect_phases: theta must have shape (m, {spec.n_params}), got {th.shape}"
-        )
-    rows = [r for r in keep[::-1] if r < th.shape[0] and np.all(np.isfinite(th[r]))]
+    th = np.asarray(theta, dtype=np.float64)  # shape checked by detect_phases
+    rows = [r for r in keep[::-1] if np.all(np.isfinite(th[r]))]
     if not rows:
         return None
     xx = gaussian_sample(spec.input_dim) if x is None else x

@@ -165,6 +165,9 @@ def test_edge_cases():
         detect_phases([1.0, 0.5], [1.0, 1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="t must be ≥ 0"):
         detect_phases([-1.0, 0.5], [1.0, 1.0], [1.0, 1.0])
+    spec = make_spec(2, (2,), "softplus")
+    with pytest.raises(ValueError, match=rf"theta must have shape \(2, {spec.n_params}\)"):
+        detect_phases([0.0, 1.0], [1.0, 0.5], [1.0, 1.0], theta=np.zeros((3, 9)), spec=spec)
 
 
 def test_plateau_index_from_a_spectrum_inside_with_the_analysis_tolerance():

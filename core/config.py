@@ -30,7 +30,9 @@ from core.spec import NetworkSpec, activation_names, canonical_activation, make_
 
 TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit")
 DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite")
-LOSSES = ("mse", "correlation")
+LOSSES = ("mse", "correlation", "crossentropy")
+#: ``student.output``: the logits as they are, or softmax class probabilities (cross-entropy).
+OUTPUTS = ("identity", "softmax")
 DYNAMICS_METHODS = ("flow", "gd", "sgd", "adam")
 SOLVERS = ("auto", "tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5", "lsoda", "bdf")
 REFINE_METHODS = ("newton", "trust-region", "auto", "none")
@@ -116,7 +118,8 @@ class StudentConfig:
     ``activation`` is one name or (one hidden layer) one name per neuron; ``activations``
     (instead of ``activation``, which is then ``None``) one entry per hidden layer, each a
     name or a per-neuron list of names.  ``params`` optionally fixes θ₀ (named view);
-    otherwise θ₀ is LeCun-normal × ``init_scale``.
+    otherwise θ₀ is LeCun-normal × ``init_scale``.  ``output = "softmax"`` (with
+    ``data.loss = "crossentropy"``) reads the k_L outputs as class probabilities.
     """
 
     widths: tuple[int, ...] = (4,)
@@ -125,6 +128,7 @@ class StudentConfig:
     init_scale: float = 1.0
     params: ParamTuples | None = None
     activations: LayerActivations | None = None
+    output: str = "identity"
 
 
 @dataclass(frozen=True)
@@ -575,7 +579,10 @@ class _Validator:
         if "params" in s:
             spec = self._student_spec(teacher, widths, act, bias, activations)
             params = self.params(s["params"], "student.params", spec)
-        return StudentConfig(widths, act, bias, scale, params, activations=activations)
+        output = self.choice(s.get("output", "identity"), "student.output", OUTPUTS)
+        return StudentConfig(
+            widths, act, bias, scale, params, activations=activations, output=output
+        )
 
     def layer_activations(
         self, table: Mapping, prefix: str, widths: tuple[int, ...]
@@ -622,6 +629,12 @@ class _Validator:
         if loss == "correlation" and kind != "gaussian-infinite":
             raise self.fail(
                 "data.loss", f"'correlation' needs data.kind = 'gaussian-infinite', not {kind!r}"
+            )
+        if loss == "crossentropy" and kind == "gaussian-infinite":
+            raise self.fail(
+                "data.loss",
+                "'crossentropy' needs finite data (data.kind = gaussian, uniform or sobol): "
+                "the softmax has no closed-form Gaussian expectation",
             )
         seed = None
         if "seed" in t:
@@ -705,4 +718,32 @@ class _Validator:
             raise self.fail(
                 "dynamics.batch_size",
                 f"must be ≤ data.samples = {data.samples}, got {dyn.batch_size}",
+            )
+        self.classification_checks(cfg)
+
+    def classification_checks(self, cfg: Config) -> None:
+        """``data.loss = "crossentropy"`` ⇔ ``student.output = "softmax"``; labels need classes."""
+        t, s, data, dyn = cfg.teacher, cfg.student, cfg.data, cfg.dynamics
+        if data.loss == "crossentropy" and s.output != "softmax":
+            raise self.fail("data.loss", "'crossentropy' needs student.output = 'softmax'")
+        if s.output == "softmax" and data.loss != "crossentropy":
+            raise self.fail(
+                "student.output", f"'softmax' needs data.loss = 'crossentropy', not {data.loss!r}"
+            )
+        if data.loss != "crossentropy":
+            return
+        if not t.is_network:
+            raise self.fail(
+                "teacher.kind",
+                f"'crossentropy' labels are a network teacher's argmax output, not {t.kind!r}",
+            )
+        if t.output_dim < 2:
+            raise self.fail(
+                "teacher.output_dim",
+                "'crossentropy' needs ≥ 2 classes (one teacher output per class, label = "
+                f"argmax), got {t.output_dim}",
+            )
+        if dyn.method == "sgd":
+            raise self.fail(
+                "dynamics.method", "'sgd' minibatches the MSE only; use flow, gd or adam"
             )

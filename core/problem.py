@@ -5,8 +5,11 @@
 * the teacher (:mod:`core.teachers`) — random weights from key k_T;
 * the student spec (teacher's input/output dims, student widths/activation/bias);
 * the data: N inputs of ``data.kind`` seeded by ``config.data_seed`` labelled by the
-  teacher (:mod:`core.data`), or none for ``gaussian-infinite``;
-* the objective: finite-data MSE (:func:`core.objectives.mse_objective`) or the exact
+  teacher (:mod:`core.data`; for ``crossentropy`` the one-hot class c_n = argmax of the
+  teacher's outputs, :func:`core.crossentropy.label_dataset`), or none for
+  ``gaussian-infinite``;
+* the objective: finite-data MSE (:func:`core.objectives.mse_objective`), cross-entropy of
+  softmax outputs (:func:`core.crossentropy.crossentropy_objective`) or the exact
   Gaussian expectation (:func:`core.gaussian.gaussian_objective`);
 * θ₀ (P,): the explicit ``student.params`` or ``init_params(spec, k_S, init_scale)``,
 
@@ -64,6 +67,38 @@ class Problem:
             return self.objective
         return make_objective(self.config, spec, self.teacher, self.data)
 
+    def fit_metrics(self, spec: NetworkSpec, theta: np.ndarray) -> dict:
+        """Errors reported beside the loss at θ (P,) of ``spec``.
+
+        * mse, finite data: ``rmse`` = √(Σ_n w_n ‖f(x_n) − y_n‖² / K), the root of the mean
+          squared error per output (w_n = 1/N: √(mean over samples and outputs of r²));
+        * mse, infinite data: ``rmse`` = √(2 (L − B) / K) from L = ½ E‖f − g‖² + B;
+        * crossentropy: ``accuracy`` = Σ_n w_n [argmax_o f_o(x_n) = c_n] (training accuracy);
+        * correlation: ``rmse`` is None (the loss compares no outputs).
+        """
+        from core.networks import forward_jit
+
+        theta_j = jax.numpy.asarray(theta, jax.numpy.float64)
+        loss, k = self.config.data.loss, spec.output_dim
+        if loss == "correlation":
+            return {"rmse": None}
+        if self.data is None:
+            from core.objectives import barrier
+
+            value = self.objective_for(spec).loss(theta_j)
+            data_term = float(value - barrier(theta_j, self.config.dynamics.maxnorm))
+            return {"rmse": float(np.sqrt(max(2.0 * data_term, 0.0) / k))}
+        out = forward_jit(spec, theta_j, jax.numpy.asarray(self.data.x))
+        y = jax.numpy.asarray(self.data.y)
+        n = y.shape[0]
+        w = np.full(n, 1.0 / n) if self.data.weights is None else np.asarray(self.data.weights)
+        if loss == "crossentropy":
+            from core.crossentropy import accuracy
+
+            return {"accuracy": accuracy(out, y, w)}
+        sq = np.sum(np.asarray(out - y) ** 2, axis=1)
+        return {"rmse": float(np.sqrt(np.sum(w * sq) / k))}
+
 
 @jax.jit
 def _split_seed(seed: jax.Array) -> jax.Array:
@@ -107,7 +142,12 @@ def make_data(config: Config, teacher: Teacher) -> Dataset | None:
     d = config.data
     if d.kind == "gaussian-infinite":
         return None
-    return make_dataset(teacher, d.kind, d.samples, config.data_seed)
+    data = make_dataset(teacher, d.kind, d.samples, config.data_seed)
+    if d.loss == "crossentropy":
+        from core.crossentropy import label_dataset
+
+        return label_dataset(data)
+    return data
 
 
 def make_objective(
@@ -115,6 +155,10 @@ def make_objective(
 ) -> Objective:
     """The loss of ``config`` for a student ``spec``."""
     maxnorm = config.dynamics.maxnorm
+    if data is not None and config.data.loss == "crossentropy":
+        from core.crossentropy import crossentropy_objective
+
+        return crossentropy_objective(spec, data, maxnorm=maxnorm)
     if data is not None:
         return mse_objective(spec, data, maxnorm=maxnorm)
     from core.gaussian import gaussian_objective

@@ -317,6 +317,26 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec, fixed: Any
     rec.summary["wall_seconds"] = rec.report["wall_seconds"]
 
 
+def _with_fit(problem: Problem, point: dict | None, spec: NetworkSpec | None) -> dict | None:
+    """``point`` (final / refined) with :meth:`Problem.fit_metrics` (rmse or accuracy) after
+    its loss; unchanged when its parameters do not fit ``spec`` (default: the problem's)."""
+    if point is None or "params" not in point:
+        return point
+    from core.networks import flatten
+
+    try:
+        theta = np.asarray(flatten(spec or problem.spec, point["params"]))
+    except ValueError:  # e.g. after surgery, when the caller did not say the spec
+        return point
+    fit = problem.fit_metrics(spec or problem.spec, theta)
+    out: dict = {}
+    for key, value in point.items():
+        out[key] = value
+        if key == "loss":
+            out.update(fit)
+    return out if "loss" in point else {**point, **fit}
+
+
 def make_report(
     problem: Problem,
     final: dict,
@@ -324,8 +344,13 @@ def make_report(
     analysis: dict,
     wall_seconds: float,
     summary: dict | None = None,
+    spec: NetworkSpec | None = None,
 ) -> dict:
-    """The report of DESIGN.md ("Report", contract) as plain JSON data."""
+    """The report of DESIGN.md ("Report", contract) as plain JSON data.
+
+    ``final`` and ``refined`` gain ``rmse`` (or, for cross-entropy, ``accuracy``) after
+    their ``loss`` (:meth:`core.problem.Problem.fit_metrics`; ``spec``: of their params).
+    """
     teacher = problem.teacher
     teacher_json: dict[str, Any] = {"kind": teacher.kind}
     if teacher.spec is not None and teacher.theta is not None:
@@ -333,8 +358,8 @@ def make_report(
     summary = summary or {}
     return jsonable(
         {
-            "final": final,
-            "refined": refined,
+            "final": _with_fit(problem, final, spec),
+            "refined": _with_fit(problem, refined, spec),
             "spectrum": analysis["spectrum"],
             "classification": analysis["classification"],
             "channels": analysis["channels"],

@@ -93,7 +93,17 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await pilot.press("2")  # the Hessian plot is drawn when shown, off the event loop
             await wait_for(pilot, lambda: plots["plot-hessian"].renders > 0, 10, "λ figure")
             assert not plots["plot-hessian"].dirty
+            # It shows every spectrum recorded so far, signed: λmin and λmax against t.
+            lam = {s.label: s for s in plots["plot-hessian"].plot.series}
+            np.testing.assert_array_equal(lam["λmin"].x, screen.run.spec_t)
+            np.testing.assert_array_equal(lam["λmin"].y, screen.run.spec_min)
+            np.testing.assert_array_equal(lam["λmax"].y, screen.run.spec_max)
             await pilot.press("1")
+            # The pause and the resume are marked on the loss plot at their times.
+            await pilot.pause(0.5)
+            events = {(e["kind"], e["t"]) for e in screen.recorder.events}
+            marked = {(m.kind, m.x) for m in plots["plot-loss"].markers}
+            assert {k for k, _ in events} >= {"pause", "resume"} and events <= marked
 
             # Inspect (i): the table shows core.analysis.neuron_table at the current point.
             await pilot.press("i")

@@ -3,7 +3,9 @@
 Frames are deterministic: the setup screen, the help overlay, a finished run of a
 fixed tiny problem with the clock hidden (its Hessian spectra sit at deterministic
 simulated times, core.spectra) and the loss plot shown,
-and the replay screen and its neuron inspector on a session saved by the headless runner.
+and the replay screen and its neuron inspector on a session saved by the headless runner;
+shipped sessions replayed with NO_COLOR (series told apart by glyph, phase and event
+markers, the cursor over the whole run) and a d = 2 inspector heatmap (signs by glyph).
 Figures are built synchronously (``LinePlot.background = False``) so a frame never shows
 a plot still being drawn.
 Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after checking the SVGs.
@@ -12,7 +14,9 @@ Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after check
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from textual.widgets import DataTable
 
@@ -123,6 +127,49 @@ def test_replay_inspector(snap_compare, saved_session, size) -> None:
     from explorer.app import ExplorerApp
 
     app = ExplorerApp(replay=saved_session)
+
+    async def inspect(pilot) -> None:
+        rs = app.screen
+        await _wait(pilot, lambda: rs.problem is not None, "problem rebuilt")
+        await pilot.press("i")
+        await _wait(pilot, lambda: rs.last_inspection is not None, "inspection")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=inspect)
+
+
+SESSIONS = Path(__file__).resolve().parents[1] / "sessions"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_saddle_to_saddle_monochrome(snap_compare, monkeypatch, size) -> None:
+    """Three plateaus on separate rows, glyphs per series, markers, cursor at t = 300."""
+    from core.session import load_session
+    from explorer.app import ExplorerApp
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    session = load_session(SESSIONS / "saddle_to_saddle")
+    app = ExplorerApp(replay=session)
+    t = session.segments[0].t
+    target = int(np.searchsorted(t, 300.0))
+
+    async def scrub(pilot) -> None:
+        await pilot.press("home")
+        for _ in range(target):
+            await pilot.press("right")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=scrub)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_replay_inspector_heatmap_monochrome(snap_compare, monkeypatch, size) -> None:
+    """teacher_recovery (d = 2): a neuron's response as a heatmap whose glyphs carry the sign."""
+    from core.session import load_session
+    from explorer.app import ExplorerApp
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = ExplorerApp(replay=load_session(SESSIONS / "teacher_recovery"))
 
     async def inspect(pilot) -> None:
         rs = app.screen

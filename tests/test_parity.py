@@ -154,3 +154,39 @@ def test_teacher_activations_only_for_networks() -> None:
     d["teacher"]["activations"] = ["erf"]
     with pytest.raises(ConfigError, match=r"teacher\.activations: only for kind"):
         parse_config(d, "cfg.toml")
+
+
+# ------------------------------------------------------------------ RMSE beside the loss
+
+
+def test_rmse_beside_the_loss_in_reports() -> None:
+    """rmse = √(mean over samples and outputs of r²), MLPGradientFlow's RMSE; with the
+    loss ½·mean‖r‖² here, rmse² = 2L/K without a barrier; the report puts it after loss."""
+    from core.networks import params_to_lists
+    from core.problem import build_problem
+    from core.runner import make_report
+
+    d = config_to_dict(default_config())
+    d["teacher"] |= {"output_dim": 2}
+    d["data"]["samples"] = 50
+    d["dynamics"]["maxnorm"] = 0.3  # active at θ₀: rmse leaves the barrier out
+    problem = build_problem(parse_config(d))
+    theta = problem.theta0
+    from core.networks import forward_jit
+
+    out = np.asarray(forward_jit(problem.spec, theta, problem.data.x))
+    rmse = float(np.sqrt(np.mean((out - np.asarray(problem.data.y)) ** 2)))
+    fit = problem.fit_metrics(problem.spec, theta)
+    assert fit == {"rmse": pytest.approx(rmse, rel=1e-14)}
+    from core.objectives import barrier
+
+    data_term = float(problem.objective.loss(theta) - barrier(theta, 0.3))
+    assert float(barrier(theta, 0.3)) > 0
+    assert fit["rmse"] ** 2 == pytest.approx(2 * data_term / 2, rel=1e-12)
+    final = {"t": 0.0, "loss": 1.0, "grad_inf_norm": 2.0}
+    final["params"] = params_to_lists(problem.spec, theta)
+    stub = {"spectrum": {}, "classification": "saddle", "channels": [], "neurons": []}
+    report = make_report(problem, final, None, stub, 1.0)
+    assert list(report["final"]) == ["t", "loss", "rmse", "grad_inf_norm", "params"]
+    assert report["final"]["rmse"] == pytest.approx(rmse, rel=1e-14)
+    assert report["refined"] is None

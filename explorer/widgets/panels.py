@@ -116,7 +116,10 @@ def _update_weights(plot: LinePlot, view: TrajectoryView) -> None:
         for i in range(a.shape[1]):
             weights.append(Series(at, a[:, i], f"|a{i}|" if i < 6 else "", PALETTE[i % 6]))
         weights.append(Series(at, np.asarray(run.pair_dist), "min‖wi−wj‖", "white"))
-    plot.set_series(weights)
+    note = ""
+    if len(run.spec.widths) != 1:
+        note = f"{len(run.spec.widths)} hidden layers: per-neuron weights need one"
+    plot.set_series(weights, note=note)
 
 
 TRAJECTORY_PLOTS: tuple[PlotTab, ...] = (
@@ -126,10 +129,12 @@ TRAJECTORY_PLOTS: tuple[PlotTab, ...] = (
         lambda: LinePlot("loss  (1)", log_x=True, log_y=True, xlabel="t"),
         _update_loss,
     ),
+    # λ are recorded ≈10 per decade, with no round-off tail: a dip (a saddle's escape) is
+    # real, so this plot fits the full range.
     PlotTab(
         "plot-hessian",
         "Hessian",
-        lambda: LinePlot("Hessian λ  (2)", log_x=True, y_scale="symlog", xlabel="t"),
+        lambda: LinePlot("Hessian λ  (2)", log_x=True, y_scale="symlog", xlabel="t", fit="full"),
         _update_hessian,
     ),
     PlotTab(

@@ -358,13 +358,14 @@ def symlog_ticks(
     """Ticks of a symlog axis (display window [lo, hi], threshold c): 0 and ±10^k.
 
     Positions are display coordinates; labels the original values ("-1e-2", "0", "10").
-    Decades are thinned symmetrically to at most ``max_ticks`` ticks.
+    0 first, then decades from the outside in, each kept when it is at least
+    (hi − lo)/max_ticks from every kept tick (so labels never share a row).
     """
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [], []
     k_lo = math.floor(math.log10(c))
     k_hi = math.ceil(math.log10(c) + max(abs(lo), abs(hi))) + 1
-    cands = [(0.0, "0")] if lo <= 0 <= hi else []
+    cands = []
     for k in range(k_lo, k_hi + 1):
         for sign in (1, -1):
             d = float(symlog(sign * 10.0**k, c))
@@ -373,10 +374,12 @@ def symlog_ticks(
     if len(cands) < 2:  # inside the linear stretch: plain values
         pos = list(np.linspace(lo, hi, 3))
         return pos, [f"{float(symlog_inverse(p, c)):.2g}" for p in pos]
-    cands.sort()
-    step = max(1, math.ceil(len(cands) / max_ticks))
-    zero = next((i for i, (d, _) in enumerate(cands) if d == 0.0), 0)
-    picked = [cands[i] for i in range(len(cands)) if (i - zero) % step == 0]
+    gap = (hi - lo) / max(max_ticks, 2)
+    picked = [(0.0, "0")] if lo <= 0 <= hi else []
+    for d, label in sorted(cands, key=lambda dl: -abs(dl[0])):
+        if all(abs(d - q) >= gap for q, _ in picked):
+            picked.append((d, label))
+    picked.sort()
     return [d for d, _ in picked], [lab for _, lab in picked]
 
 
@@ -420,7 +423,7 @@ class PlotextBackend:
                 plt.title(spec.title)
             if not drawn:
                 plt.plot([0.0], [0.0], marker=" ")
-                plt.text("waiting for data…", 0.0, 0.0)
+                plt.text(spec.extra.get("note") or "waiting for data…", 0.0, 0.0)
                 plt.xticks([], [])
                 plt.yticks([], [])
                 return plt.build()
@@ -514,12 +517,16 @@ class LinePlot(Widget):
 
     # -- data ---------------------------------------------------------------------
 
-    def set_series(self, series: Sequence[Series], title: str | None = None) -> None:
-        """Replace the plotted data (no redraw until :meth:`flush`)."""
+    def set_series(
+        self, series: Sequence[Series], title: str | None = None, note: str = ""
+    ) -> None:
+        """Replace the plotted data (no redraw until :meth:`flush`); ``note`` is shown
+        instead of the curves when there are none (say why)."""
         self.plot = replace(
             self.plot,
             series=tuple(series),
             title=self.plot.title if title is None else title,
+            extra={**self.plot.extra, "note": note},
         )
         self._version += 1
 
@@ -597,10 +604,12 @@ class LinePlot(Widget):
         """Point glyph of series ``index``: braille in colour, :data:`GLYPHS` in monochrome."""
         return GLYPHS[index % len(GLYPHS)] if self.monochrome else "braille"
 
-    def figure_spec(self) -> PlotSpec:
+    def figure_spec(self, height: int | None = None) -> PlotSpec:
         """The :class:`PlotSpec` the backend draws: hidden series dropped, the y window
         fitted/zoomed (``extra["below"]``: points under it, ``extra["lowest"]``: their
-        minimum), glyphs, markers and cursor."""
+        minimum), glyphs, markers and cursor.  With markers or a cursor the window gets
+        one more row on top (``height``: the figure's rows) for their glyphs, so they
+        never sit on a curve."""
         scale = self.scale
         base = replace(self.plot, y_scale=scale)
         if scale == "symlog":
@@ -612,6 +621,9 @@ class LinePlot(Widget):
         below, lowest = 0, math.inf
         if window is not None:
             window = zoomed(window, self.control.zoom, self.control.pan)
+            if (self.markers and self.control.markers) or self.cursor is not None:
+                rows = max((height or 24) - 6, 4)  # title, legend-free frame, ticks, label
+                window = (window[0], window[1] + (window[1] - window[0]) / rows)
             for (_, s), y in zip(shown, ys, strict=True):
                 under = np.isfinite(y) & (y < window[0])
                 below += int(under.sum())
@@ -688,8 +700,8 @@ class LinePlot(Widget):
         if self._pending is not None:
             return  # one build at a time; the next flush picks up newer data
         self._pending = key
-        spec, backend = self.figure_spec(), self.backend
         width, height = key[1], max(key[2] - 1, 1)
+        spec, backend = self.figure_spec(height), self.backend
 
         def build() -> None:
             try:
@@ -713,8 +725,9 @@ class LinePlot(Widget):
 
     def _build_now(self) -> Text:
         key = self.key
-        spec = self.figure_spec()
-        text = self._compose_text(spec, self.backend.render(spec, key[1], max(key[2] - 1, 1)))
+        height = max(key[2] - 1, 1)
+        spec = self.figure_spec(height)
+        text = self._compose_text(spec, self.backend.render(spec, key[1], height))
         self.renders += 1
         self._cache = (key, text)
         return text
@@ -730,8 +743,8 @@ class LinePlot(Widget):
 
 
 #: Heatmap glyph ramps by sign, from small to large |value| (sign readable without colour).
-HEAT_POSITIVE = " .+*#"
-HEAT_NEGATIVE = " .-=%"
+HEAT_POSITIVE = " '+*#"
+HEAT_NEGATIVE = " ,-=%"
 HEAT_LEGEND = "+ * # > 0, - = % < 0"
 
 
@@ -739,7 +752,7 @@ def heatmap_text(values: np.ndarray, width: int, height: int) -> Text:
     """A character heatmap of a 2-D array (rows = y from top, columns = x).
 
     |value| maps to a 5-step ramp whose glyphs also carry the sign (:data:`HEAT_POSITIVE`
-    ``" .+*#"``, :data:`HEAT_NEGATIVE` ``" .-=%"``; :data:`HEAT_LEGEND`), so the map reads
+    ``" '+*#"``, :data:`HEAT_NEGATIVE` ``" ,-=%"``; :data:`HEAT_LEGEND`), so the map reads
     in monochrome; colour (red +, blue −, 16-colour safe) repeats it.  Rows and columns
     are nearest-neighbour resampled to ``height`` × ``width``.
     """

@@ -1,0 +1,243 @@
+"""core.crossentropy: loss, gradient and structured Hessian against autodiff of an independent
+log-softmax formula; labels vs one-hot; sample blocks; accuracy; bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import core  # noqa: F401  (float64)
+from core import objectives
+from core.crossentropy import (
+    accuracy,
+    class_labels,
+    crossentropy_objective,
+    label_dataset,
+    one_hot,
+)
+from core.networks import forward, init_params, make_spec
+from core.objectives import Dataset
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def reference_loss(spec, x, labels, weights=None, maxnorm=None):
+    """−Σ_n w_n log(exp f_{n,c_n} / Σ_o exp f_no) written with log/exp/sum, plus the barrier."""
+    n = x.shape[0]
+    w = jnp.full(n, 1.0 / n) if weights is None else jnp.asarray(weights)
+
+    def loss(theta):
+        f = forward(spec, theta, x)
+        picked = f[jnp.arange(n), labels]
+        value = -jnp.sum(w * (picked - jnp.log(jnp.sum(jnp.exp(f), axis=1))))
+        if maxnorm is not None:
+            value = value + 0.5 * jnp.sum(jnp.maximum(jnp.abs(theta) - maxnorm, 0.0) ** 2)
+        return value
+
+    return loss
+
+
+SPECS = {
+    "linear": make_spec(3, [], "tanh", True, output_dim=4),
+    "one-hidden": make_spec(3, [5], ["tanh", "g", "softplus", "tanh", "sigmoid"], True, 4),
+    "one-hidden-no-bias": make_spec(3, [4], "tanh", False, 3),
+    "two-hidden": make_spec(3, [4, 3], ["sigmoid", "g"], [True, False, True], 3),
+}
+
+
+def _case(name, n=37, seed=0, scale=1.5):
+    spec = SPECS[name]
+    kx, kl, kt = jax.random.split(jax.random.PRNGKey(seed), 3)
+    x = jax.random.normal(kx, (n, spec.input_dim))
+    labels = jax.random.randint(kl, (n,), 0, spec.output_dim)
+    theta = init_params(spec, kt, scale)
+    return spec, x, labels, theta
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("maxnorm", [None, 0.4])
+def test_loss_gradient_hessian_match_autodiff(name, maxnorm) -> None:
+    spec, x, labels, theta = _case(name)
+    obj = crossentropy_objective(spec, Dataset(x, labels), maxnorm=maxnorm)
+    ref = reference_loss(spec, x, labels, maxnorm=maxnorm)
+    if maxnorm is not None:
+        assert np.sum(np.abs(np.asarray(theta)) > maxnorm) >= 3  # the barrier is active
+    assert abs(float(obj.loss(theta)) - float(ref(theta))) < 1e-13 * abs(float(ref(theta)))
+    value, grad = obj.value_and_grad(theta)
+    assert float(value) == pytest.approx(float(ref(theta)), rel=1e-13)
+    assert _rel(grad, jax.grad(ref)(theta)) < 1e-12
+    assert _rel(obj.grad(theta), grad) < 1e-15
+    h_ref = jax.hessian(ref)(theta)
+    h = obj.hessian(theta)
+    assert _rel(h, h_ref) < 1e-11
+    np.testing.assert_array_equal(h, h.T)
+
+
+def test_gauss_newton_is_the_psd_part() -> None:
+    """GGN = Σ_n w_n J_nᵀ(diag p − ppᵀ)J_n: autodiff Hessian of the loss in the logits, pulled
+    back by the autodiff Jacobian; positive semi-definite."""
+    spec, x, labels, theta = _case("two-hidden")
+    obj = crossentropy_objective(spec, Dataset(x, labels))
+    jac = jax.jacfwd(lambda t: forward(spec, t, x))(theta)  # (N, K, P)
+    n = x.shape[0]
+
+    def ell(f, c):
+        return -(f[c] - jax.scipy.special.logsumexp(f)) / n
+
+    hf = jax.vmap(jax.hessian(ell))(forward(spec, theta, x), labels)  # (N, K, K)
+    ref = jnp.einsum("nkp,nkl,nlq->pq", jac, hf, jac)
+    gn = obj.extras["gauss_newton"](theta)
+    assert _rel(gn, ref) < 1e-12
+    assert np.min(np.linalg.eigvalsh(np.asarray(gn))) > -1e-12
+
+
+def test_labels_and_one_hot_give_the_same_objective() -> None:
+    """MLPGradientFlow's "crossentropy" testset: targets as class indices or one-hot columns
+    give the same loss, gradient and Hessian (d = 10, 10 classes, tanh hidden layer of 2,
+    no biases, N = 100)."""
+    spec = make_spec(10, [2], "tanh", False, output_dim=10)
+    kx, kl, kt = jax.random.split(jax.random.PRNGKey(123), 3)
+    x = jax.random.normal(kx, (100, 10))
+    labels = jax.random.randint(kl, (100,), 0, 10)
+    theta = jax.random.normal(kt, (spec.n_params,))
+    a = crossentropy_objective(spec, Dataset(x, labels))
+    b = crossentropy_objective(spec, Dataset(x, one_hot(labels, 10)))
+    c = crossentropy_objective(spec, Dataset(x, np.asarray(labels, np.float64)))
+    ref = reference_loss(spec, x, labels)
+    for obj in (a, b, c):
+        assert float(obj.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
+        assert _rel(obj.grad(theta), jax.grad(ref)(theta)) < 1e-12
+        assert _rel(obj.hessian(theta), jax.hessian(ref)(theta)) < 1e-11
+    np.testing.assert_allclose(a.hessian(theta), b.hessian(theta), rtol=0, atol=1e-15)
+
+
+def test_soft_targets_and_weights() -> None:
+    """Non-one-hot rows (s_n ≠ 1) and sample weights: against jax.hessian of −Σ w T·log p."""
+    spec, x, _, theta = _case("one-hidden", n=11)
+    t = jax.random.uniform(jax.random.PRNGKey(5), (11, 4)) * 2
+    w = jax.random.uniform(jax.random.PRNGKey(6), (11,))
+    obj = crossentropy_objective(spec, Dataset(x, t, w))
+
+    def ref(theta):
+        f = forward(spec, theta, x)
+        return -jnp.sum(w[:, None] * t * jax.nn.log_softmax(f, axis=1))
+
+    assert float(obj.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
+    assert _rel(obj.grad(theta), jax.grad(ref)(theta)) < 1e-12
+    assert _rel(obj.hessian(theta), jax.hessian(ref)(theta)) < 1e-11
+
+
+def test_sample_blocks_and_deep_path(monkeypatch) -> None:
+    """Many samples (scanned in blocks, zero-weight padding) and the forward-over-reverse
+    second-order term give the same Hessian as one block with the closed form."""
+    spec, x, labels, theta = _case("one-hidden", n=101)
+    whole = crossentropy_objective(spec, Dataset(x, labels)).hessian(theta)
+    monkeypatch.setattr(objectives, "_BLOCK_BUDGET", 7 * spec.output_dim * spec.n_params)
+    blocked = crossentropy_objective(spec, Dataset(x, labels))
+    assert _rel(blocked.hessian(theta), whole) < 1e-13
+    from core.crossentropy import _hessian
+
+    w = jnp.full(101, 1 / 101)
+    auto = _hessian(theta, x, one_hot(labels, 4), w, spec=spec, maxnorm=None, structured=False)
+    assert _rel(auto, whole) < 1e-12
+
+
+def test_labels_from_a_teacher_and_accuracy() -> None:
+    y = jnp.asarray([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5], [0.0, 0.0, 0.2], [1.0, 5.0, 4.0]])
+    np.testing.assert_array_equal(class_labels(y), [1, 0, 2, 1])
+    ds = label_dataset(Dataset(jnp.zeros((4, 2)), y))
+    np.testing.assert_array_equal(ds.y, np.eye(3)[[1, 0, 2, 1]])
+    logits = jnp.asarray([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    assert accuracy(logits, ds.y) == pytest.approx(0.75)
+    assert accuracy(logits, ds.y, jnp.asarray([0.2, 1.2, 0.2, 0.4])) == pytest.approx(0.4)
+    spec = make_spec(2, [3], "tanh", True, 3)
+    theta = init_params(spec, jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (50, 2))
+    obj = crossentropy_objective(spec, Dataset(x, jnp.zeros(50, jnp.int32)))
+    by_hand = np.mean(np.argmax(np.asarray(forward(spec, theta, x)), axis=1) == 0)
+    assert obj.extras["accuracy"](theta) == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize(
+    ("y", "message"),
+    [
+        (np.array([0, 1, 3]), r"class labels must lie in \[0, 3\)"),
+        (np.array([0, 1.5, 2]), "class labels must be integers"),
+        (np.array([0, 1]), "must hold 3 labels"),
+        (-np.eye(3), "non-negative"),
+        (np.zeros((3, 2)), r"must have shape \(3,\) \(labels\) or \(3, 3\)"),
+    ],
+)
+def test_bad_targets(y, message) -> None:
+    spec = make_spec(2, [2], "tanh", True, 3)
+    with pytest.raises(ValueError, match=message):
+        crossentropy_objective(spec, Dataset(jnp.zeros((3, 2)), y))
+
+
+def test_needs_two_classes() -> None:
+    with pytest.raises(ValueError, match="output_dim ≥ 2"):
+        crossentropy_objective(make_spec(2, [2]), Dataset(jnp.zeros((3, 2)), np.zeros(3)))
+
+
+# ------------------------------------------------------------------- config and problem
+
+CLS = {
+    "seed": 1,
+    "teacher": {"kind": "random", "input_dim": 2, "widths": [4], "output_dim": 3},
+    "student": {"widths": [2], "output": "softmax"},
+    "data": {"kind": "gaussian", "samples": 60, "loss": "crossentropy"},
+}
+
+
+def _cls(**tables) -> dict:
+    return {k: ({**v, **tables.get(k, {})} if isinstance(v, dict) else v) for k, v in CLS.items()}
+
+
+def test_problem_labels_are_the_teachers_argmax() -> None:
+    from core.config import parse_config
+    from core.problem import build_problem
+
+    problem = build_problem(parse_config(_cls()))
+    assert problem.objective.name == "crossentropy"
+    x = problem.data.x
+    labels = class_labels(problem.teacher(x))
+    np.testing.assert_array_equal(problem.data.y, np.eye(3)[labels])
+    assert len(set(labels.tolist())) >= 2  # a real classification problem
+    theta = problem.theta0
+    ref = reference_loss(problem.spec, x, labels)
+    assert float(problem.objective.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
+    fit = problem.fit_metrics(problem.spec, theta)
+    by_hand = np.mean(np.argmax(np.asarray(forward(problem.spec, theta, x)), axis=1) == labels)
+    assert fit == {"accuracy": pytest.approx(by_hand)}
+
+
+@pytest.mark.parametrize(
+    ("tables", "field", "message"),
+    [
+        ({"data": {"kind": "gaussian-infinite"}}, "data.loss", "'crossentropy' needs finite data"),
+        ({"student": {"output": "identity"}}, "data.loss", "needs student.output = 'softmax'"),
+        ({"data": {"loss": "mse"}}, "student.output", "needs data.loss = 'crossentropy'"),
+        ({"teacher": {"output_dim": 1}}, "teacher.output_dim", "needs ≥ 2 classes"),
+        (
+            {"teacher": {"kind": "rosenbrock", "widths": [4], "output_dim": 1}},
+            "teacher.kind",
+            "network teacher",
+        ),
+        ({"dynamics": {"method": "sgd"}}, "dynamics.method", "MSE only"),
+        ({"student": {"output": "sigmoid"}}, "student.output", "must be one of identity, softmax"),
+    ],
+)
+def test_config_errors_name_the_field(tables, field, message) -> None:
+    from core.config import ConfigError, parse_config
+
+    mapping = _cls(**{k: v for k, v in tables.items() if k in CLS})
+    if "dynamics" in tables:
+        mapping["dynamics"] = tables["dynamics"]
+    with pytest.raises(ConfigError, match=f"^cls.toml: {field}: .*{message}") as info:
+        parse_config(mapping, "cls.toml")
+    assert "\n" not in str(info.value)

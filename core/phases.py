@@ -41,6 +41,7 @@ Everything is plain NumPy and deterministic; :func:`session_phases` applies
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -221,25 +222,38 @@ def session_phases(session) -> list[Phase]:
     Each segment (one student spec; surgery starts a new one) is analysed on its own with
     its spectra and its states (for the channel check, over the session's finite data when
     its config can be rebuilt, else a Gaussian sample); the convergence tolerance honours
-    the config's ``dynamics.grad_tol``.
+    the config's ``dynamics.grad_tol``.  The flow is autonomous, so a segment that starts
+    after surgery at t₀ is analysed on the log of the time since then, log₁₀(t − t₀) (a
+    plateau lasting 20 time units after surgery at t₀ = 100 spans 0.08 decade of t but three
+    of t − t₀); its phases are reported at the session's times t.
     """
     x = _session_inputs(session)
     grad_tol = float(session.config.dynamics.grad_tol)
     out: list[Phase] = []
     for k, seg in enumerate(session.segments):
-        spectra = [(s.t, s.eigenvalues) for s in session.spectra if s.segment == k]
-        out.extend(
-            detect_phases(
-                seg.t,
-                seg.loss,
-                seg.grad_norm,
-                spectra,
-                theta=seg.theta,
-                spec=seg.spec,
-                x=x,
-                grad_tol=grad_tol,
-            )
+        t0 = float(session.segments[k - 1].t[-1]) if k > 0 else 0.0
+        t = np.asarray(seg.t, dtype=np.float64)
+        since = np.maximum(t - t0, 0.0)
+        spectra = [(s.t - t0, s.eigenvalues) for s in session.spectra if s.segment == k]
+        phases = detect_phases(
+            since,
+            seg.loss,
+            seg.grad_norm,
+            spectra,
+            theta=seg.theta,
+            spec=seg.spec,
+            x=x,
+            grad_tol=grad_tol,
         )
+        if t0 > 0:
+
+            def back(v: float, since=since, t=t) -> float:
+                return float(t[min(int(np.searchsorted(since, v)), t.size - 1)])
+
+            phases = [
+                dataclasses.replace(p, t_start=back(p.t_start), t_end=back(p.t_end)) for p in phases
+            ]
+        out.extend(phases)
     return out
 
 
@@ -370,11 +384,11 @@ def _is_plateau(loss, g, i, j, nxt, n, spec_rows, tol, plateaus) -> bool:
         dropped = float(np.min(loss[j + 1 :])) < float(np.min(loss[i : j + 1])) - (
             PLATEAU_FLAT_REL * abs(float(np.min(loss[i : j + 1])))
         )
-        return dropped and g_after >= PLATEAU_GRAD_RISE * g_min
-    if float(np.max(g[k : j + 1])) >= PLATEAU_GRAD_RISE * g_min:
+        return dropped and g_after > PLATEAU_GRAD_RISE * g_min
+    if float(np.max(g[k : j + 1])) > PLATEAU_GRAD_RISE * g_min:
         return True
     start = plateaus[-1][1] if plateaus else 0
-    fell = float(np.max(g[start : k + 1])) >= PLATEAU_GRAD_RISE * g_min
+    fell = float(np.max(g[start : k + 1])) > PLATEAU_GRAD_RISE * g_min
     index = _index_near(spec_rows, i, j, k)
     return fell and index is not None and index >= 1 and float(g[-1]) > tol
 

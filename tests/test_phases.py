@@ -71,7 +71,7 @@ def sigmoid_curve(u, drops, levels_floor=0.0, width=0.05):
         s = 1.0 / (1.0 + np.exp(-z))
         loss += hk * (1.0 - s)
         dldt -= hk * s * (1.0 - s) / (width * t * np.log(10.0))
-    return t, loss, np.sqrt(-dldt)
+    return t, loss, np.sqrt(np.abs(dldt))
 
 
 U = np.linspace(-2.0, 5.0, 281)  # 40 saves per decade
@@ -379,28 +379,38 @@ def test_channel_session_ends_in_a_channel():
 
 
 def test_session_phases_runs_over_every_segment():
-    """Two segments (as after surgery): each analysed with its own spectra, in time order."""
+    """Two segments, as after surgery at t₀ = 100: the second is analysed in log(t − t₀).
+
+    Its plateau (t − t₀ from 0.01 to ~20) spans three decades of t − t₀ but only 0.08
+    decade of t, so on the session's own log t axis it would be too short to see.
+    """
     spec = make_spec(2, (2,), "softplus")
     t1, l1, g1 = sigmoid_curve(np.linspace(-2, 2, 161), [(1.0, 1.0)], 0.1)
-    t2, l2, g2 = sigmoid_curve(np.linspace(2.1, 5, 117), [(3.5, 0.05)], 0.01)
+    s2, l2, g2 = sigmoid_curve(np.linspace(-2, 4, 241), [(1.5, 0.05)], 0.01)
+    t0 = float(t1[-1])
+    t2 = np.concatenate([[t0], t0 + s2])  # the state at the surgery, then the flow
+    l2, g2 = np.concatenate([[l2[0]], l2]), np.concatenate([[g2[0]], g2])
     theta = np.zeros((1, spec.n_params))
     segs = [
         Segment(spec, t, np.repeat(theta, t.size, axis=0), loss, g)
         for t, loss, g in ((t1, l1, g1), (t2, l2, g2))
     ]
     eig = np.concatenate([[-1.0], np.ones(spec.n_params - 1)])
-    spectra = [SpectrumSnapshot(10.0**0.5, 0, eig), SpectrumSnapshot(10.0**3.0, 1, eig)]
+    spectra = [SpectrumSnapshot(10.0**0.5, 0, eig), SpectrumSnapshot(t0 + 1.0, 1, eig)]
     session = Session(config=parse_config({}, "defaults"), segments=segs, spectra=spectra)
     phases = session_phases(session)
-    assert [(p.kind, p.index) for p in phases if p.kind == "plateau"] == [
-        ("plateau", 1),
-        ("plateau", 1),
-    ]
-    expected = detect_phases(t1, l1, g1, [(10.0**0.5, eig)]) + detect_phases(
-        t2, l2, g2, [(10.0**3.0, eig)]
-    )
-    assert phases == expected
     assert_time_ordered(phases)
+    first = detect_phases(t1, l1, g1, [(10.0**0.5, eig)])
+    assert phases[: len(first)] == first
+    second = phases[len(first) :]
+    assert kinds(second) == ["plateau", "descent", "converged"]
+    assert second[0].t_start == t0 and second[0].index == 1
+    assert second[0].loss == pytest.approx(0.06, rel=PLATEAU_FLAT_REL)
+    assert t0 + 10.0**1.0 < second[0].t_end < t0 + 10.0**1.5  # session times, not t − t₀
+    assert all(t1[-1] <= p.t_start and p.t_end <= t2[-1] for p in second)
+    assert {p.t_start for p in second} | {p.t_end for p in second} <= set(t2)
+    # on the session's absolute log t the second plateau is too short to be seen
+    assert "plateau" not in kinds(detect_phases(t2, l2, g2))
 
 
 @pytest.mark.parametrize("name", ["symmetry_saddle", "saddle_to_saddle"])

@@ -32,6 +32,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
+from explorer.widgets.panels import PlotTab, TrajectoryView
 from explorer.widgets.plots import (
     _PLOTEXT_LOCK,
     PALETTE,
@@ -57,6 +58,9 @@ HEAT_EDGES = (0.125, 0.125 + 0.875 / 3, 0.125 + 2 * 0.875 / 3)
 #: that floor: a small initialisation starts them at ~1e-9, and an axis down to there would
 #: squeeze the learned levels (3, 1, 0.3 in the saddle-to-saddle preset) into two rows.
 SINGULAR_FLOOR = 1e-3
+
+#: The digit keys of the plot tabs, as :mod:`explorer.screens.trajectory` assigns them.
+PLOT_KEYS = "1234567890"
 
 #: One-word titles of the views, in :data:`core.views.VIEWS` order.
 VIEW_TITLES = {
@@ -181,12 +185,12 @@ def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
             series.append(ViewSeries(s, g[:, k], f"g{sub}", PALETTE[(2 * k + 1) % 6], marker="·"))
     u = ", ".join(f"{c:.2f}" for c in line["direction"][:4])
     more = ", …" if line["direction"].size > 4 else ""
-    title = f"f, g along x = s·u, u = ({u}{more})"
+    title = "f along x = s·u"
     if g is not None:
-        title += f"; max|f−g| = {_fmt(float(np.max(np.abs(f - g))))}"
-    legend = "⠤⠤ student f   ·· teacher g"
+        title = f"max|f−g| {_fmt(float(np.max(np.abs(f - g))))} on the line x = s·u"
+    legend = f"⠤⠤ student f  ·· teacher g  u = ({u}{more})"
     if f.shape[1] > k_out:
-        legend += f"   (outputs 1–{k_out} of {f.shape[1]})"
+        legend += f"  (outputs 1–{k_out} of {f.shape[1]})"
     return PlotSpec(tuple(series), title, xlabel="s"), legend
 
 
@@ -230,12 +234,9 @@ def singular_figure(result: ViewResult) -> tuple[PlotSpec, str]:
     top = float(np.max(levels)) if levels.size else 0.0
     floor = SINGULAR_FLOOR * top if top > 0 else 0.0
     shown = np.maximum(sv, floor) if floor > 0 else sv
-    series = [
-        ViewSeries(t, shown[:, i], f"σ{i + 1}", PALETTE[i % 6], marker="braille")
-        for i in range(sv.shape[1])
-    ]
+    series = []
     extra: dict = {}
-    if "teacher" in d:
+    if "teacher" in d:  # first, so the student's σ are drawn over the levels they reach
         lo, hi = (float(np.min(t[t > 0])), float(np.max(t))) if np.any(t > 0) else (1.0, 10.0)
         for i, level in enumerate(d["teacher"]):
             if level > 0:
@@ -244,11 +245,27 @@ def singular_figure(result: ViewResult) -> tuple[PlotSpec, str]:
                         np.array([lo, hi]), np.array([level, level]), "", PALETTE[i % 6], "·"
                     )
                 )
-    if d.get("cursor") is not None and d["cursor"] > 0:
-        extra["vlines"] = [(float(d["cursor"]), "white")]
-    now = ", ".join(_fmt(v) for v in sv[-1][:4]) if sv.size else ""
-    title = f"singular values of the end-to-end map: {now}"
-    legend = "⠤⠤ σ₁ ≥ σ₂ ≥ … of W_L⋯W₁"
+    series += [
+        ViewSeries(t, shown[:, i], f"σ{i + 1}", PALETTE[i % 6], marker="braille")
+        for i in range(sv.shape[1])
+    ]
+    cursor = d.get("cursor")
+    now_i = len(t) - 1
+    if cursor is not None and len(t):
+        now_i = max(0, int(np.searchsorted(t, cursor, side="right")) - 1)
+        if cursor > 0:
+            extra["vlines"] = [(float(cursor), "white")]
+    if sv.size:  # the current point on each curve
+        for i in range(sv.shape[1]):
+            series.append(
+                ViewSeries(
+                    t[now_i : now_i + 1], shown[now_i, i : i + 1], "", PALETTE[i % 6], "o", True
+                )
+            )
+    now = ", ".join(_fmt(v) for v in sv[now_i][:4]) if sv.size else ""
+    when = f" at t={_fmt(float(t[now_i]))}" if len(t) else ""
+    title = f"σ of the end-to-end map{when}: {now}"
+    legend = "⠤⠤ σ₁ ≥ σ₂ ≥ … of W_L⋯W₁  o now"
     if "teacher" in d:
         legend += "   ·· teacher's σ"
     if floor > 0:
@@ -268,8 +285,8 @@ def slice_figure(result: ViewResult) -> tuple[PlotSpec, str]:
     extra = {"hlines": [(float(d["loss"]), "white")], "xlim": (-1.0, 1.0)}
     title = f"L(θ+s·v): λmin {_fmt(d['lam_min'])}, λmax {_fmt(d['lam_max'])}"
     legend = (
-        f"⠤⠤ v_min, |s| ≤ {_fmt(d['r_min'])}   ·· v_max, |s| ≤ {_fmt(d['r_max'])}"
-        f"   ─ L(θ) = {_fmt(d['loss'])}"
+        f"⠤⠤ v_min |s| ≤ {_fmt(d['r_min'])}  ·· v_max |s| ≤ {_fmt(d['r_max'])}"
+        f"  ── L(θ) = {_fmt(d['loss'])}"
     )
     return PlotSpec(series, title, xlabel="s / r", extra=extra), legend
 
@@ -298,7 +315,9 @@ def render_view(spec: PlotSpec, width: int, height: int) -> str:
         plt.plotsize(max(width, 10), max(height, 5))
         plt.theme("clear")
         if spec.title:
-            plt.title(spec.title)
+            # plotext drops a title wider than the canvas; cut it instead (y ticks ≈ 8 cols).
+            room = max(width - 9, 8)
+            plt.title(spec.title if len(spec.title) <= room else spec.title[: room - 1] + "…")
         xs, ys = [], []
         for s in spec.series:
             x, y = tx(s.x), ty(s.y)
@@ -454,7 +473,7 @@ class SignHeatmap(Widget):
         gmax = float(np.nanmax(np.abs(reference))) if np.size(reference) else 0.0
         self.scale = vmax if vmax > HEATMAP_ZERO_REL * gmax else 0.0
         self.values = v
-        self.title = f"f − g on [−{extent:g}, {extent:g}]², max |f − g| = {_fmt(vmax)}"
+        self.title = f"f−g, max {_fmt(vmax)}, |x|,|y| ≤ {extent:g}"
         self.refresh()
 
     def render(self) -> Text:
@@ -486,7 +505,8 @@ class ViewPanel(Vertical):
 
     DEFAULT_CSS = """
     ViewPanel { height: 1fr; width: 1fr; }
-    ViewPanel > .view-note { height: 1; width: 1fr; }
+    ViewPanel > .view-note { height: auto; width: 1fr; }
+    ViewPanel.-current > .view-note { text-style: bold; }
     ViewPanel > .view-body { height: 1fr; }
     """
 
@@ -508,9 +528,17 @@ class ViewPanel(Vertical):
         self._pending: tuple | None = None
         self._last_start = -math.inf
         self._live = False
+        self.header = VIEW_TITLES[view]
+
+    def on_mount(self) -> None:
+        # "function (5)": the digit that shows this tab, from the screen's tab order.
+        tabs = [tab.id for tab in getattr(self.screen, "PLOT_TABS", ())]
+        if self.id in tabs and tabs.index(self.id) < len(PLOT_KEYS):
+            self.header = f"{VIEW_TITLES[self.view]} ({PLOT_KEYS[tabs.index(self.id)]})"
+        self.query_one(".view-note", Static).update(Text(f"{self.header}: computing…"))
 
     def compose(self) -> ComposeResult:
-        yield Static("computing…", classes="view-note")
+        yield Static(f"{self.header}: computing…", classes="view-note")
         with Horizontal(classes="view-body"):
             yield ViewPlot(classes="view-plot")
             if self.view == "function":
@@ -550,18 +578,23 @@ class ViewPanel(Vertical):
         self.show(message.result)
         self._kick()  # a newer point may have been asked for meanwhile
 
+    def wait(self, text: str) -> None:
+        """Show ``text`` in the note line until a result arrives."""
+        if self.result is None:
+            self.query_one(".view-note", Static).update(Text(f"{self.header}: {text}"))
+
     def show(self, result: ViewResult) -> None:
         """Display ``result`` (main thread; only maps numbers to glyphs)."""
         self.result = result
         note = self.query_one(".view-note", Static)
         body = self.query_one(".view-body")
         if result.reason:
-            note.update(Text(result.reason))
+            note.update(Text(f"{self.header}: {result.reason}"))
             body.display = False
             return
         body.display = True
         figure, legend = FIGURES[result.view](result)
-        note.update(Text(legend))
+        note.update(Text(f"{self.header}: {legend}"))
         self.query_one(ViewPlot).set_figure(figure)
         if result.view == "function":
             heat = self.query_one(SignHeatmap)
@@ -571,8 +604,78 @@ class ViewPanel(Vertical):
                 heat.set_grid(grid["diff"], grid["teacher"], float(grid["x"][-1]))
 
 
+# ------------------------------------------------------------------------- plot tabs
+
+
+def _history(run: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(t (m,), θ (m, P)) of the latest segment with the current point's spec, or None."""
+    for seg in reversed(run.segments):
+        if seg.spec == run.spec and seg.t:
+            seg.compact()
+            return np.concatenate(seg.t), np.concatenate(seg.theta)
+    return None
+
+
+def view_inputs(view_name: str, view: TrajectoryView) -> ViewInputs | None:
+    """The :class:`ViewInputs` of a :class:`TrajectoryView` (main thread), None before a
+    problem is built (every view compares with its teacher or needs its loss)."""
+    run, problem = view.run, view.problem
+    if run is None or problem is None:
+        return None
+    spec = run.spec
+    history = None
+    if view_name == "singular":
+        from core.views import why_not
+
+        if why_not("singular", spec) is None:
+            history = _history(run)
+    cache = ViewPanel._objectives
+
+    def objective(s: Any) -> Any:
+        key = (id(problem), s)
+        if key not in cache:
+            cache.clear()  # one problem at a time: drop the previous one's compiled losses
+            cache[key] = problem.objective_for(s)
+        return cache[key]
+
+    return ViewInputs(
+        spec,
+        np.array(run.theta, dtype=np.float64),
+        float(run.t),
+        problem.teacher,
+        objective,
+        None if history is None else history[0],
+        None if history is None else history[1],
+        view.cursor if view.cursor is not None else float(run.t),
+    )
+
+
+def _tab(view_name: str) -> PlotTab:
+    def make() -> ViewPanel:
+        return ViewPanel(view_name)
+
+    def update(panel: Widget, view: TrajectoryView) -> None:
+        assert isinstance(panel, ViewPanel)
+        inputs = view_inputs(view_name, view)
+        if inputs is None:
+            panel.wait("waiting for the problem to be built…")
+        else:
+            panel.request(inputs, live=view.cursor is None)
+
+    return PlotTab(
+        f"plot-view-{view_name}", VIEW_TITLES[view_name].capitalize(), make, update, time_axis=False
+    )
+
+
+#: The four view tabs, for :data:`explorer.screens.trajectory.PLOT_TABS`.
+VIEW_TABS: tuple[PlotTab, ...] = tuple(
+    _tab(name) for name in ("function", "weights", "singular", "slice")
+)
+
+
 __all__ = [
     "FIGURES",
+    "VIEW_TABS",
     "SignHeatmap",
     "ViewInputs",
     "ViewPanel",

@@ -1,0 +1,258 @@
+"""The function / weights / singular-value / loss-slice plot tabs (keys 5–8) in the real app.
+
+Snapshots at 80×24 (one view per frame) and 120×40 (the 2×2 page with all four) on the
+shipped sessions, and pilot tests that the views follow the replay cursor and the live run
+and show exactly what :mod:`core.views` computes at that point.  Figures are built
+synchronously (``LinePlot.background = False``, which the views follow too).
+Update with ``pytest tests/test_app_views.py --snapshot-update`` after checking the SVGs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import parse_config
+from core.session import load_session
+
+SESSIONS = Path(__file__).resolve().parent.parent / "sessions"
+VIEW_KEYS = {"function": "5", "weights": "6", "singular": "7", "slice": "8"}
+#: Home then n × PageDown (a tenth of the run each): the symmetry saddle's plateau at 5
+#: (t ≈ 95, loss 1.385e-3), the saddle-to-saddle's first plateau at 7 (t ≈ 140, loss 4.95).
+PLATEAU = {"symmetry_saddle": 5, "saddle_to_saddle": 7}
+
+
+def sync(test):
+    """Run an async pilot test with asyncio.run (as tests/test_app_run.py does)."""
+
+    @functools.wraps(test)
+    def wrapper() -> None:
+        asyncio.run(test())
+
+    return wrapper
+
+
+@pytest.fixture(autouse=True)
+def synchronous_plots(monkeypatch):
+    from explorer.widgets.plots import LinePlot
+
+    monkeypatch.setattr(LinePlot, "background", False)
+
+
+async def _wait(pilot, cond, what: str, timeout: float = 60.0) -> None:
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def _settled(panel) -> bool:
+    return (
+        panel._pending is None
+        and panel._wanted is not None
+        and panel._shown_key == panel._wanted[0]
+    )
+
+
+async def settle_views(pilot) -> None:
+    """Every view panel on screen shows the result for the current point; nothing runs."""
+    from explorer.widgets.views import ViewPanel
+
+    screen = pilot.app.screen
+    await _wait(pilot, lambda: getattr(screen, "problem", None) is not None, "problem")
+    await pilot.pause(0.3)
+    panels = [p for p in screen.query(ViewPanel) if p.display and p.region.area > 0]
+    for panel in panels:
+        await _wait(pilot, lambda p=panel: _settled(p), f"{panel.view} view")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.2)
+
+
+def _replay_app(name: str):
+    from explorer.app import ExplorerApp
+
+    return ExplorerApp(replay=load_session(SESSIONS / name))
+
+
+def _keys(name: str, view: str) -> list[str]:
+    n = PLATEAU.get(name)
+    return (["home"] + ["pagedown"] * n if n else []) + [VIEW_KEYS[view]]
+
+
+SNAPSHOTS_80 = [
+    ("teacher_recovery", "function"),
+    ("symmetry_saddle", "weights"),
+    ("saddle_to_saddle", "singular"),
+    ("symmetry_saddle", "slice"),
+    ("copy_or_average", "weights"),  # d = 4: the view says why it does not apply
+]
+SNAPSHOTS_120 = [
+    ("teacher_recovery", "function"),
+    ("symmetry_saddle", "slice"),
+    ("saddle_to_saddle", "singular"),
+    ("channel_to_infinity", "weights"),
+]
+
+
+@pytest.mark.parametrize(("name", "view"), SNAPSHOTS_80)
+def test_view_snapshot_80x24(snap_compare, name, view) -> None:
+    async def show(pilot) -> None:
+        await pilot.press(*_keys(name, view))
+        await settle_views(pilot)
+
+    assert snap_compare(_replay_app(name), terminal_size=(80, 24), run_before=show)
+
+
+@pytest.mark.parametrize(("name", "view"), SNAPSHOTS_120)
+def test_view_page_snapshot_120x40(snap_compare, name, view) -> None:
+    async def show(pilot) -> None:
+        await pilot.press(*_keys(name, view))
+        await settle_views(pilot)
+
+    assert snap_compare(_replay_app(name), terminal_size=(120, 40), run_before=show)
+
+
+def _panel(app, view: str):
+    from explorer.widgets.views import ViewPanel
+
+    return next(p for p in app.screen.query(ViewPanel) if p.view == view)
+
+
+@sync
+async def test_replay_views_follow_the_cursor() -> None:
+    """At the saddle's plateau the slice shows λmin < 0; at the end (a minimum) it does not;
+    the function view holds exactly core.views.function_line at the replayed θ."""
+    from core.views import function_line
+
+    app = _replay_app("symmetry_saddle")
+    session = app.replay
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*_keys("symmetry_saddle", "slice"))
+        await settle_views(pilot)
+        screen = app.screen
+        s, j = screen.index[screen.position]
+        seg = session.segments[s]
+        sl = _panel(app, "slice").result
+        assert sl.reason is None and sl.t == float(seg.t[j]) < 300
+        assert sl.data["lam_min"] == pytest.approx(-0.010, abs=1e-3)
+        assert sl.data["min"].min() < sl.data["loss"]  # the descent direction shows
+        fn = _panel(app, "function").result
+        want = function_line(seg.spec, seg.theta[j], screen.problem.teacher)
+        np.testing.assert_array_equal(fn.data["line"]["student"], want["student"])
+        np.testing.assert_array_equal(fn.data["line"]["teacher"], want["teacher"])
+        assert "linear network" in _panel(app, "singular").result.reason
+
+        await pilot.press("end")
+        await settle_views(pilot)
+        sl_end = _panel(app, "slice").result
+        assert sl_end.t == session.final_t
+        assert sl_end.data["lam_min"] > -1e-6  # a minimum: no descent direction left
+
+
+@sync
+async def test_singular_values_in_replay_are_the_svd_of_the_stored_states() -> None:
+    app = _replay_app("saddle_to_saddle")
+    seg = app.replay.final_segment
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*_keys("saddle_to_saddle", "singular"))
+        await settle_views(pilot)
+        res = _panel(app, "singular").result
+        assert res.reason is None
+        np.testing.assert_array_equal(res.data["t"], seg.t)
+        p = seg.spec.offsets()
+        for k in (0, len(seg) // 2, len(seg) - 1):
+            th = seg.theta[k]
+            w = [th[p[f"w{n}"]].reshape(seg.spec.shapes[f"w{n}"]) for n in (1, 2, 3)]
+            want = np.linalg.svd(w[2] @ w[1] @ w[0], compute_uv=False)
+            np.testing.assert_allclose(res.data["sv"][k], want, rtol=1e-10, atol=1e-300)
+        np.testing.assert_allclose(res.data["teacher"], [3.0, 1.0, 0.3], rtol=1e-14)
+        # The rank steps: at the first plateau (the cursor) no singular value has grown.
+        assert res.data["cursor"] < 300 and res.data["sv"][-1][2] == pytest.approx(0.3, rel=1e-3)
+        screen = app.screen
+        _, j = screen.index[screen.position]
+        assert np.all(res.data["sv"][j] < 1e-6)
+
+
+LINEAR = {
+    "seed": 5,
+    "teacher": {
+        "kind": "explicit",
+        "input_dim": 2,
+        "widths": [2],
+        "activation": "identity",
+        "bias": False,
+        "output_dim": 2,
+        "params": {"w1": [[2.0, 0.0], [0.0, 0.5]], "w2": [[1.0, 0.0], [0.0, 1.0]]},
+    },
+    "student": {"widths": [2], "activation": "identity", "bias": False, "init_scale": 0.01},
+    "data": {"kind": "gaussian", "samples": 100},
+    "dynamics": {"method": "flow", "solver": "tsit5", "t_max": 200.0, "max_seconds": 60},
+    "refine": {"method": "none"},
+}
+
+
+@sync
+async def test_live_run_views_show_the_current_point() -> None:
+    """A live run of a linear d = 2 net: every view computed at the run's own θ and t."""
+    from core import views
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    app = ExplorerApp(config=parse_config(LINEAR, "linear"), show_clock=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+r")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        screen = app.screen
+        await pilot.press("5")
+        await _wait(pilot, lambda: screen.state == "done", "run finished", timeout=120)
+        await settle_views(pilot)
+        run, teacher = screen.run, screen.problem.teacher
+        for view in ("function", "weights", "singular", "slice"):
+            res = _panel(app, view).result
+            assert res is not None and res.reason is None, (view, res)
+            assert res.t == run.t
+        fn = _panel(app, "function").result.data
+        want = views.function_line(run.spec, run.theta, teacher)
+        np.testing.assert_array_equal(fn["line"]["student"], want["student"])
+        grid = views.function_grid(run.spec, run.theta, teacher)
+        np.testing.assert_array_equal(fn["grid"]["diff"], grid["diff"])
+        w = _panel(app, "weights").result.data
+        np.testing.assert_array_equal(
+            w["student"], views.weight_vectors(run.spec, run.theta, teacher)["student"]
+        )
+        sv = _panel(app, "singular").result.data
+        t_hist, _ = run.trajectory()
+        assert len(sv["t"]) == len(t_hist)
+        np.testing.assert_allclose(sv["sv"][-1], views.singular_values(run.spec, run.theta)[0])
+        # Learned the teacher's map (σ = 2, 0.5), the saddle-to-saddle way: σ₁ first.
+        np.testing.assert_allclose(sv["sv"][-1], [2.0, 0.5], rtol=0.05)
+        sl = _panel(app, "slice").result.data
+        lam = np.linalg.eigvalsh(np.asarray(screen.objective.hessian(run.theta)))
+        assert sl["lam_min"] == pytest.approx(lam[0], abs=1e-12)
+        assert sl["lam_max"] == pytest.approx(lam[-1], rel=1e-12)
+
+
+@sync
+async def test_views_that_do_not_apply_say_why() -> None:
+    from textual.widgets import Static
+
+    app = _replay_app("copy_or_average")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("6")
+        await settle_views(pilot)
+        note = _panel(app, "weights").query_one(".view-note", Static)
+        text = str(note.render())
+        assert "weight view needs input_dim = 2 (this net has d = 4)" in text
+        assert "weights (6)" in text
+        assert not _panel(app, "weights").query_one(".view-body").display
+        sing = _panel(app, "singular").result.reason
+        assert sing == "singular values need a linear network (this one has erf units)"
+        # d = 4: the function view has its line but no f − g heatmap.
+        fn = _panel(app, "function")
+        assert fn.result.reason is None and "grid" not in fn.result.data

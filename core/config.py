@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from core.files import ECHO_CHARS, FileReadError, load_params_npz, one_line, read_toml, short
 from core.spec import NetworkSpec, activation_names, canonical_activation, make_spec
 
 TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit")
@@ -38,6 +38,11 @@ SOLVERS = ("auto", "tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5", "lsoda",
 REFINE_METHODS = ("newton", "trust-region", "auto", "none")
 MIN_SAMPLES, MAX_SAMPLES = 10, 100_000
 MAX_T = 1e10
+#: Size caps (fixed, so a config valid on one machine is valid on all): the P×P float64
+#: Hessian that refinement and analysis build, and the N×(d + widths + k) float64 inputs
+#: and activations of one forward pass over the data.
+MAX_HESSIAN_BYTES = 4 << 30
+MAX_DATA_BYTES = 4 << 30
 
 #: Named network parameters as nested tuples: (("w1", ((…), …)), ("b1", (…)), …).
 ParamTuples = tuple[tuple[str, tuple], ...]
@@ -64,9 +69,9 @@ class ConfigError(ValueError):
     """A configuration problem; ``str()`` is ``"<file>: <field>: <problem>"`` on one line."""
 
     def __init__(self, source: str, field: str | None, message: str) -> None:
-        self.source = str(source)
-        self.field = field
-        self.message = " ".join(str(message).split())  # one line, always
+        self.source = one_line(source)
+        self.field = None if field is None else short(field)
+        self.message = short(" ".join(str(message).split()), 400)  # one line, always
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -227,14 +232,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(src, None, "file not found")
     if not p.is_file():
         raise ConfigError(src, None, "not a file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(src, None, f"cannot read file: {e}") from None
-    try:
-        mapping = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(src, None, f"invalid TOML: {e}") from None
+    try:  # bounded, regular files only, nesting capped (core.files)
+        mapping = read_toml(p)
+    except FileReadError as e:
+        raise ConfigError(src, None, str(e)) from None
     return parse_config(mapping, src, base_dir=p.parent)
 
 
@@ -312,12 +313,9 @@ def _fmt(value: Any) -> str:
     """Short repr of a user value for messages (TOML-ish: lists, true/false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, Mapping):
         return "a table"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(repr(value), ECHO_CHARS)
 
 
 class _Validator:
@@ -419,7 +417,7 @@ class _Validator:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise self.fail(
                 name,
-                f"unknown activation {value!r}{hint} "
+                f"unknown activation {_fmt(value)}{hint} "
                 f"(choose one of {', '.join(activation_names())})",
             ) from None
         return canonical
@@ -529,12 +527,22 @@ class _Validator:
             raw = t["path"]
             if not isinstance(raw, str) or not raw:
                 raise self.fail("teacher.path", f"must be a file name, got {_fmt(raw)}")
-            p = Path(raw).expanduser()
-            if not p.is_absolute():
-                p = self.base_dir / p
-            p = p.resolve()
-            if not p.is_file():
-                raise self.fail("teacher.path", f"file not found: {p}")
+            try:
+                p = Path(raw).expanduser()
+                if not p.is_absolute():
+                    p = self.base_dir / p
+                p = p.resolve()
+                found = p.is_file()
+            except (OSError, RuntimeError) as e:  # a name too long, a link loop…
+                why = getattr(e, "strerror", None) or type(e).__name__
+                raise self.fail("teacher.path", f"cannot use {_fmt(raw)}: {why}") from None
+            if not found:
+                raise self.fail("teacher.path", f"file not found: {short(p, 160)}")
+            acts = per_layer_activations(widths, act, activations)
+            try:  # format, names, shapes and finite values, now rather than mid-run
+                load_params_npz(p, make_spec(d, widths, acts, bias, out_dim).shapes)
+            except FileReadError as e:
+                raise self.fail("teacher.path", f"{short(p.name)}: {e}") from None
             path = str(p)
         elif kind == "explicit":
             if "params" not in t:
@@ -689,6 +697,23 @@ class _Validator:
 
     def cross_checks(self, cfg: Config) -> None:
         t, s, data, dyn = cfg.teacher, cfg.student, cfg.data, cfg.dynamics
+        n_params = cfg.student_spec().n_params
+        hessian = 8 * n_params * n_params
+        if hessian > MAX_HESSIAN_BYTES:
+            raise self.fail(
+                "student.widths",
+                f"P = {n_params} parameters: the P×P Hessian needs {hessian / 2**30:.1f} GiB "
+                f"(limit {MAX_HESSIAN_BYTES / 2**30:g} GiB)",
+            )
+        if data.kind != "gaussian-infinite":
+            width = max(sum(s.widths), sum(t.widths))
+            need = 8 * data.samples * (t.input_dim + width + t.output_dim)
+            if need > MAX_DATA_BYTES:
+                raise self.fail(
+                    "data.samples",
+                    f"{data.samples} samples × (input_dim + widths + output_dim) need "
+                    f"{need / 2**30:.1f} GiB per pass (limit {MAX_DATA_BYTES / 2**30:g} GiB)",
+                )
         if data.kind == "gaussian-infinite":
             if not t.is_network:
                 raise self.fail(

@@ -23,6 +23,7 @@ Messages: :func:`short` makes a user value safe to echo in a one-line error.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -144,13 +145,25 @@ def bracket_depth(text: str, strip: re.Pattern[str]) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"number {short(text, 40)} overflows a float")
+    return x
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON (non-finite numbers are stored as null)")
+
+
 def load_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` with a nesting cap; raises ``ValueError`` (``JSONDecodeError`` too)."""
+    """Strict ``json.loads`` with a nesting cap: no NaN/Infinity (nor numbers that overflow
+    to them); raises ``ValueError`` (``JSONDecodeError`` too)."""
     depth = bracket_depth(text, _JSON_STRINGS)
     if depth > max_depth:
         raise ValueError(f"nested {depth} deep, more than the limit of {max_depth}")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except RecursionError:  # a backstop: the scan above bounds the depth
         raise ValueError(f"nested more than {max_depth} deep") from None
 

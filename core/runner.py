@@ -182,8 +182,8 @@ def run_config(
         )
     if resume is None:  # θ₀ in the early save: a run killed from now on still loads
         rec.append([t0], np.asarray(theta)[None], [loss0], [gnorm0])
-    rec.save(out)  # an early, valid session: the folder is ours from now on
     interrupts.on_signal(lambda signum: _flush_interrupted(rec, out, signum))
+    rec.save(out)  # an early, valid session: the folder is ours from now on
 
     from core.flow import save_grid
     from core.spectra import SpectrumSchedule

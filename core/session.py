@@ -853,15 +853,15 @@ def _need(cond: bool, where: Path, message: str) -> None:
 # ----------------------------------------------------------------------------- stored fields
 
 #: Schemas of the JSON records of meta.json.  A schema is a kind name (below), a dict
-#: ``{key: kind}`` (an object; a trailing ``!`` on the kind marks a required key) or a
+#: ``{key: schema}`` (an object; a trailing ``!`` on the key marks it required) or a
 #: one-element list ``[schema]`` (a list of such).  Kinds: ``num`` (finite number),
 #: ``count`` (integer ≥ 0), ``seconds`` (number ≥ 0), ``int``, ``str``, ``bool``, ``obj``
 #: (any object), ``list`` (any list), ``nums`` (list of numbers/null), ``ints``,
 #: ``params`` (name → nested lists of numbers), ``str-map`` (name → string); ``?`` after
 #: a kind also allows null (non-finite floats are stored as null).
-SPECTRUM_SCHEMA = {"eigenvalues": "nums!", "index": "count!", "n_zero": "count", "tol": "num?"}
+SPECTRUM_SCHEMA = {"eigenvalues!": "nums", "index!": "count", "n_zero": "count", "tol": "num?"}
 CHANNEL_SCHEMA = {
-    "neurons": "ints!",
+    "neurons!": "ints",
     "epsilon": "num?",
     "c": "num?",
     "A": "num?",
@@ -880,7 +880,7 @@ NEURON_SCHEMA = {
     "cosine": "num?",
     "role": "str?",
 }
-POINT_SCHEMA = {"t": "num?", "loss": "num?!", "grad_inf_norm": "num?!", "params": "params"}
+POINT_SCHEMA = {"t": "num?", "loss!": "num?", "grad_inf_norm!": "num?", "params": "params"}
 REFINED_POINT_SCHEMA = {
     **POINT_SCHEMA,
     "iterations": "count?",
@@ -898,7 +898,7 @@ ANALYSIS_SCHEMA = {
     "loss": "num?",
 }
 REPORT_SCHEMA = {
-    "final": {**POINT_SCHEMA, "t": "num!"},
+    "final!": {**{k: v for k, v in POINT_SCHEMA.items() if k != "t"}, "t!": "num"},
     "refined": (REFINED_POINT_SCHEMA, "null"),
     "spectrum": SPECTRUM_SCHEMA,
     "classification": "str?",
@@ -923,7 +923,7 @@ REFINED_SCHEMA = {
     "method": "str?",
     "seconds": "num?",
 }
-EVENT_SCHEMA = {"kind": "str!", "t": "num?", "wall": "seconds?", "time": "str"}
+EVENT_SCHEMA = {"kind!": "str", "t": "num?", "wall": "seconds?", "time": "str"}
 SUMMARY_SCHEMA = {
     "steps": "count",
     "steps_offset": "count",
@@ -959,7 +959,9 @@ def _is_int(x: Any) -> bool:
 
 
 def _is_num(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return _is_int(x) and abs(x) <= 2**1000  # an int that converts to a finite float
 
 
 def _numeric_tree(x: Any) -> bool:
@@ -995,10 +997,9 @@ def _matches(value: Any, schema: Any) -> bool:
         return isinstance(value, dict)
     if isinstance(schema, list):
         return isinstance(value, list)
-    kind = schema.rstrip("!")
-    if kind.endswith("?"):
-        return value is None or _KIND_CHECKS[kind[:-1]](value)
-    return _KIND_CHECKS[kind](value)
+    if schema.endswith("?"):
+        return value is None or _KIND_CHECKS[schema[:-1]](value)
+    return _KIND_CHECKS[schema](value)
 
 
 def _describe(schema: Any) -> str:
@@ -1008,10 +1009,9 @@ def _describe(schema: Any) -> str:
         return "an object"
     if isinstance(schema, list):
         return "a list"
-    kind = schema.rstrip("!")
-    if kind.endswith("?"):
-        return f"{_KIND_TEXT[kind[:-1]]} or null"
-    return _KIND_TEXT[kind]
+    if schema.endswith("?"):
+        return f"{_KIND_TEXT[schema[:-1]]} or null"
+    return _KIND_TEXT[schema]
 
 
 def check_fields(
@@ -1033,8 +1033,9 @@ def check_fields(
         for i, item in enumerate(value):
             check_fields(item, schema[0], f"{name}[{i}]", where)
     elif isinstance(schema, dict):
-        for key, sub in schema.items():
-            required = isinstance(sub, str) and sub.endswith("!")
+        for name_key, sub in schema.items():
+            key = name_key.rstrip("!")
+            required = name_key.endswith("!")
             if key not in value:
                 if required:
                     raise SessionError(where, f"{name}.{key}: missing")

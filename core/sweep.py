@@ -49,13 +49,13 @@ import os
 import re
 import secrets
 import statistics
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.config import Config, ConfigError, config_to_dict, default_config, parse_config
+from core.files import FileReadError, read_toml, short
 
 ZERO_LOSS = 1e-20
 OUTCOMES = ("zero-loss", "minimum", "saddle", "channel", "unconverged", "failed", "pending")
@@ -128,12 +128,10 @@ def load_sweep(path: str | Path) -> Sweep:
     src = str(path)
     if not p.is_file():
         raise SweepError(src, None, "file not found" if not p.exists() else "not a file")
-    try:
-        mapping = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepError(src, None, f"cannot read file: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SweepError(src, None, f"invalid TOML: {e}") from None
+    try:  # bounded, regular files only, nesting capped (core.files)
+        mapping = read_toml(p)
+    except FileReadError as e:
+        raise SweepError(src, None, str(e)) from None
     return parse_sweep(mapping, src, base_dir=p.parent)
 
 
@@ -159,9 +157,10 @@ def parse_sweep(
                 base[key] = value
     grid = flatten_grid(mapping.get("grid", {}), source)
     keys = tuple(grid)
+    n_runs = math.prod(len(v) for v in grid.values())  # counted before anything is built
+    if n_runs > MAX_RUNS:
+        raise SweepError(source, "grid", f"{n_runs} runs is too many (≤ {MAX_RUNS})")
     points = expand_grid(grid)
-    if len(points) > MAX_RUNS:
-        raise SweepError(source, "grid", f"{len(points)} runs is too many (≤ {MAX_RUNS})")
     names = run_names(points)
     runs = []
     for i, (point, name) in enumerate(zip(points, names, strict=True)):
@@ -184,14 +183,14 @@ def _base_mapping(base: Any, source: str, base_dir: Path) -> dict[str, Any]:
     if base is None:
         return config_to_dict(default_config())
     if not isinstance(base, str) or not base:
-        raise SweepError(source, "base", f"must be a config file name, got {base!r}")
+        raise SweepError(source, "base", f"must be a config file name, got {short(repr(base))}")
     path = (base_dir / base).resolve()
     if not path.is_file():
-        raise SweepError(source, "base", f"{base}: file not found (relative to {base_dir})")
+        raise SweepError(source, "base", f"{short(base)}: file not found (relative to {base_dir})")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise SweepError(source, "base", f"{base}: {e}") from None
+        raw = read_toml(path)
+    except FileReadError as e:
+        raise SweepError(source, "base", f"{short(base)}: {e}") from None
     teacher = raw.get("teacher")
     if isinstance(teacher, Mapping):
         raw["teacher"] = _absolute_teacher_path(teacher, "teacher", path.parent)
@@ -229,8 +228,7 @@ def _grid_error(source: str, e: ConfigError, point: Mapping, i: int, n: int) -> 
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(json.dumps(value, default=str) if not isinstance(value, str) else repr(value))
 
 
 def flatten_grid(grid: Any, source: str = "<sweep>") -> dict[str, list]:
@@ -251,12 +249,15 @@ def flatten_grid(grid: Any, source: str = "<sweep>") -> dict[str, list]:
             if not isinstance(value, list) or not value:
                 msg = f"must be a non-empty list of values, got {_show(value)}"
                 raise SweepError(source, f"grid.{dotted}", msg)
-            seen: list[str] = []
+            if len(value) > MAX_RUNS:
+                msg = f"{len(value)} values is too many (≤ {MAX_RUNS} runs in all)"
+                raise SweepError(source, f"grid.{dotted}", msg)
+            seen: set[str] = set()  # canonical JSON of each value: linear, not quadratic
             for v in value:
                 canon = json.dumps(v, sort_keys=True, default=str)
                 if canon in seen:
                     raise SweepError(source, f"grid.{dotted}", f"value {_show(v)} appears twice")
-                seen.append(canon)
+                seen.add(canon)
             head = dotted.split(".")[0]
             if head not in CONFIG_KEYS:
                 msg = f"unknown config key {head!r} (known: {', '.join(CONFIG_KEYS)})"

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core.activations import get_activation
+from core.files import load_params_npz
 from core.networks import NetworkSpec, flatten, forward_jit, make_spec
 
 Array = jax.Array
@@ -133,7 +134,10 @@ def _rosenbrock_moments(d: int) -> tuple[float, float]:
 
 
 def load_teacher_npz(path: str | Path, spec: NetworkSpec) -> Teacher:
-    """Teacher network whose named parameters (w1, b1, …) are arrays in an ``.npz`` file."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        params = {k: f[k] for k in f.files}
+    """Teacher network whose named parameters (w1, b1, …) are arrays in an ``.npz`` file.
+
+    The file is read bounded and checked (:func:`core.files.load_params_npz`: the spec's
+    names and shapes, finite real values); problems raise ``ValueError`` saying which.
+    """
+    params = load_params_npz(Path(path), spec.shapes)
     return network_teacher(spec, flatten(spec, params), "file")

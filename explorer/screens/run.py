@@ -521,7 +521,18 @@ class RunScreen(TrajectoryScreen):
     def _save_answer(self, text: str | None) -> None:
         if not text:
             return
-        self.save_to(Path(text).expanduser())
+        from core.session import is_session_dir
+
+        path = Path(text).expanduser()
+        if path.absolute() != self.saved_to and is_session_dir(path):
+
+            def answer(yes: bool | None) -> None:  # another session is there: ask first
+                if yes:
+                    self.save_to(path)
+
+            self.app.push_screen(ConfirmScreen(f"Replace the session in {path}?"), answer)
+            return
+        self.save_to(path)
 
     def save_to(self, path: Path) -> None:
         """Save the session now (main thread: the recorder is only touched here)."""

@@ -39,7 +39,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 #: extension → matplotlib format
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
@@ -73,13 +73,16 @@ _RC = {
     "pdf.fonttype": 42,
 }
 
-#: phase kind → (face colour, hatch); plateaus grey, channels hatched, convergence dotted
+#: phase kind → (face colour, hatch) in the phase bar: plateaus grey, descents white,
+#: channels hatched, convergence dotted (greyscale-safe)
 _PHASE_STYLE = {
-    "plateau": ("0.55", None),
-    "channel": ("0.35", "///"),
-    "converged": ("0.7", ".."),
-    "descent": (None, None),  # the stretches between: unshaded
+    "plateau": ("0.78", None),
+    "descent": ("white", None),
+    "channel": ("white", "///"),
+    "converged": ("white", "..."),
 }
+#: label a phase in the bar when its text fits: ≈ this fraction of the bar width per character
+_BAR_CHAR_FRAC = 0.0105
 #: event kind → line style
 _EVENT_STYLE = {
     "refine": (0, (1, 1.5)),
@@ -255,17 +258,39 @@ def _positive(y: np.ndarray) -> np.ndarray:
     return np.where((y > 0) & np.isfinite(y), y, np.nan)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _decade_label(k: int) -> str:
-    return f"$10^{{{k}}}$"
+    """ "10⁻³": Unicode superscripts (plain text renders several times faster than mathtext)."""
+    return "10" + str(k).translate(_SUPERSCRIPT)
+
+
+def _decade_formatter(x: float, _: Any = None) -> str:
+    """Label exact powers of ten (others, e.g. 2·10³ on a short log axis, stay unlabelled)."""
+    if x <= 0 or not math.isfinite(x):
+        return ""
+    k = round(math.log10(x))
+    return _decade_label(k) if math.isclose(x, 10.0**k, rel_tol=1e-9) else ""
+
+
+def _set_log_y(ax: Any) -> None:
+    """Log y axis with 10ᵏ labels."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_decade_formatter))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _thinned_decades(lo: float, hi: float, max_ticks: int = MAX_TICKS) -> list[int]:
-    """Exponents k with lo ≤ 10^k ≤ hi, every n-th so that at most ``max_ticks`` remain."""
+    """Exponents k with lo ≤ 10^k ≤ hi, every n-th so that at most ``max_ticks`` remain.
+
+    Counted down from the largest, so the decade nearest the extreme value is labelled.
+    """
     k0, k1 = math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9)
     if k1 < k0:
         return [round(math.log10(lo))]
     step = max(1, math.ceil((k1 - k0 + 1) / max_ticks))
-    return list(range(k0, k1 + 1, step))
+    return sorted(range(k1, k0 - 1, -step))
 
 
 def _set_time_axis(ax: Any, t_min_pos: float, t_max: float, has_zero: bool) -> None:
@@ -360,19 +385,27 @@ def _time_extent(session: Any) -> tuple[float, float, bool]:
 
 def overview_figure(session: Any) -> Figure:
     """Loss and ‖∇L‖∞, Hessian spectrum, weights vs t, with phases and events marked."""
-    fig = Figure(figsize=(8.0, 8.6), layout="constrained")
-    ax_loss, ax_eig, ax_w = fig.subplots(3, 1, sharex=True)
+    phases = session_phases(session)
+    fig = Figure(figsize=(8.0, 9.0 if phases else 8.6), layout="constrained")
+    if phases:
+        bar, ax_loss, ax_eig, ax_w = fig.subplots(
+            4, 1, sharex=True, height_ratios=(0.16, 1.1, 1.0, 1.0)
+        )
+    else:
+        bar = None
+        ax_loss, ax_eig, ax_w = fig.subplots(3, 1, sharex=True)
+    panels = (ax_loss, ax_eig, ax_w)
     t_min, t_max, has_zero = _time_extent(session)
 
     _loss_panel(ax_loss, session)
     _spectrum_panel(ax_eig, session)
     _weights_panel(ax_w, session)
-    for ax in (ax_loss, ax_eig, ax_w):
+    for ax in (*panels, *([bar] if bar is not None else [])):
         _set_time_axis(ax, t_min, t_max, has_zero)
     ax_w.set_xlabel("t (gradient-flow time)")
 
-    marks = _mark_phases_and_events(session, (ax_loss, ax_eig, ax_w))
-    for ax in (ax_loss, ax_eig, ax_w):
+    marks = _mark_phases_and_events(session, panels, phases, bar)
+    for ax in panels:
         _legend_right(ax)
     if marks:
         fig.legend(
@@ -380,6 +413,44 @@ def overview_figure(session: Any) -> Figure:
         )
     fig.suptitle(_title(session))
     return fig
+
+
+def phase_label(ph: Any) -> str:
+    """Text for a phase in the bar: its kind, and a plateau's loss level and Hessian index."""
+    if ph.kind != "plateau":
+        return ph.kind
+    idx = "" if ph.index is None else f", index {ph.index}"
+    return f"plateau L={ph.loss:.3g}{idx}"
+
+
+def _phase_bar(ax: Any, phases: Sequence[Any]) -> None:
+    """A strip of the phases over t (after the time axis is set): spans with labels."""
+    ax.set_ylim(0.0, 1.0)
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_ylabel("phase", rotation=0, ha="right", va="center")
+    scale = ax.xaxis.get_transform()  # data → scale coordinates (log, symlog)
+    lo, hi = scale.transform(np.asarray(ax.get_xlim(), float))
+    for ph in phases:
+        t0, t1 = float(ph.t_start), float(ph.t_end)
+        face, hatch = _PHASE_STYLE.get(ph.kind, ("0.9", "xx"))
+        ax.axvspan(t0, t1, facecolor=face, hatch=hatch, edgecolor="0.25", linewidth=0.6)
+        a, b = scale.transform(np.asarray([t0, t1], float))
+        frac = (b - a) / (hi - lo)
+        short = f"L={ph.loss:.3g}" if ph.kind == "plateau" else ph.kind
+        for text in (phase_label(ph), short, ph.kind[0]):
+            if len(text) * _BAR_CHAR_FRAC < frac:
+                mid = float(scale.inverted().transform(np.asarray([(a + b) / 2]))[0])
+                ax.text(
+                    mid,
+                    0.5,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    bbox={"facecolor": face, "edgecolor": "none", "pad": 0.5},
+                )
+                break
 
 
 def _title(session: Any) -> str:
@@ -437,7 +508,7 @@ def _loss_panel(ax: Any, session: Any) -> None:
                 color=COLOURS[1],
                 label="refined ‖∇L‖∞",
             )
-    ax.set_yscale("log")
+    _set_log_y(ax)
     ax.set_ylabel("loss, ‖∇L‖∞")
     ax.set_title("loss and gradient norm", loc="left")
 
@@ -545,7 +616,7 @@ def _weights_panel(ax: Any, session: Any) -> None:
     vals = np.concatenate([v.reshape(-1) for v in values_all]) if values_all else np.zeros(0)
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if vals.size and vals.max() / vals.min() > 100:
-        ax.set_yscale("log")
+        _set_log_y(ax)
     one_layer = len(session.final_spec.widths) == 1
     what = (
         "output weights |aᵢ| = ‖W2[:, i]‖, closest input-weight pair"
@@ -574,34 +645,27 @@ def _teacher_or_none(session: Any) -> Any | None:
     return build_teacher(session.config)
 
 
-def _mark_phases_and_events(session: Any, axes: Sequence[Any]) -> list:
-    """Shade phases and draw event lines on every axis; return legend handles."""
+def _mark_phases_and_events(
+    session: Any, axes: Sequence[Any], phases: Sequence[Any] = (), bar: Any | None = None
+) -> list:
+    """Phases in the bar (and their boundaries on every axis), event lines; legend handles."""
     handles: list = []
     kinds_done: set[str] = set()
-    for ph in session_phases(session):
-        face, hatch = _PHASE_STYLE.get(ph.kind, ("0.8", "xx"))
-        if face is None:
-            continue
-        t0, t1 = float(ph.t_start), float(ph.t_end)
-        for ax in axes:
-            ax.axvspan(
-                t0,
-                t1,
-                facecolor=face if hatch is None else "none",
-                alpha=0.18 if hatch is None else 0.6,
-                hatch=hatch,
-                edgecolor=face,
-                linewidth=0,
-                zorder=0,
-            )
+    if bar is not None:
+        _phase_bar(bar, phases)
+    for ph in phases:
+        if ph.t_start > 0:
+            for ax in axes:
+                ax.axvline(float(ph.t_start), color="0.6", linewidth=0.6, zorder=0)
         if ph.kind not in kinds_done:
             kinds_done.add(ph.kind)
+            face, hatch = _PHASE_STYLE.get(ph.kind, ("0.9", "xx"))
             handles.append(
                 Patch(
-                    facecolor=face if hatch is None else "none",
-                    alpha=0.35 if hatch is None else 0.8,
+                    facecolor=face,
                     hatch=hatch,
-                    edgecolor=face,
+                    edgecolor="0.25",
+                    linewidth=0.6,
                     label=f"phase: {ph.kind}",
                 )
             )
@@ -852,13 +916,18 @@ def _weights_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
 
 def _singular_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     """Deep linear nets: singular values of M = W_L⋯W_1 over the run (rank steps)."""
-    fig = Figure(figsize=(8.0, 4.6), layout="constrained")
-    ax = fig.subplots()
+    phases = session_phases(session)
+    fig = Figure(figsize=(8.0, 5.0 if phases else 4.6), layout="constrained")
+    if phases:
+        bar, ax = fig.subplots(2, 1, sharex=True, height_ratios=(0.12, 1.0))
+    else:
+        bar, ax = None, fig.subplots()
     _singular_panel(ax, session, problem.teacher)
     t_min, t_max, has_zero = _time_extent(session)
-    _set_time_axis(ax, t_min, t_max, has_zero)
+    for a in (ax, *([bar] if bar is not None else [])):
+        _set_time_axis(a, t_min, t_max, has_zero)
     ax.set_xlabel("t (gradient-flow time)")
-    marks = _mark_phases_and_events(session, (ax,))
+    marks = _mark_phases_and_events(session, (ax,), phases, bar)
     _legend_right(ax)
     if marks:
         fig.legend(
@@ -896,7 +965,7 @@ def _singular_panel(ax: Any, session: Any, teacher: Any | None) -> None:
                         linewidth=0.9,
                         label="teacher's σⱼ" if j == 0 else None,
                     )
-    ax.set_yscale("log")
+    _set_log_y(ax)
     ax.set_ylabel("singular value of W_L⋯W_1")
     ax.set_title("end-to-end map: singular values", loc="left")
 

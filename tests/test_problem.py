@@ -100,13 +100,13 @@ def test_file_teacher_matches_explicit(tmp_path):
     p = build_problem(cfg)
     x = np.asarray(p.data.x)
     np.testing.assert_allclose(np.asarray(p.data.y), np_forward(params, x, softplus), rtol=1e-12)
-    # A file whose shapes disagree with the configured widths is a config error.
+    # A file whose shapes disagree with the configured widths is a config error (at parse).
     np.savez(tmp_path / "bad.npz", w1=np.ones((2, 2)), b1=np.ones(2), w2=np.ones((1, 2)), b2=[0.0])
-    bad = parse_config(
-        {"teacher": {"kind": "file", "path": "bad.npz", "widths": [3]}}, str(tmp_path / "c.toml")
-    )
     with pytest.raises(ConfigError, match=r"c\.toml: teacher\.path: .*bad\.npz"):
-        build_problem(bad)
+        parse_config(
+            {"teacher": {"kind": "file", "path": "bad.npz", "widths": [3]}},
+            str(tmp_path / "c.toml"),
+        )
 
 
 def test_orthonormal_glu_rosenbrock_targets():

@@ -90,7 +90,7 @@ def test_npz_teacher_round_trip(tmp_path) -> None:
     assert loaded.kind == "file"
     bad = tmp_path / "bad.npz"
     np.savez(bad, w1=np.zeros((3, 2)))
-    with pytest.raises(ValueError, match="missing parameter"):
+    with pytest.raises(ValueError, match="missing array 'b1'"):
         load_teacher_npz(bad, spec)
 
 

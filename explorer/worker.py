@@ -20,7 +20,14 @@ import numpy as np
 from textual.message import Message
 
 from core.analysis import closest_pair_distance, neuron_weights
-from explorer.messages import ChunkArrived, FlowFailed, FlowStopped, SpectrumArrived, TaskFailed
+from explorer.messages import (
+    ChunkArrived,
+    FlowFailed,
+    FlowStopped,
+    RefineDone,
+    SpectrumArrived,
+    TaskFailed,
+)
 
 
 def dynamics_settings(dynamics_cfg: Any, **overrides: Any) -> Any:
@@ -54,8 +61,14 @@ def stream_flow(
     segment: int,
     post: Callable[[Message], Any],
     cancelled: Callable[[], bool],
+    refine: Any = None,
 ) -> None:
     """Run the dynamics, posting every chunk and the Hessian spectra along the run.
+
+    The flow is the headless runs' flow-to-fixed-point driver
+    (:class:`core.fixed_point.FixedPointRun`, ``refine``: the config's ``[refine]`` table,
+    default method "auto"); its refinement (the hand-over, or the one after the flow)
+    arrives as :class:`explorer.messages.RefineDone` before :class:`FlowStopped`.
 
     Spectra come at the deterministic simulated times of :class:`core.spectra.SpectrumSchedule`
     (the same a headless run records, however fast the machine), plus the final state's.
@@ -64,10 +77,16 @@ def stream_flow(
     rather than raised, so the UI keeps its last finite state.
     """
     from core.analysis import hessian_spectrum
-    from core.flow import run_dynamics, save_grid
+    from core.config import RefineConfig
+    from core.fixed_point import FixedPointRun
+    from core.flow import save_grid
     from core.spectra import SpectrumSchedule
 
-    gen = run_dynamics(objective, np.asarray(theta0), settings, t0=t0, seed=seed)
+    cfg = refine if refine is not None else RefineConfig()
+    gen = FixedPointRun(
+        objective, np.asarray(theta0), settings, t0=t0, seed=seed, method=cfg.method,
+        gtol=cfg.gtol, max_iter=cfg.max_iter,
+    )  # fmt: skip
     schedule = SpectrumSchedule(objective, save_grid(settings), t0=t0)
     reason, message = "paused", ""
     try:
@@ -87,6 +106,14 @@ def stream_flow(
                 break
             if cancelled():
                 break
+        fixed = gen.result
+        if fixed is not None and fixed.refine is not None:
+            from core.analysis import classify
+
+            res = fixed.refine
+            spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
+            kind = classify(spectrum, res.grad_inf_norm, [], cfg.gtol * 1e4)  # as the app's r
+            post(RefineDone(res, spectrum, kind))
     except Exception as exc:  # shown in the app; the run stays inspectable
         post(FlowFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), segment))
         return

@@ -82,7 +82,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert screen.run.t == pytest.approx(1e3)
             assert screen.run.loss < loss0
             t_all, _ = screen.run.series("loss")
-            assert np.all(np.diff(t_all) > 0), "resumed trajectory is increasing in t"
+            assert np.all(np.diff(t_all) >= 0), "resumed trajectory is increasing in t"
             assert screen.run.spectrum is not None
             await pilot.pause(0.3)  # a redraw tick
             assert "done" in str(screen.query_one("#status").render())

@@ -190,6 +190,7 @@ class RunScreen(TrajectoryScreen):
             segment=segment,
             post=self.post_message,
             cancelled=lambda: worker.is_cancelled,
+            refine=self.config.refine,
         )
 
     def on_chunk_arrived(self, message: ChunkArrived) -> None:

@@ -256,3 +256,71 @@ async def test_views_that_do_not_apply_say_why() -> None:
         # d = 4: the function view has its line but no f − g heatmap.
         fn = _panel(app, "function")
         assert fn.result.reason is None and "grid" not in fn.result.data
+
+
+# ------------------------------------------------------------------ figures without the app
+
+
+def test_heatmap_sign_is_in_the_glyph() -> None:
+    from explorer.widgets.views import HEAT_NEG, HEAT_POS, HEAT_ZERO, heatmap_glyph
+
+    assert heatmap_glyph(1.0, 1.0) == (HEAT_POS[2], "red")
+    assert heatmap_glyph(-1.0, 1.0) == (HEAT_NEG[2], "blue")
+    assert heatmap_glyph(0.3, 1.0)[0] == HEAT_POS[0]
+    assert heatmap_glyph(-0.5, 1.0)[0] == HEAT_NEG[1]
+    assert heatmap_glyph(0.1, 1.0)[0] == HEAT_ZERO == heatmap_glyph(-0.1, 1.0)[0]
+    assert heatmap_glyph(float("nan"), 1.0)[0] == HEAT_ZERO
+    assert set(HEAT_POS).isdisjoint(HEAT_NEG)
+
+
+def test_sign_heatmap_text_orientation_and_rounding_floor() -> None:
+    from explorer.widgets.views import SignHeatmap, heatmap_rows
+
+    heat = SignHeatmap()
+    g = np.ones((3, 3))
+    diff = np.array([[-1.0, 0.0, 1.0]] * 2 + [[1.0, 1.0, 1.0]])  # last row = largest y
+    heat.set_grid(diff, g, 3.0)
+    assert heat.scale == 1.0
+    rows = ["".join(c for c, _ in row) for row in heatmap_rows(diff, heat.scale, 3, 3)]
+    assert rows == ["###", "≡·#", "≡·#"]  # largest y on top, x to the right
+    assert len(heatmap_rows(diff, 1.0, 7, 5)) == 5
+    # A rounding-level difference (|f − g| ≤ 1e-9 max|g|) draws as zero everywhere.
+    heat.set_grid(1e-12 * diff, g, 3.0)
+    assert heat.scale == 0.0
+
+
+def test_figures_carry_glyphs_not_only_colour() -> None:
+    """Each view's series differ by marker: the drawn text holds both kinds of glyph."""
+    from rich.text import Text
+
+    from explorer.widgets.views import ViewResult, render_view, singular_figure, slice_figure
+
+    s = np.linspace(-1, 1, 41)
+    res = ViewResult(
+        "slice",
+        1.0,
+        {
+            "s_min": s,
+            "min": 1 - 0.5 * s**2,
+            "s_max": 0.1 * s,
+            "max": 1 + 50 * (0.1 * s) ** 2,
+            "r_min": 1.0,
+            "r_max": 0.1,
+            "lam_min": -1.0,
+            "lam_max": 100.0,
+            "loss": 1.0,
+        },
+    )
+    fig, legend = slice_figure(res)
+    text = Text.from_ansi(render_view(fig, 60, 16)).plain
+    assert "·" in text and any(0x2800 < ord(c) <= 0x28FF for c in text)
+    assert "v_min" in legend and "v_max" in legend
+    # Singular values: below 1e-3 of the largest drawn at that floor; title at the cursor.
+    t = np.array([0.0, 1.0, 10.0, 100.0])
+    sv = np.array([[1e-9, 1e-10], [1e-8, 1e-10], [2.0, 1e-9], [3.0, 1.0]])
+    res = ViewResult("singular", 10.0, {"t": t, "sv": sv, "cursor": 10.0, "teacher": [3.0, 1.0]})
+    fig, legend = singular_figure(res)
+    lines = [x for x in fig.series if x.marker == "braille"]
+    assert min(float(np.min(x.y)) for x in lines) == pytest.approx(3e-3)
+    assert "t=10: 2, 1e-09" in fig.title
+    assert fig.extra["vlines"] == [(10.0, "white")]

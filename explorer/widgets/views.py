@@ -433,6 +433,8 @@ class ViewPlot(Widget):
 
     def render(self) -> Text:
         key = self.key
+        if not self.figure.series:
+            return Text("")  # nothing computed yet (the note line says so)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         if not LinePlot.background:
@@ -453,6 +455,15 @@ def heatmap_glyph(v: float, scale: float) -> tuple[str, str]:
         return HEAT_ZERO, "white"
     level = 0 if r < HEAT_EDGES[1] else 1 if r < HEAT_EDGES[2] else 2
     return (HEAT_POS[level], "red") if v > 0 else (HEAT_NEG[level], "blue")
+
+
+def heatmap_rows(values: np.ndarray, scale: float, width: int, height: int) -> list[list]:
+    """Rows of (glyph, colour) cells, top row = largest y: ``values`` (n_y, n_x) resampled
+    (nearest neighbour) to ``height`` × ``width``."""
+    v = np.asarray(values, float)
+    rows = np.linspace(0, v.shape[0] - 1, max(1, height)).round().astype(int)
+    cols = np.linspace(0, v.shape[1] - 1, max(1, width)).round().astype(int)
+    return [[heatmap_glyph(float(v[r, c]), scale) for c in cols] for r in rows[::-1]]
 
 
 class SignHeatmap(Widget):
@@ -482,13 +493,8 @@ class SignHeatmap(Widget):
         w, h = self.content_size.width, self.content_size.height
         text = Text(no_wrap=True)
         text.append(self.title[:w] + "\n", style="bold")
-        rows_n = max(1, h - 2)
-        v = self.values
-        rows = np.linspace(0, v.shape[0] - 1, rows_n).round().astype(int)
-        cols = np.linspace(0, v.shape[1] - 1, max(1, w)).round().astype(int)
-        for r in rows[::-1]:  # larger y on top
-            for c in cols:
-                glyph, color = heatmap_glyph(float(v[r, c]), self.scale)
+        for row in heatmap_rows(self.values, self.scale, w, max(1, h - 2)):
+            for glyph, color in row:
                 text.append(glyph, style=color)
             text.append("\n")
         text.append(f"+*# f>g  -=≡ f<g  {HEAT_ZERO} ≈0"[:w], style="dim")

@@ -232,7 +232,7 @@ def test_channel_from_spectra_needs_a_growing_lambda_max():
 # Real runs
 
 
-def deep_linear_config(t_max: float = 1e3) -> dict:
+def deep_linear_config(singular_values, samples: int, t_max: float = 1e3) -> dict:
     """A two-layer linear net W2 W1 (3 → 3 → 3) from init scale 1e-3 on y = T x."""
     return {
         "seed": 2,
@@ -243,18 +243,24 @@ def deep_linear_config(t_max: float = 1e3) -> dict:
             "activation": "identity",
             "bias": False,
             "output_dim": 3,
-            "params": {"w1": np.diag([10.0, 1.0, 0.1]).tolist(), "w2": np.eye(3).tolist()},
+            "params": {"w1": np.diag(singular_values).tolist(), "w2": np.eye(3).tolist()},
         },
         "student": {"widths": [3], "activation": "identity", "bias": False, "init_scale": 1e-3},
-        "data": {"kind": "gaussian", "samples": 50},
+        "data": {"kind": "gaussian", "samples": samples},
         "dynamics": {"method": "flow", "t_max": t_max, "n_saves": 100, "max_seconds": 120},
         "refine": {"method": "none"},
     }
 
 
-@pytest.fixture(scope="module")
-def deep_linear_session(tmp_path_factory):
-    cfg = parse_config(deep_linear_config(), "deep_linear")
+@pytest.fixture(
+    scope="module",
+    # singular values a decade apart; and (5, 1, 0.2), whose rank-1 plateau is flat to 1 %
+    # for only 0.2 decade of t
+    params=[((10.0, 1.0, 0.1), 50), ((5.0, 1.0, 0.2), 80)],
+    ids=["sv-10-1-0.1", "sv-5-1-0.2"],
+)
+def deep_linear_session(request, tmp_path_factory):
+    cfg = parse_config(deep_linear_config(*request.param), "deep_linear")
     out = run_config(cfg, tmp_path_factory.mktemp("phases") / "deep_linear")
     return cfg, load_session(out)
 

@@ -752,16 +752,8 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     k_out = line["student"].shape[1]
     n_show = min(k_out, 4)
     for j in range(n_show):
-        suffix = f" (output {j})" if k_out > 1 else ""
         col = COLOURS[j % len(COLOURS)]
-        ax.plot(
-            line["s"],
-            line["teacher"][:, j],
-            color="0.1",
-            linestyle="--",
-            linewidth=2.0,
-            label="teacher g" + suffix if j == 0 or k_out > 1 else None,
-        )
+        ax.plot(line["s"], line["teacher"][:, j], color="0.1", linestyle="--", linewidth=2.0)
         ax.plot(
             line["s"],
             line["student"][:, j],
@@ -770,22 +762,17 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
             marker=MARKERS[j % len(MARKERS)],
             markevery=0.1,
             markerfacecolor="none",
-            label="student f" + suffix,
+            label=f"student f, output {j}" if k_out > 1 else "student f",
         )
-        ax.plot(
-            line0["s"],
-            line0["student"][:, j],
-            color=col,
-            linestyle=":",
-            linewidth=1.0,
-            label="student at t = 0" + suffix,
-        )
+        ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
+    ax.plot([], [], color="0.1", linestyle="--", linewidth=2.0, label="teacher g")
+    ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="student at t = 0")
     u = ", ".join(f"{v:.2f}" for v in line["direction"])
     ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
     ax.set_ylabel("output")
     more = f"; first {n_show} of {k_out} outputs" if k_out > n_show else ""
     ax.set_title(f"along a line through input space{more}", loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=2, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=3, frameon=False)
     if d2:
         grid = function_grid(spec, seg.theta[row], teacher)
         diff = grid["diff"]
@@ -870,7 +857,9 @@ def _weights_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
             linestyle="none",
             marker=st["marker"],
             color=st["color"],
-            markersize=7,
+            markerfacecolor="none",  # open, of decreasing size: coinciding neurons all show
+            markeredgewidth=1.6,
+            markersize=11 - 2.5 * (i % 3),
             label=f"student neuron {i}: ‖a{i}‖ w{i}",
         )
     if now["teacher"] is not None:

@@ -35,8 +35,11 @@ loss at its end) and the Hessian index of the recorded spectrum that lies inside
 nearest to that least-gradient row (index tolerance as :func:`core.analysis.hessian_spectrum`:
 λ < −:func:`core.analysis.default_eigen_tol`).
 
-Everything is plain NumPy and deterministic; :func:`session_phases` applies
-:func:`detect_phases` to every segment of a :class:`core.session.Session`.
+Phases share their boundaries; a stretch in which nothing is detected and the loss does not
+fall (a run cut short before anything happened) gets no phase.  Everything is NumPy (the
+optional channel check calls :func:`core.analysis.detect_channels`) and deterministic;
+:func:`session_phases` applies :func:`detect_phases` to every segment of a
+:class:`core.session.Session`.
 """
 
 from __future__ import annotations

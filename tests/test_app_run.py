@@ -264,3 +264,43 @@ def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
             assert app.screen is screen
 
     asyncio.run(scenario())
+
+
+def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
+    """The preset run in the app (ctrl+r), not replayed: the auto-fitted loss plot puts the
+    three plateaus (4.95, 0.595, 0.0485) on different rows although the loss ends at
+    round-off, the Hessian plot shows the saddles' λmin < 0, and phase boundaries are marked."""
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.plots import LinePlot
+
+    presets = Path(__file__).resolve().parents[1] / "explorer" / "presets"
+    app = ExplorerApp(config=load_config(presets / "saddle_to_saddle.toml"), show_clock=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen: RunScreen = app.screen  # type: ignore[assignment]
+            await wait_for(pilot, lambda: screen.state == "done", 120, "run to convergence")
+            loss = screen.query_one("#plot-loss", LinePlot)
+            await wait_for(pilot, lambda: not loss.dirty and loss.plot.series, 10, "loss figure")
+            assert screen.run.loss < 1e-20  # the final drop to round-off is in the data
+            height = loss.content_size.height - 1
+            lo, hi = loss.figure_spec(height).ylim
+            rows = [
+                int((np.log10(v) - lo) / (hi - lo) * (height - 6)) for v in (4.95, 0.595, 0.0485)
+            ]
+            assert len(set(rows)) == 3, rows
+            await pilot.press("2")
+            hess = screen.query_one("#plot-hessian", LinePlot)
+            await wait_for(pilot, lambda: not hess.dirty and hess.plot.series, 10, "λ figure")
+            lmin = next(s for s in hess.plot.series if s.label == "λmin")
+            first_plateau = (lmin.x > 1) & (lmin.x < 100)
+            assert first_plateau.sum() >= 10 and np.all(lmin.y[first_plateau] < 0)
+            starts = [m for m in hess.markers if m.kind == "plateau"]
+            assert len(starts) >= 2  # the second and third plateaus begin after a descent
+            assert all(100 < m.x < 1e4 for m in starts)
+
+    asyncio.run(scenario())

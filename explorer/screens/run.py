@@ -55,6 +55,8 @@ from explorer.worker import (
 )
 
 REDRAW_HZ = 5
+#: While the flow runs, phases (plot markers) are re-detected at most this often (seconds).
+PHASES_SECONDS = 3.0
 IDLE_STATES = ("paused", "done", "error")
 
 
@@ -627,7 +629,10 @@ class RunScreen(TrajectoryScreen):
             )
             return detect_phases(t, loss, gnorm, spectra)
 
-        return self.phases_for(key, compute)
+        # Detection is pure NumPy on the event loop (~5 ms per 200 points, ~70 ms per 4000):
+        # while the flow runs, at most every PHASES_SECONDS; once it stops, at once.
+        live = self.state in ("compiling", "running", "pausing")
+        return self.phases_for(key, compute, PHASES_SECONDS if live else 0.0)
 
     def _redraw(self) -> None:
         """Timer callback: status line always; plots on screen whose data changed."""

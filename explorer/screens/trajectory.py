@@ -105,6 +105,7 @@ class TrajectoryScreen(Screen):
         self._last_plot: dict[str, float] = {}
         self._phases_key: Any = None
         self._phases: list = []
+        self._phases_at = -float("inf")
 
     # -- what subclasses provide ------------------------------------------------------
 
@@ -118,15 +119,17 @@ class TrajectoryScreen(Screen):
 
     # -- phases ------------------------------------------------------------------------
 
-    def phases_for(self, key: Any, compute: Any) -> list:
-        """``compute()`` (a list of :class:`core.phases.Phase`) cached under ``key``; [] when
-        :mod:`core.phases` is not importable."""
-        if key != self._phases_key:
+    def phases_for(self, key: Any, compute: Any, min_seconds: float = 0.0) -> list:
+        """``compute()`` (a list of :class:`core.phases.Phase`) cached under ``key``, and
+        recomputed for a new key at most every ``min_seconds``; [] when :mod:`core.phases`
+        is not importable."""
+        now = time.monotonic()
+        if key != self._phases_key and now - self._phases_at >= min_seconds:
             try:
                 self._phases = list(compute())
             except ImportError:
                 self._phases = []
-            self._phases_key = key
+            self._phases_key, self._phases_at = key, now
         return self._phases
 
     # -- plots -------------------------------------------------------------------------

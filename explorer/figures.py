@@ -221,6 +221,7 @@ def weight_series(spec: Any, theta: np.ndarray) -> tuple[list[str], np.ndarray, 
     over the first-layer rows w_i = (W1[i], b1[i]) (NaN for one neuron).  Otherwise
     ‖W_l‖_F for each layer l.
     """
+    from core.analysis import closest_pair_distance, neuron_weights
     from core.networks import unflatten
 
     theta = np.asarray(theta, np.float64)
@@ -228,17 +229,8 @@ def weight_series(spec: Any, theta: np.ndarray) -> tuple[list[str], np.ndarray, 
         k = spec.widths[0]
         rows = []
         for th in theta:
-            p = unflatten(spec, th)
-            w = np.asarray(p["w1"])
-            if spec.bias[0]:
-                w = np.concatenate([w, np.asarray(p["b1"])[:, None]], axis=1)
-            a = np.linalg.norm(np.asarray(p["w2"]), axis=0)
-            if k > 1:
-                diff = w[:, None, :] - w[None, :, :]
-                dist = np.sqrt(np.sum(diff * diff, axis=-1))[np.triu_indices(k, 1)].min()
-            else:
-                dist = np.nan
-            rows.append([*a, dist])
+            w, a = neuron_weights(spec, th)
+            rows.append([*a, closest_pair_distance(w)])
         labels = [f"|a{i}|" for i in range(k)] + ["min‖wᵢ−wⱼ‖"]
         return labels, np.asarray(rows).reshape(theta.shape[0], k + 1), "weight"
     n_layers = len(spec.widths) + 1

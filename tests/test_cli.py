@@ -128,8 +128,10 @@ def test_export_writes_parseable_csv(cli_session, capsys, tmp_path):
 
 def test_run_records_log_spaced_spectra_along_the_trajectory(cli_session):
     """Replays plot λmin/λmax over time from these: each is the sorted spectrum of
-    jax.hessian at the saved state of its t, and they are ≥ 10^0.1 apart in t."""
-    from core.runner import SPECTRUM_T_FACTOR
+    jax.hessian at the saved state of its t, at exactly core.spectra's times."""
+    from core.flow import save_grid
+    from core.runner import dynamics_settings
+    from core.spectra import spectrum_times
 
     cfg, out = cli_session
     session = load_session(out)
@@ -138,7 +140,9 @@ def test_run_records_log_spaced_spectra_along_the_trajectory(cli_session):
     snaps = [s for s in session.spectra if s.label == "trajectory"]
     assert len(snaps) >= 5
     ts = np.array([s.t for s in snaps])
-    assert np.all(ts[1:] >= SPECTRUM_T_FACTOR * ts[:-1] * (1 - 1e-12))
+    settings = dynamics_settings(load_config(cfg).dynamics, seg.theta.shape[1])
+    expected = spectrum_times(save_grid(settings), seg.theta.shape[1])
+    np.testing.assert_array_equal(ts, [0.0, *expected[expected <= seg.t[-1]]])
     hess = jax.jit(jax.hessian(problem.objective.loss))
     for snap in snaps[:: max(1, len(snaps) // 4)]:
         (j,) = np.flatnonzero(seg.t == snap.t)

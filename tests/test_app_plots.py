@@ -225,3 +225,35 @@ def test_replay_hessian_plot_is_signed(monkeypatch) -> None:
             assert "-1e-2" in str(plot.render())  # the tick of the negative λ
 
     asyncio.run(scenario())
+
+
+def test_log_toggle_only_where_it_makes_sense() -> None:
+    from explorer.widgets.plots import LinePlot, Series
+
+    signed = LinePlot("spectrum", scatter=True)
+    signed.set_series([Series(np.arange(3.0), np.array([-2.0, 0.5, 1.0]), "log10|λ|")])
+    assert "no log axis" in signed.toggle_scale() and signed.scale == "linear"
+    positive = LinePlot("response")
+    positive.set_series([Series(np.arange(3.0), np.array([1.0, 10.0, 100.0]), "y")])
+    positive.toggle_scale()
+    assert positive.scale == "log" and positive.figure_spec().ylim[1] > 2.0  # log10(100)
+    positive.toggle_scale()
+    assert positive.scale == "linear"
+    loss = LinePlot("loss", log_y=True)
+    loss.toggle_scale()
+    assert loss.scale == "linear"
+
+
+def test_help_lists_the_plot_keys_once() -> None:
+    from explorer.screens.help import MARKER_HELP, key_table
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.run import RunScreen
+    from explorer.screens.trajectory import PLOT_TABS, TrajectoryScreen
+
+    text = key_table([RunScreen, ReplayScreen, TrajectoryScreen])
+    for desc in ("Zoom in (y)", "Zoom out (y)", "Auto-fit y", "Log / linear y", "Show / hide"):
+        assert text.count(desc) == 1, desc
+    assert text.count("Markers on / off") == 1
+    for tab in PLOT_TABS:
+        assert f" {tab.name}\n" in text + "\n"
+    assert "R refine" in MARKER_HELP and "= plateau" in MARKER_HELP

@@ -36,6 +36,15 @@ def key_table(screens: list[type[Screen]]) -> str:
     return "\n".join(lines)
 
 
+#: What the glyphs on the time plots mean (explorer.widgets.plots.MARKER_GLYPHS).
+MARKER_HELP = (
+    "[b]Plot markers[/b] (vertical lines, glyph on top)\n"
+    "  events: R refine · S surgery · P pause · > resume;  ▼ replay cursor\n"
+    "  phase starts: = plateau · \\ descent · ~ channel · * converged\n"
+    "  legend line: ↓n below = points under the fitted y window (f: full range)"
+)
+
+
 class HelpScreen(ModalScreen[None]):
     """Lists every key; any of Esc, q, ? or F1 closes it."""
 
@@ -51,7 +60,8 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog help"):
             yield Label("Keys", classes="dialog-title")
             yield Static(
-                key_table(self.screens) + "App-wide: ? or F1 help · ctrl+q quit at once\n"
+                key_table(self.screens) + MARKER_HELP + "\n\n"
+                "App-wide: ? or F1 help · ctrl+q quit at once\n"
                 "Remap keys by binding id (App.set_keymap).",
                 id="help-text",
             )

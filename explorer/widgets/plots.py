@@ -568,12 +568,19 @@ class LinePlot(Widget):
         return f"y auto-fit: {mode} range"
 
     def toggle_scale(self) -> str:
-        """Log (or symlog) ↔ linear y axis; a linear plot gets log when its data are > 0."""
+        """Log (or symlog) ↔ linear y axis; a linear plot gets log only when its data are
+        all > 0 (log10|λ| or a signed response has no log axis)."""
         default = self.plot.scale
         if default != "linear":
             new = "linear" if self.scale != "linear" else None
+        elif self.scale == "linear":
+            ys = [np.asarray(s.y, float) for s in self.plot.series]
+            ys = [y[np.isfinite(y)] for y in ys]
+            if not any(y.size for y in ys) or any(np.any(y <= 0) for y in ys):
+                return "y has values ≤ 0 here: no log axis"
+            new = "log"
         else:
-            new = "log" if self.scale == "linear" else None
+            new = None
         self._set_control(y_scale=new, zoom=0, pan=0)
         return f"y axis: {self.scale}"
 

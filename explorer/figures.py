@@ -21,8 +21,17 @@ The time axis is logarithmic; a trajectory starting at t = 0 gets a ``symlog`` a
 linear stretch [0, t₁] (t₁ = the first positive time) takes one decade, so t = 0
 is drawn.  Phases (:func:`core.phases.session_phases`, when that module is present) are
 shaded spans, events (refine, surgery, pause/resume, interrupts) vertical lines; both are
-listed in one legend below the panels.  Series differ by line style and marker as well as
-colour, so the figure reads in greyscale.
+listed in one legend below the panels; with phases, a bar above the panels names each one
+(a plateau with its loss level and Hessian index).  Series differ by line style and marker
+as well as colour, so the figure reads in greyscale.  For deep linear nets the weights panel
+shows the singular values of the end-to-end map W_L⋯W_1 instead (rank steps).
+
+The other views draw :mod:`core.views` at one saved state (``t``: the nearest; default the
+last): ``function`` (student vs teacher along a line through input space; for d = 2 also
+f − g on a grid, its sign carried by solid/dashed contours), ``weights`` (d = 2: input-weight
+vectors scaled by ‖a_i‖, their paths so far, and the teacher's), ``singular`` (the whole
+run) and ``slice`` (L(θ + s v) along the eigenvectors of λmin and λmax beside the quadratic
+model L(θ) + ½λs²).  A view that does not apply says why in one line.
 """
 
 from __future__ import annotations
@@ -180,17 +189,30 @@ def write_figure(
                 fig.savefig(f, format=fmt, dpi=200, metadata=_metadata(fmt))
                 f.flush()
                 os.fsync(f.fileno())
-            if force:
-                os.replace(tmp, p)
-            else:
-                try:
-                    os.link(tmp, p)
-                except FileExistsError:
-                    raise FigureError(f"{p}: exists; refusing to overwrite (use --force)") from None
+            _move_into_place(tmp, p, force)
+        except OSError as e:
+            raise FigureError(f"{p}: cannot write ({e.strerror or e})") from None
         finally:
             if tmp.exists():
                 tmp.unlink()
     return p
+
+
+def _move_into_place(tmp: Path, path: Path, force: bool) -> None:
+    """Rename ``tmp`` to ``path`` (``force``), or hard-link it there, which fails if ``path``
+    exists — so a file that appeared since the check is kept.  Where the file system has no
+    hard links, a last existence check and a rename."""
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FigureError(f"{path}: exists; refusing to overwrite (use --force)") from None
+    except OSError:
+        if path.exists():
+            raise FigureError(f"{path}: exists; refusing to overwrite (use --force)") from None
+        os.replace(tmp, path)
 
 
 def _metadata(fmt: str) -> dict:

@@ -390,3 +390,25 @@ def test_cli_import_does_not_load_matplotlib():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_sessions_without_spectra_or_t0(tmp_path):
+    """No recorded spectra: the panel says so; no t = 0 row (e.g. cut from a resumed run): a
+    plain log time axis."""
+    from core.session import Segment
+
+    session = load_session(QUICK)
+    seg = session.segments[0]
+    keep = seg.t > 0
+    session.segments = [
+        Segment(seg.spec, seg.t[keep], seg.theta[keep], seg.loss[keep], seg.grad_norm[keep])
+    ]
+    session.spectra = []
+    fig = figures.session_figure(session)
+    ax_loss, ax_eig, _ = panels(fig)
+    assert ax_loss.get_xscale() == "log"
+    assert ax_loss.get_xlim()[0] < seg.t[keep][0]
+    assert any("no Hessian spectra" in t.get_text() for t in ax_eig.texts)
+    out = tmp_path / "f.png"
+    fig.savefig(out, dpi=100)
+    check_png(out, 600, 600)

@@ -477,14 +477,16 @@ class SignHeatmap(Widget):
         self.scale = 0.0
         self.title = ""
 
-    def set_grid(self, values: np.ndarray, reference: np.ndarray, extent: float) -> None:
+    def set_grid(
+        self, values: np.ndarray, reference: np.ndarray, extent: float, label: str = "f−g"
+    ) -> None:
         """``values`` (n_y, n_x) = f − g; ``reference`` = g sets the zero threshold."""
         v = np.asarray(values, float)
         vmax = float(np.nanmax(np.abs(v))) if v.size else 0.0
         gmax = float(np.nanmax(np.abs(reference))) if np.size(reference) else 0.0
         self.scale = vmax if vmax > HEATMAP_ZERO_REL * gmax else 0.0
         self.values = v
-        self.title = f"f−g, max {_fmt(vmax)}, |x|,|y| ≤ {extent:g}"
+        self.title = f"{label}, max {_fmt(vmax)}, |x|,|y| ≤ {extent:g}"
         self.refresh()
 
     def render(self) -> Text:
@@ -607,7 +609,9 @@ class ViewPanel(Vertical):
             grid = result.data.get("grid")
             heat.display = grid is not None and grid["diff"] is not None
             if heat.display:
-                heat.set_grid(grid["diff"], grid["teacher"], float(grid["x"][-1]))
+                several = result.data["line"]["student"].shape[1] > 1
+                label = "f₁−g₁" if several else "f−g"  # function_grid's output 0
+                heat.set_grid(grid["diff"], grid["teacher"], float(grid["x"][-1]), label)
 
 
 # ------------------------------------------------------------------------- plot tabs

@@ -153,3 +153,175 @@ def test_trust_region_stops_at_max_seconds(teacher_problem):
     assert full.converged and full.iterations > 1 and full.loss < 1e-20, full.reason
     with pytest.raises(ValueError, match=r"refine\.max_seconds"):
         refine(obj, near, max_seconds=0.0)
+
+
+# ------------------------------------------------------------ the fixed-point driver
+
+
+def _rows_on_grid(chunks, settings):
+    """(t, θ, L, ‖∇L‖∞) of the rows of ``chunks`` on the save grid (load-independent)."""
+    from core.flow import save_grid
+
+    t = np.concatenate([c.t for c in chunks])
+    on = np.isin(t, save_grid(settings))
+    theta = np.concatenate([c.theta for c in chunks])
+    loss = np.concatenate([c.loss for c in chunks])
+    gnorm = np.concatenate([c.grad_norm for c in chunks])
+    return t[on], theta[on], loss[on], gnorm[on]
+
+
+def _attempts(result):
+    return [(a.t, a.accepted, a.why, a.iterations) for a in result.attempts]
+
+
+def test_fixed_point_run_ignores_the_wall_clock(teacher_problem, monkeypatch):
+    """A wall clock running 1000× fast (a loaded machine, as the chunk budget and every
+    timer see it) changes how the flow is chunked, not where the run hands over or ends."""
+    import time
+
+    import core.flow
+    from core.fixed_point import FixedPointRun
+
+    spec, teacher, _, obj = teacher_problem
+    theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
+    settings = DynamicsSettings(t_max=1e10, rtol=1e-3, atol=1e-6, max_seconds=1e6)
+
+    def drive():
+        run = FixedPointRun(obj, theta0, settings)
+        return list(run), run.result
+
+    calm_chunks, calm = drive()
+    start, real = time.perf_counter(), time.perf_counter
+
+    def slow():
+        return start + 1000.0 * (real() - start)
+
+    monkeypatch.setattr(time, "perf_counter", slow)
+    monkeypatch.setattr(time, "monotonic", slow)
+    monkeypatch.setattr(core.flow, "_clock", slow, raising=False)  # the chunk driver's clock
+    busy_chunks, busy = drive()
+    monkeypatch.undo()
+
+    steps = [c.steps for c in busy_chunks], [c.steps for c in calm_chunks]
+    assert steps[0] != steps[1]  # the slow clock did move the chunk boundaries
+    assert calm.handed_over and calm.converged, calm.reason
+    np.testing.assert_array_equal(busy.theta, calm.theta)
+    assert (busy.t, busy.loss, busy.index, busy.stop_reason) == (
+        calm.t, calm.loss, calm.index, calm.stop_reason,
+    )  # fmt: skip
+    assert _attempts(busy) == _attempts(calm)
+    busy_rows = _rows_on_grid(busy_chunks, settings)
+    for a, b in zip(busy_rows, _rows_on_grid(calm_chunks, settings), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The last chunk ends at the state the hand-over started from.
+    assert busy_chunks[-1].done and busy_chunks[-1].t[-1] == busy.t
+
+
+def test_flow_meeting_grad_tol_is_polished_to_the_round_off_floor(teacher_problem):
+    """The flow stops by itself (‖∇L‖∞ < grad_tol = gtol): the trust region has nothing to
+    do there, the Newton polish takes the zero-loss minimum on to L ~ 1e-30."""
+    from core.fixed_point import FixedPointRun
+
+    spec, teacher, _, obj = teacher_problem
+    theta0 = np.asarray(teacher.theta) + 0.05 * np.random.default_rng(2).normal(size=spec.n_params)
+    settings = DynamicsSettings(t_max=1e10, grad_tol=1e-9, max_seconds=1e6)
+    run = FixedPointRun(obj, theta0, settings, gtol=1e-9, switch_grad=1e-300)  # no hand-over
+    chunks = list(run)
+    res = run.result
+    assert chunks[-1].reason == "converged" and res.stop_reason == "converged"
+    assert not res.handed_over and res.refine_attempts == 1
+    assert chunks[-1].grad_norm[-1] < 1e-9 and chunks[-1].loss[-1] > 1e-24  # not exact yet
+    assert "polish" in res.refine.reason and res.refine.method == "newton"
+    assert res.loss < 1e-28 and res.grad_inf_norm < 1e-14, res.reason
+    # independently: the loss at the returned point, by the objective
+    assert float(obj.loss(jnp.asarray(res.theta))) == pytest.approx(res.loss, rel=1e-6)
+
+
+def test_refine_defaults_to_auto():
+    from core.config import RefineConfig, parse_config
+    from core.fixed_point import FixedPointRun
+
+    assert RefineConfig().method == "auto"
+    cfg = parse_config({"teacher": {"kind": "random", "input_dim": 1, "widths": [1]}}, "t")
+    assert cfg.refine.method == "auto"
+    import inspect
+
+    assert inspect.signature(FixedPointRun).parameters["method"].default == "auto"
+    assert inspect.signature(refine).parameters["method"].default == "auto"
+
+
+def _preset_run(name: str, method: str | None = None, **dynamics):
+    """The preset's problem through the driver (``method``: else the preset's refine
+    method; ``dynamics``: overrides): (problem, settings, chunks, result)."""
+    import dataclasses
+    from pathlib import Path
+
+    from core.config import load_config
+    from core.fixed_point import FixedPointRun
+    from core.problem import build_problem
+    from core.runner import dynamics_settings
+
+    root = Path(__file__).resolve().parents[1] / "explorer" / "presets"
+    cfg = load_config(root / f"{name}.toml")
+    cfg = dataclasses.replace(cfg, dynamics=dataclasses.replace(cfg.dynamics, **dynamics))
+    if method is not None:
+        cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine, method=method))
+    problem = build_problem(cfg)
+    settings = dynamics_settings(cfg.dynamics, problem.spec.n_params)
+    run = FixedPointRun(
+        problem.objective, problem.theta0, settings, method=cfg.refine.method,
+        gtol=cfg.refine.gtol, max_iter=cfg.refine.max_iter,
+    )  # fmt: skip
+    chunks = list(run)
+    return problem, settings, chunks, run.result
+
+
+@pytest.mark.parametrize("method", ["newton", "auto"])
+def test_symmetry_saddle_keeps_its_plateau(method):
+    """Started at a split saddle (λ_min = −0.01), the flow stays on the plateau L ≈ 0.001385
+    for decades; the hand-over comes only after the escape, and lands on the minimum."""
+    _, settings, chunks, res = _preset_run("symmetry_saddle", method)
+    t, _, loss, _ = _rows_on_grid(chunks, settings)
+    plateau = loss[0]
+    on = np.flatnonzero(np.abs(loss / plateau - 1) < 1e-2)
+    assert t[on[-1]] > 1e4 * t[max(on[0], 1)], "the plateau spans four decades of t"
+    left = t[np.argmax(loss < 0.5 * plateau)]  # the flow has left the plateau
+    assert all(a.t > left for a in res.attempts)
+    assert res.handed_over and res.t > left and chunks[-1].loss[-1] < 0.1 * plateau
+    assert res.converged and res.index == 0 and res.loss < 1e-25, res.reason
+
+
+def test_saddle_to_saddle_keeps_its_three_plateaus():
+    """The deep linear net visits the best rank-0, 1, 2 fits in turn (saddles of index ≥ 1):
+    no refinement is tried before the last plateau is left."""
+    problem, settings, chunks, res = _preset_run("saddle_to_saddle")
+    t, _, loss, _ = _rows_on_grid(chunks, settings)
+    x = np.asarray(problem.data.x)
+    p = problem.teacher
+    from core.networks import unflatten
+
+    q = unflatten(p.spec, np.asarray(p.theta))
+    m = np.asarray(q["w2"]) @ np.asarray(q["w1"])
+    lam = np.sort(np.linalg.eigvalsh(m @ (x.T @ x / x.shape[0]) @ m.T))[::-1]
+    plateaus = [0.5 * lam[r:].sum() for r in range(len(lam))]  # best rank-r fits
+    ends = []
+    for value in plateaus:
+        on = np.flatnonzero(np.abs(loss / value - 1) < 1e-4)
+        assert on.size >= 3, f"no plateau at {value:.4g}"
+        ends.append(t[on[-1]])
+    assert ends == sorted(ends)
+    assert all(a.t > ends[-1] for a in res.attempts)
+    assert res.t > ends[-1] and res.converged and res.loss < 1e-25, res.reason
+
+
+@pytest.mark.parametrize("method", ["newton", "auto"])
+def test_channel_stays_a_channel(method):
+    """Along the channel to infinity λ_max grows like 1/ε²: no hand-over; the end point is
+    still classified "channel" (with the preset's newton and with the default auto)."""
+    from core.analysis import analyze
+
+    problem, settings, chunks, res = _preset_run("channel_to_infinity", method, t_max=1e8)
+    assert not res.handed_over and res.stop_reason == "t_max"
+    assert chunks[-1].t[-1] == settings.t_max
+    analysis = analyze(problem.objective, res.theta, problem.teacher, problem.data.x)
+    assert analysis.classification == "channel"

@@ -86,17 +86,16 @@ def _keys(name: str, view: str) -> list[str]:
 
 
 SNAPSHOTS_80 = [
-    ("teacher_recovery", "function"),
-    ("symmetry_saddle", "weights"),
-    ("saddle_to_saddle", "singular"),
-    ("symmetry_saddle", "slice"),
+    ("teacher_recovery", "function"),  # d = 2: the line and the f − g heatmap
+    ("symmetry_saddle", "weights"),  # the split neuron: two students on one point
+    ("saddle_to_saddle", "singular"),  # the rank staircase, cursor on the first plateau
+    ("channel_to_infinity", "slice"),  # the channel's flat valley along v_min
     ("copy_or_average", "weights"),  # d = 4: the view says why it does not apply
 ]
+#: The 2×2 page of views 5–8: all four on the saddle's plateau and on a deep linear net.
 SNAPSHOTS_120 = [
-    ("teacher_recovery", "function"),
     ("symmetry_saddle", "slice"),
     ("saddle_to_saddle", "singular"),
-    ("channel_to_infinity", "weights"),
 ]
 
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import core  # noqa: F401  (float64)
 from core.config import config_to_dict, config_to_toml, default_config, parse_config
+from core.networks import forward, make_spec
+from core.objectives import Dataset, mse_objective
 from core.session import SCHEMA_VERSION, SessionRecorder, load_session, save_session
 
 
@@ -190,3 +194,206 @@ def test_rmse_beside_the_loss_in_reports() -> None:
     assert list(report["final"]) == ["t", "loss", "rmse", "grad_inf_norm", "params"]
     assert report["final"]["rmse"] == pytest.approx(rmse, rel=1e-14)
     assert report["refined"] is None
+
+
+# ------------------------------------------- the cases of MLPGradientFlow's test suite
+
+# Reference activations, written independently of core.activations.
+REF_ACT = {
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda z: z,
+    "g": lambda z: jax.nn.sigmoid(4 * z) + jax.nn.softplus(z),
+    "tanh": jnp.tanh,
+    "relu": lambda z: jnp.maximum(z, 0),
+    "square": lambda z: z**2,
+    "softplus": jax.nn.softplus,
+    "gelu": lambda z: z * 0.5 * (1 + jax.scipy.special.erf(z / jnp.sqrt(2.0))),
+}
+
+
+def _layers(spec):
+    """[(name of W, name of b or None, per-neuron names or None for the output)] per layer."""
+    out = []
+    for l in range(1, spec.n_layers + 1):
+        acts = spec.activations[l - 1] if l < spec.n_layers else None
+        out.append((f"w{l}", f"b{l}" if spec.bias[l - 1] else None, acts))
+    return out
+
+
+def reference_forward(spec, theta, x):
+    """MLPGradientFlow's fw_forward, h ← σ.(W h .+ b) layer by layer, with the flat θ split by
+    hand (w1, b1, w2, …, each W row-major) — shares no code with core.networks."""
+    offset, h = 0, x.T  # columns are samples, as in Julia
+    sizes = spec.layer_sizes
+    for l, (_, b_name, acts) in enumerate(_layers(spec), start=1):
+        n_out, n_in = sizes[l], sizes[l - 1]
+        w = theta[offset : offset + n_out * n_in].reshape(n_out, n_in)
+        offset += n_out * n_in
+        z = w @ h
+        if b_name is not None:
+            z = z + theta[offset : offset + n_out][:, None]
+            offset += n_out
+        if acts is not None:
+            z = jnp.stack([REF_ACT[a](z[i]) for i, a in enumerate(acts)])
+        h = z
+    assert offset == theta.shape[0]
+    return h.T
+
+
+def _mlpgf_net(layers, d, seed):
+    """A spec from MLPGradientFlow-style ((width, activation(s), bias), …) hidden layers plus
+    an identity output layer (width, "identity", bias), and θ ~ N(0, 1) as its randn."""
+    *hidden, (k_out, out_act, out_bias) = layers
+    assert out_act == "identity"
+    spec = make_spec(
+        d,
+        [w for w, _, _ in hidden],
+        [(a,) * w if isinstance(a, str) else a for w, a, _ in hidden],
+        [b for _, _, b in hidden] + [out_bias],
+        k_out,
+    )
+    theta = jax.random.normal(jax.random.PRNGKey(seed), (spec.n_params,))
+    return spec, theta
+
+
+def _check_against_autodiff(spec, theta, x, y, maxnorm=None, tol=1e-11):
+    obj = mse_objective(spec, Dataset(x, y), maxnorm=maxnorm)
+
+    def ref(t):
+        value = 0.5 * jnp.mean(jnp.sum((reference_forward(spec, t, x) - y) ** 2, axis=1))
+        if maxnorm is not None:
+            value = value + 0.5 * jnp.sum(jnp.maximum(jnp.abs(t) - maxnorm, 0.0) ** 2)
+        return value
+
+    np.testing.assert_allclose(forward(spec, theta, x), reference_forward(spec, theta, x))
+    assert float(obj.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
+    assert _rel(obj.grad(theta), jax.jit(jax.grad(ref))(theta)) < tol  # jit: compile once,
+    h = np.asarray(obj.hessian(theta))  # not hundreds of eager dispatches
+    assert _rel(h, jax.jit(jax.hessian(ref))(theta)) < tol
+    return obj, h
+
+
+def test_mlpgf_gradient_case() -> None:
+    """Its "gradient" testset: ((4, sigmoid, bias), (2, identity, no bias), (2, g, bias),
+    (2, identity, no bias)) on 2×5 inputs and targets.  MLPGradientFlow's loss is
+    mean‖r‖² (twice the ½·mean‖r‖² here): that relation is checked too."""
+    layers = ((4, "sigmoid", True), (2, "identity", False), (2, "g", True), (2, "identity", False))
+    spec, theta = _mlpgf_net(layers, 2, 0)
+    kx, ky = jax.random.split(jax.random.PRNGKey(1))
+    x, y = jax.random.normal(kx, (5, 2)), jax.random.normal(ky, (5, 2))
+    obj, _ = _check_against_autodiff(spec, theta, x, y)
+    mlpgf_loss = jnp.sum((reference_forward(spec, theta, x) - y) ** 2) / 5
+    assert 2 * float(obj.loss(theta)) == pytest.approx(float(mlpgf_loss), rel=1e-13)
+
+
+def test_mlpgf_hessian_case() -> None:
+    """Its "hessian" testset: ((3, sigmoid, bias), (2, identity, no bias), (2, g, bias),
+    (5, identity, no bias)) on 2×3 inputs, 5×3 targets: P = 31 and a 31×31 spectrum."""
+    layers = ((3, "sigmoid", True), (2, "identity", False), (2, "g", True), (5, "identity", False))
+    spec, theta = _mlpgf_net(layers, 2, 2)
+    assert spec.n_params == 31
+    kx, ky = jax.random.split(jax.random.PRNGKey(3))
+    x, y = jax.random.normal(kx, (3, 2)), jax.random.normal(ky, (3, 5))
+    _, h = _check_against_autodiff(spec, theta, x, y)
+    from core.analysis import hessian_spectrum
+
+    assert hessian_spectrum(h).eigenvalues.shape == (31,)
+
+
+def test_mlpgf_barrier_case() -> None:
+    """Its maxnorm checks (value, gradient and Hessian with the barrier active), for this
+    project's barrier ½ Σ max(0, |θ_p| − maxnorm)², at maxnorm = half the largest |θ_p|."""
+    layers = ((4, "sigmoid", True), (2, "identity", False), (2, "g", True), (2, "identity", False))
+    spec, theta = _mlpgf_net(layers, 2, 4)
+    maxnorm = 0.5 * float(jnp.max(jnp.abs(theta)))
+    assert int(jnp.sum(jnp.abs(theta) > maxnorm)) >= 3
+    kx, ky = jax.random.split(jax.random.PRNGKey(5))
+    x, y = jax.random.normal(kx, (5, 2)), jax.random.normal(ky, (5, 2))
+    obj, _ = _check_against_autodiff(spec, theta, x, y, maxnorm=maxnorm)
+    plain = mse_objective(spec, Dataset(x, y))
+    assert float(obj.loss(theta)) > float(plain.loss(theta))  # the barrier adds something
+    inside = jnp.clip(theta, -maxnorm, maxnorm)
+    assert float(obj.loss(inside)) == float(plain.loss(inside))  # and nothing inside the box
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        ("identity", "relu", "square", "softplus", "tanh"),
+        ("square", "square", "identity", "identity", "relu"),
+        ("tanh", "identity", "gelu", "relu", "g"),
+        ("relu", "square", "relu", "square", "relu"),
+    ],
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_mlpgf_mixed_activations_case(mix, bias) -> None:
+    """Its "mixed activations vs finite differences" nets (5 mixed neurons, 3-d inputs, 64
+    samples), here against autodiff (relu's kink is hit with probability 0)."""
+    spec, theta = _mlpgf_net(((5, mix, bias), (1, "identity", True)), 3, 6)
+    theta = 0.4 * theta
+    kx, ky = jax.random.split(jax.random.PRNGKey(7))
+    x, y = jax.random.normal(kx, (64, 3)), jax.random.normal(ky, (64, 1))
+    _, h = _check_against_autodiff(spec, theta, x, y)
+    assert not np.any(np.isnan(h))
+
+
+def test_mlpgf_mixed_two_hidden_layers_case() -> None:
+    """Its "mixed activations in a 2-hidden-layer net", as a config: ``activations`` with a
+    per-neuron list for each layer."""
+    d = config_to_dict(default_config())
+    d["teacher"] |= {"input_dim": 3, "output_dim": 2}
+    d["student"] = {
+        "widths": [4, 3],
+        "activations": [["tanh", "tanh", "relu", "identity"], ["softplus", "square", "gelu"]],
+        "bias": True,
+    }
+    spec = parse_config(d).student_spec()
+    assert spec.activations[1] == ("softplus", "square", "gelu")
+    theta = 0.4 * jax.random.normal(jax.random.PRNGKey(8), (spec.n_params,))
+    kx, ky = jax.random.split(jax.random.PRNGKey(9))
+    x, y = jax.random.normal(kx, (64, 3)), jax.random.normal(ky, (64, 2))
+    _check_against_autodiff(spec, theta, x, y)
+
+
+def test_mlpgf_uniform_tuple_is_the_scalar_net() -> None:
+    """Its "uniform tuple == scalar": the same spec, hence bit-for-bit the same numbers; and
+    its "Net" testset's ((2, sigmoid, no bias), (4, identity, bias)) has 16 parameters."""
+    for name in ("softplus", "tanh", "relu", "gelu", "sigmoid", "g", "square", "identity"):
+        assert make_spec(3, [4], (name,) * 4) == make_spec(3, [4], name)
+    assert make_spec(2, [2], "sigmoid", [False, True], 4).n_params == 16
+
+
+def test_mlpgf_infinite_data_case() -> None:
+    """Its "standard normal input" testset, bias-free (infinite data here needs no biases):
+    a softplus teacher of width 2 (θ ~ N(0, 1)), a tanh student of width 2, finite data
+    N = 10⁵ vs the exact Gaussian expectation.  Loss, gradient and Hessian agree within
+    5 standard errors of their sample means (per-sample terms' std / √N)."""
+    from core.gaussian import gaussian_objective
+    from core.teachers import network_teacher
+
+    d, n = 2, 100_000
+    t_spec, t_theta = _mlpgf_net(((2, "softplus", False), (1, "identity", False)), d, 10)
+    s_spec, theta = _mlpgf_net(((2, "tanh", False), (1, "identity", False)), d, 11)
+    teacher = network_teacher(t_spec, t_theta)
+    x = jax.random.normal(jax.random.PRNGKey(12), (n, d))
+    finite = mse_objective(s_spec, Dataset(x, teacher(x)))
+    infinite = gaussian_objective(s_spec, teacher)
+
+    def per_sample(t, xn, yn):
+        return 0.5 * jnp.sum((forward(s_spec, t, xn[None]) - yn) ** 2)
+
+    y = teacher(x)
+    losses = jax.jit(jax.vmap(per_sample, (None, 0, 0)))(theta, x, y)
+    grads = jax.jit(jax.vmap(jax.grad(per_sample), (None, 0, 0)))(theta, x, y)
+    hessians = jax.jit(jax.vmap(jax.hessian(per_sample), (None, 0, 0)))(theta, x, y)
+    for value, terms, exact in (
+        (finite.loss(theta), losses, infinite.loss(theta)),
+        (finite.grad(theta), grads, infinite.grad(theta)),
+        (finite.hessian(theta), hessians, infinite.hessian(theta)),
+    ):
+        np.testing.assert_allclose(value, jnp.mean(terms, axis=0), rtol=1e-10, atol=1e-13)
+        se = np.asarray(jnp.std(terms, axis=0)) / np.sqrt(n)
+        err = np.abs(np.asarray(value) - np.asarray(exact))
+        assert np.all(err <= 5 * se + 1e-12), (err / se).max()
+    # and the sampling error is small: the two objectives are the same landscape
+    assert abs(float(finite.loss(theta)) / float(infinite.loss(theta)) - 1) < 0.02

@@ -45,9 +45,7 @@ import io
 import itertools
 import json
 import math
-import os
 import re
-import secrets
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Config, ConfigError, config_to_dict, default_config, parse_config
-from core.files import FileReadError, read_toml, short
+from core.files import FileReadError, read_toml, short, write_bytes_atomic
 
 ZERO_LOSS = 1e-20
 OUTCOMES = ("zero-loss", "minimum", "saddle", "channel", "unconverged", "failed", "pending")
@@ -503,17 +501,7 @@ def read_summary_csv(path: str | Path) -> list[dict[str, str]]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a fsynced temporary sibling and one ``os.replace``:
     readers see the old file or the new one, never a half-written one."""
-    p = Path(path)
-    tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def same_config(a: Config, b: Config) -> bool:

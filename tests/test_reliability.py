@@ -397,6 +397,104 @@ def test_fuzzed_stored_fields_load_cleanly_or_raise_session_error(
         assert t is None or np.isfinite(float(t))
 
 
+# ----------------------------------------------------------------------------- fuzzed configs
+
+
+def _table_keys() -> dict[str, list[str]]:
+    from dataclasses import fields
+
+    from core import config as c
+
+    tables = {"teacher": c.TeacherConfig, "student": c.StudentConfig, "data": c.DataConfig}
+    tables |= {"dynamics": c.DynamicsConfig, "refine": c.RefineConfig}
+    return {name: [f.name for f in fields(cls)] for name, cls in tables.items()}
+
+
+TABLE_KEYS = _table_keys()
+PLAUSIBLE = st.sampled_from(
+    [0, 1, 2, 3, -1, 1e300, 1e-300, 0.5, True, "softplus", "relu", "gaussian", "flow", "none",
+     "random", "glu", "file", "explicit", "orthonormal", [1], [2, 3], [0], [10000], [3.0, 1.0],
+     {"w1": [[1.0, 2.0]]}, "x" * 200, "a\nb"]
+)  # fmt: skip
+CONFIG_MAPPINGS = st.dictionaries(
+    st.sampled_from([*TABLE_KEYS, "seed", "junk\nkey"]),
+    st.one_of(
+        st.integers(-3, 10),
+        st.just(None),
+        st.dictionaries(
+            st.sampled_from([k for keys in TABLE_KEYS.values() for k in keys] + ["bogus"]),
+            PLAUSIBLE | JSON_VALUES,
+            max_size=5,
+        ),
+    ),
+    max_size=6,
+).map(lambda m: {k: v for k, v in m.items() if v is not None})
+
+
+def check_config_mapping(mapping) -> None:
+    from core.config import config_to_dict
+
+    try:
+        cfg = parse_config(mapping, "fuzz.toml")
+    except ConfigError as e:
+        text = str(e)
+        assert "\n" not in text and len(text) < 600 and text.startswith("fuzz.toml")
+        return
+    # a valid config round-trips through its TOML mapping and file text
+    assert parse_config(config_to_dict(cfg), "fuzz.toml") == cfg
+    from core.config import config_to_toml
+
+    assert parse_config(load_toml(config_to_toml(cfg)), "fuzz.toml") == cfg
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mapping=CONFIG_MAPPINGS)
+def test_fuzzed_configs_parse_or_raise_one_line_config_error(mapping):
+    check_config_mapping(mapping)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mapping=CONFIG_MAPPINGS)
+def test_fuzzed_configs_many(mapping):
+    check_config_mapping(mapping)
+
+
+SWEEP_GRIDS = st.dictionaries(
+    st.sampled_from(
+        ["seed", "student.widths", "data.samples", "dynamics.t_max", "refine.method",
+         "teacher.kind", "student", "bogus.key", "data.kind", "dynamics.lr"]
+    ),
+    st.lists(PLAUSIBLE | JSON_VALUES, max_size=4) | PLAUSIBLE,
+    max_size=4,
+)  # fmt: skip
+
+
+def check_sweep_grid(grid) -> None:
+    tic = time.monotonic()
+    try:
+        sweep = parse_sweep({"grid": grid, "dynamics": {"t_max": 10.0}}, "fuzz_sweep.toml")
+    except ConfigError as e:  # SweepError included
+        text = str(e)
+        assert "\n" not in text and len(text) < 600 and text.startswith("fuzz_sweep.toml")
+    else:
+        assert len({r.name for r in sweep.runs}) == len(sweep.runs) >= 1
+    assert time.monotonic() - tic < 5.0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(grid=SWEEP_GRIDS)
+def test_fuzzed_sweep_grids_expand_or_raise_one_line_sweep_error(grid):
+    check_sweep_grid(grid)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(grid=SWEEP_GRIDS)
+def test_fuzzed_sweep_grids_many(grid):
+    check_sweep_grid(grid)
+
+
 # ----------------------------------------------------------------------------- teacher files
 
 

@@ -248,7 +248,7 @@ async def test_views_that_do_not_apply_say_why() -> None:
         note = _panel(app, "weights").query_one(".view-note", Static)
         text = str(note.render())
         assert "weight view needs input_dim = 2 (this net has d = 4)" in text
-        assert "weights (6)" in text
+        assert "weight space (6)" in text
         assert not _panel(app, "weights").query_one(".view-body").display
         sing = _panel(app, "singular").result.reason
         assert sing == "singular values need a linear network (this one has erf units)"

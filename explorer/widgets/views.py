@@ -62,10 +62,10 @@ SINGULAR_FLOOR = 1e-3
 #: The digit keys of the plot tabs, as :mod:`explorer.screens.trajectory` assigns them.
 PLOT_KEYS = "1234567890"
 
-#: One-word titles of the views, in :data:`core.views.VIEWS` order.
+#: Titles of the views (help lines and note lines), in :data:`core.views.VIEWS` order.
 VIEW_TITLES = {
-    "function": "function",
-    "weights": "weights",
+    "function": "function space",
+    "weights": "weight space",
     "singular": "singular values",
     "slice": "loss slice",
 }

@@ -259,3 +259,65 @@ def test_subprocess_sigterm_exit_code_and_session(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted: session saved" in err
     assert load_session(out).events[-1]["kind"] == "interrupted"
+
+
+TEACHER_STUDENT = """
+seed = 2
+[teacher]
+kind = "random"
+input_dim = 2
+widths = [3]
+activation = "softplus"
+bias = false
+[student]
+widths = [3]
+activation = "softplus"
+bias = false
+[data]
+kind = "gaussian"
+samples = 200
+[dynamics]
+t_max = 1e10
+rtol = 1e-3
+atol = 1e-6
+max_seconds = 120
+"""
+
+
+def test_run_hands_over_to_refinement_before_t_max(tmp_path, capsys):
+    """`explorer run` with no [refine] table (method auto) on a softplus teacher-student
+    problem: the flow hands over to refinement long before t_max and the run ends at an
+    exact critical point — the one the flow itself reaches at t_max — in fewer solver steps."""
+    import dataclasses
+
+    from core.flow import run_to_end
+    from core.refine import refine
+
+    cfg_path, out = tmp_path / "ts.toml", tmp_path / "ts"
+    cfg_path.write_text(TEACHER_STUDENT)
+    assert main(["run", str(cfg_path), "--out", str(out), "--quiet"]) == 0
+    rc, text, _ = run_cli(capsys, "report", out, "--json")
+    assert rc == 0
+    rep = json.loads(text)
+    refined = rep["refined"]
+    assert rep["stop_reason"] == "refined" and refined["handed_over"], rep["stop_reason"]
+    assert refined["converged"] and refined["grad_inf_norm"] < 1e-12
+    assert rep["final"]["t"] < 1e-3 * 1e10 and rep["classification"] == "minimum"
+    session = load_session(out)
+    (event,) = [e for e in session.events if e["kind"] == "refine"]
+    assert event["t"] == rep["final"]["t"] and event["handed_over"] and event["converged"]
+
+    # Independently: the flow alone to t_max (no grad_tol stop), then refined there.
+    cfg = load_config(cfg_path)
+    problem = build_problem(cfg)
+    settings = dataclasses.replace(
+        dynamics_settings(cfg.dynamics, problem.spec.n_params), grad_tol=0.0
+    )
+    full = run_to_end(problem.objective, problem.theta0, settings)
+    assert full.t[-1] == 1e10 and full.steps > session.summary["steps"]
+    end = refine(problem.objective, full.theta[-1])
+    theta = np.asarray(flatten(problem.spec, refined["params"]))
+    np.testing.assert_allclose(theta, end.theta, rtol=0, atol=1e-8)
+    loss, grad = problem.objective.value_and_grad(jnp.asarray(theta))
+    assert float(np.max(np.abs(np.asarray(grad)))) < 1e-12
+    assert float(loss) == pytest.approx(refined["loss"], rel=1e-6, abs=1e-30)

@@ -518,7 +518,8 @@ class ViewPanel(Vertical):
     ViewPanel > .view-body { height: 1fr; }
     """
 
-    #: Objectives built for a spec, shared by the panels (a new spec compiles a new loss).
+    #: The objective per student spec of the current problem, shared by the panels (a new
+    #: spec compiles a new loss); key "problem" holds the problem they belong to.
     _objectives: ClassVar[dict] = {}
 
     @dataclass(eq=False)
@@ -642,11 +643,12 @@ def view_inputs(view_name: str, view: TrajectoryView) -> ViewInputs | None:
     cache = ViewPanel._objectives
 
     def objective(s: Any) -> Any:
-        key = (id(problem), s)
-        if key not in cache:
-            cache.clear()  # one problem at a time: drop the previous one's compiled losses
-            cache[key] = problem.objective_for(s)
-        return cache[key]
+        if cache.get("problem") is not problem:  # one problem at a time (held, so its id
+            cache.clear()  # cannot be reused by another while cached)
+            cache["problem"] = problem
+        if s not in cache:
+            cache[s] = problem.objective_for(s)
+        return cache[s]
 
     return ViewInputs(
         spec,

@@ -77,6 +77,8 @@ RUN_COLUMNS = (
     "morse_index",
     "stop_reason",
     "error",
+    "rmse",
+    "accuracy",
 )
 
 
@@ -376,7 +378,8 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
 
     ``final_loss`` is the loss at the end of the dynamics, ``refined_loss`` after
     refinement (empty without), ``loss`` the loss at the analysed point (what
-    ``outcome`` is judged on), ``morse_index`` the count of negative Hessian eigenvalues.
+    ``outcome`` is judged on), ``morse_index`` the count of negative Hessian eigenvalues,
+    ``rmse`` / ``accuracy`` (cross-entropy) those of the report at the analysed point.
     """
     row: dict[str, Any] = {"run": run.name, **dict(run.values)}
     report = None if session is None else session.report
@@ -407,6 +410,8 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
             "morse_index": (report.get("spectrum") or {}).get("index"),
             "stop_reason": report.get("stop_reason"),
             "error": error,
+            "rmse": _float((refined or report["final"]).get("rmse")),
+            "accuracy": _float((refined or report["final"]).get("accuracy")),
         }
     )
     return row

@@ -397,3 +397,26 @@ def test_mlpgf_infinite_data_case() -> None:
         assert np.all(err <= 5 * se + 1e-12), (err / se).max()
     # and the sampling error is small: the two objectives are the same landscape
     assert abs(float(finite.loss(theta)) / float(infinite.loss(theta)) - 1) < 0.02
+
+
+def test_rmse_and_accuracy_in_the_sweep_summary() -> None:
+    """summary.csv rows carry the report's rmse / accuracy at the analysed (refined) point."""
+    from types import SimpleNamespace
+
+    from core.sweep import RUN_COLUMNS, SweepRun, run_row
+
+    run = SweepRun("r0", (("seed", 1),), default_config())
+    report = {
+        "final": {"loss": 0.5, "rmse": 1.0},
+        "refined": {"loss": 0.02, "rmse": 0.2},
+        "classification": "minimum",
+        "spectrum": {"index": 0},
+    }
+    session = SimpleNamespace(report=report, analysis={"loss": 0.02})
+    row = run_row(run, session)
+    assert {"rmse", "accuracy"} <= set(RUN_COLUMNS)
+    assert row["rmse"] == 0.2 and row["accuracy"] is None
+    report["refined"] = None
+    report["final"] = {"loss": 0.3, "accuracy": 0.75}
+    row = run_row(run, session)
+    assert row["rmse"] is None and row["accuracy"] == 0.75

@@ -312,7 +312,9 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec, fixed: Any
             "classification": analysis.classification,
         }
     )
-    rec.report = make_report(problem, final, refined, rec.analysis, rec.elapsed(), rec.summary)
+    rec.report = make_report(
+        problem, final, refined, rec.analysis, rec.elapsed(), rec.summary, spec=spec
+    )
     rec.report["phases"] = _phases_json(rec.to_session())
     rec.summary["wall_seconds"] = rec.report["wall_seconds"]
 
@@ -410,7 +412,9 @@ def session_report(session: Session) -> dict:
         }
     x = None if problem.data is None else problem.data.x
     analysis = jsonable(analyze(objective, point, problem.teacher, x).to_json())
-    report = make_report(problem, final, refined, analysis, session.wall_seconds, session.summary)
+    report = make_report(
+        problem, final, refined, analysis, session.wall_seconds, session.summary, spec=seg.spec
+    )
     report["phases"] = _phases_json(session)
     report["partial"] = True
     return report

@@ -147,7 +147,8 @@ TRAJECTORY_PLOTS: tuple[PlotTab, ...] = (
     PlotTab(
         "plot-weights",
         "Weights",
-        lambda: LinePlot("weights  (4)", log_x=True, log_y=True, xlabel="t"),
+        # A neuron pair's closest approach (a saddle, a channel) is real, not round-off.
+        lambda: LinePlot("weights  (4)", log_x=True, log_y=True, xlabel="t", fit="full"),
         _update_weights,
     ),
 )

@@ -445,10 +445,9 @@ class PlotextBackend:
                     plt.text(m.glyph, mx, top, color=m.color)
             if spec.cursor is not None:
                 cx = to_x(spec.cursor)
-                if cx is not None:
-                    cx = min(max(cx, x_lo), x_hi)
-                    plt.vline(cx, "white")
-                    plt.text("▼", cx, top, color="white")
+                cx = x_lo if cx is None else min(max(cx, x_lo), x_hi)  # t = 0: left edge
+                plt.vline(cx, "white")
+                plt.text("▼", cx, top, color="white")
             if spec.scale == "symlog" and y_lo < 0 < y_hi:
                 plt.hline(0.0, "white")
             if spec.log_x:

@@ -661,3 +661,65 @@ def test_messages_are_one_short_line(mapping, field):
 def test_problems_too_large_for_memory_are_refused_by_the_parser(mapping, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         parse_config(mapping, "c.toml")
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
+    import asyncio
+
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    other = copy_session(session_dir, tmp_path / "other")
+    before = {p.name: p.read_bytes() for p in other.iterdir()}
+    cfg = parse_config(
+        {
+            "seed": 1,
+            "teacher": {"kind": "random", "input_dim": 1, "widths": [2]},
+            "student": {"widths": [2]},
+            "data": {"samples": 50},
+            "dynamics": {"t_max": 10.0, "n_saves": 5},
+            "refine": {"method": "none"},
+        },
+        "tiny",
+    )
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def wait_for(pilot, cond, what, timeout=120.0):
+        start = time.monotonic()
+        while not cond():
+            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def save_as(pilot, path):
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        app.screen.query_one("#prompt-input").value = str(path)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+            screen: RunScreen = app.screen  # type: ignore[assignment]
+            await wait_for(pilot, lambda: screen.state == "done", "the run")
+            await save_as(pilot, other)
+            assert type(app.screen).__name__ == "ConfirmScreen"
+            await pilot.press("n")  # keep the other session
+            await pilot.pause(0.1)
+            assert app.screen is screen and screen.saved_to is None
+            assert {p.name: p.read_bytes() for p in other.iterdir()} == before
+            await save_as(pilot, tmp_path / "new")  # a new folder: no question
+            await wait_for(pilot, lambda: screen.saved_to is not None, "save")
+            await save_as(pilot, tmp_path / "new")  # the folder it saved to: no question
+            assert app.screen is screen
+            await save_as(pilot, other)
+            assert type(app.screen).__name__ == "ConfirmScreen"
+            await pilot.press("y")
+            await wait_for(pilot, lambda: screen.saved_to == other.absolute(), "replace")
+
+    asyncio.run(scenario())
+    assert load_session(other).config == cfg

@@ -27,8 +27,16 @@ segment — the first, a log-spaced subsample in t − t_start and the last
 a 10⁶-step run of a P = 17 network stores ≤ 4000 × (17 + 3) × 8 B ≈ 0.64 MB of
 trajectory, whatever the number of steps.
 
+A killed saver leaves at most a temporary sibling ``.NAME.tmp-PID-*``; the next save
+into the same parent removes those whose process is gone (and that hold only session
+files).  A save through a symbolic link writes the folder it points to.
+
 Loading never writes and never lets an exception other than :class:`SessionError`
-escape: its message names the file and the problem.
+escape: its message names the file and the problem (one line, values cut short).
+Every read is bounded (:mod:`core.files`): regular files only, no symbolic links inside
+the folder, size caps, strict JSON nested at most 64 deep, TOML at most 32; and every
+stored field a reader uses is checked against the schemas below (:data:`REPORT_SCHEMA`,
+:data:`SUMMARY_SCHEMA`, :data:`EVENT_SCHEMA`…), so a loaded session can be trusted.
 """
 
 from __future__ import annotations

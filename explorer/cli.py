@@ -403,13 +403,13 @@ def format_report(report: dict) -> str:
     fin = report["final"]
     lines = [
         f"classification: {report.get('classification')}",
-        f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}  "
+        f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}{_fit(fin)}  "
         f"|∇L|∞ = {_g(fin['grad_inf_norm'])}",
     ]
     ref = report.get("refined")
     if ref:
         lines.append(
-            f"refined: loss = {_g(ref['loss'])}  |∇L|∞ = {_g(ref['grad_inf_norm'])}  "
+            f"refined: loss = {_g(ref['loss'])}{_fit(ref)}  |∇L|∞ = {_g(ref['grad_inf_norm'])}  "
             f"({ref.get('method')}, {ref.get('iterations')} it, converged={ref.get('converged')})"
         )
     spec = report.get("spectrum") or {}
@@ -426,6 +426,16 @@ def format_report(report: dict) -> str:
 
 def _g(x: Any) -> str:
     return "n/a" if x is None else f"{x:.6e}"
+
+
+def _fit(point: dict) -> str:
+    """The ``rmse = …`` / ``accuracy = …`` fragments of a report point that has them."""
+    out = ""
+    if point.get("rmse") is not None:
+        out += f"  rmse = {_g(point['rmse'])}"
+    if point.get("accuracy") is not None:
+        out += f"  accuracy = {point['accuracy']:.4f}"
+    return out
 
 
 # ----------------------------------------------------------------------------- CSV export

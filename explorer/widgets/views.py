@@ -54,6 +54,10 @@ HEATMAP_ZERO_REL = 1e-9
 HEAT_POS, HEAT_NEG, HEAT_ZERO = ("+", "*", "#"), ("-", "=", "≡"), "·"
 HEAT_EDGES = (0.125, 0.125 + 0.875 / 3, 0.125 + 2 * 0.875 / 3)
 
+#: Student outputs 1–3 of the function view: plotext marker and its legend glyph.
+OUTPUT_MARKERS = ("braille", "+", "x")
+OUTPUT_GLYPHS = ("⠤⠤", "++", "xx")
+
 #: Singular values below this fraction of the largest (the teacher's included) are drawn at
 #: that floor: a small initialisation starts them at ~1e-9, and an axis down to there would
 #: squeeze the learned levels (3, 1, 0.3 in the saddle-to-saddle preset) into two rows.
@@ -177,18 +181,24 @@ def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
     line = result.data["line"]
     s, f, g = line["s"], line["student"], line["teacher"]
     k_out = min(f.shape[1], 3)
-    series = []
+    teacher, student = [], []
     for k in range(k_out):
         sub = f"{k + 1}" if f.shape[1] > 1 else ""
-        series.append(ViewSeries(s, f[:, k], f"f{sub}", PALETTE[2 * k % 6]))
+        marker = OUTPUT_MARKERS[k]  # outputs differ by glyph too, not by colour alone
+        student.append(ViewSeries(s, f[:, k], f"f{sub}", PALETTE[2 * k % 6], marker=marker))
         if g is not None:
-            series.append(ViewSeries(s, g[:, k], f"g{sub}", PALETTE[(2 * k + 1) % 6], marker="·"))
+            teacher.append(ViewSeries(s, g[:, k], f"g{sub}", PALETTE[(2 * k + 1) % 6], marker="·"))
+    series = teacher + student  # the student on top: where f = g its glyph shows
     u = ", ".join(f"{c:.2f}" for c in line["direction"][:4])
     more = ", …" if line["direction"].size > 4 else ""
     title = "f along x = s·u"
     if g is not None:
         title = f"max|f−g| {_fmt(float(np.max(np.abs(f - g))))} on the line x = s·u"
-    legend = f"⠤⠤ student f  ·· teacher g  u = ({u}{more})"
+    if f.shape[1] == 1:
+        legend = f"⠤⠤ student f  ·· teacher g  u = ({u}{more})"
+    else:
+        outs = "  ".join(f"{OUTPUT_GLYPHS[k]} f{'₁₂₃'[k]}" for k in range(k_out))
+        legend = f"{outs}  ·· teacher g  u = ({u}{more})"
     if f.shape[1] > k_out:
         legend += f"  (outputs 1–{k_out} of {f.shape[1]})"
     return PlotSpec(tuple(series), title, xlabel="s"), legend

@@ -161,7 +161,7 @@ def session_figure(session: Any, view: str = "overview", *, t: float | None = No
         raise FigureError(f"--t: must be a finite number, got {t!r}")
     with rc_context(_RC):
         if view == "overview":
-            return overview_figure(session)
+            return overview_figure(session, t=t)
         return view_figure(session, view, t=t)
 
 
@@ -397,8 +397,9 @@ def _time_extent(session: Any) -> tuple[float, float, bool]:
     return t_min, t_max, bool(np.any(allt <= 0))
 
 
-def overview_figure(session: Any) -> Figure:
-    """Loss and ‖∇L‖∞, Hessian spectrum, weights vs t, with phases and events marked."""
+def overview_figure(session: Any, *, t: float | None = None) -> Figure:
+    """Loss and ‖∇L‖∞, Hessian spectrum, weights vs t, with phases and events marked;
+    ``t``: a cursor at the saved state nearest it (the state another view shows)."""
     phases = session_phases(session)
     fig = Figure(figsize=(8.0, 9.0 if phases else 8.6), layout="constrained")
     if phases:
@@ -419,6 +420,7 @@ def overview_figure(session: Any) -> Figure:
     ax_w.set_xlabel("t (gradient-flow time)")
 
     marks = _mark_phases_and_events(session, panels, phases, bar)
+    marks += _cursor(session, panels, t)
     for ax in panels:
         _legend_right(ax)
     if marks:
@@ -427,6 +429,18 @@ def overview_figure(session: Any) -> Figure:
         )
     fig.suptitle(_title(session))
     return fig
+
+
+def _cursor(session: Any, axes: Sequence[Any], t: float | None) -> list:
+    """A vertical cursor at the saved state nearest ``t`` on every axis; its legend handle."""
+    if t is None:
+        return []
+    seg_i, row = state_at(session, t)
+    ts = float(session.segments[seg_i].t[row])
+    style = {"color": COLOURS[3], "linestyle": "-", "linewidth": 1.6, "alpha": 0.8}
+    for ax in axes:
+        ax.axvline(ts, zorder=2.5, **style)
+    return [Line2D([], [], label=f"state at t = {ts:.4g}", **style)]
 
 
 def phase_label(ph: Any) -> str:
@@ -451,8 +465,9 @@ def _phase_bar(ax: Any, phases: Sequence[Any]) -> None:
         ax.axvspan(t0, t1, facecolor=face, hatch=hatch, edgecolor="0.25", linewidth=0.6)
         a, b = scale.transform(np.asarray([t0, t1], float))
         frac = (b - a) / (hi - lo)
-        short = f"L={ph.loss:.3g}" if ph.kind == "plateau" else ph.kind
-        for text in (phase_label(ph), short, ph.kind[0]):
+        level = f"{ph.loss:.3g}"
+        shorter = (f"L={level}", level) if ph.kind == "plateau" else (ph.kind,)
+        for text in (phase_label(ph), *shorter, ph.kind[0]):
             if len(text) * _BAR_CHAR_FRAC < frac:
                 mid = float(scale.inverted().transform(np.asarray([(a + b) / 2]))[0])
                 ax.text(
@@ -920,7 +935,7 @@ def _weights_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
 def _singular_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     """Deep linear nets: singular values of M = W_L⋯W_1 over the run (rank steps)."""
     phases = session_phases(session)
-    fig = Figure(figsize=(8.0, 5.0 if phases else 4.6), layout="constrained")
+    fig = Figure(figsize=(8.6, 5.0 if phases else 4.6), layout="constrained")
     if phases:
         bar, ax = fig.subplots(2, 1, sharex=True, height_ratios=(0.12, 1.0))
     else:
@@ -931,6 +946,8 @@ def _singular_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
         _set_time_axis(a, t_min, t_max, has_zero)
     ax.set_xlabel("t (gradient-flow time)")
     marks = _mark_phases_and_events(session, (ax,), phases, bar)
+    if seg_i != len(session.segments) - 1 or row != len(session.final_segment) - 1:
+        marks += _cursor(session, (ax,), float(session.segments[seg_i].t[row]))
     _legend_right(ax)
     if marks:
         fig.legend(

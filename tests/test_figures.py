@@ -412,3 +412,16 @@ def test_sessions_without_spectra_or_t0(tmp_path):
     out = tmp_path / "f.png"
     fig.savefig(out, dpi=100)
     check_png(out, 600, 600)
+
+
+def test_overview_cursor_at_the_chosen_state():
+    """--t on the overview draws a cursor at the saved state nearest t (the state the other
+    views would show)."""
+    session = load_session(QUICK)
+    t_saved = session.segments[0].t
+    want = float(t_saved[np.argmin(np.abs(t_saved - 100.0))])
+    fig = figures.session_figure(session, t=100.0)
+    labels = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert f"state at t = {want:.4g}" in labels
+    lines = [np.asarray(ln.get_xdata(), float) for ln in panels(fig)[1].get_lines()]
+    assert want in {float(x[0]) for x in lines if x.size and np.ptp(x) == 0}

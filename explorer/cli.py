@@ -86,18 +86,24 @@ def _sub_parser() -> argparse.ArgumentParser:
         help="write a publication figure of a session (.png, .svg or .pdf)",
         description="Write a figure of a saved session with matplotlib; the format comes "
         "from FILE's extension (.png, .svg, .pdf).  The default view shows loss and "
-        "|grad L|inf, the Hessian spectrum and the weights against t, with phases and "
+        "‖∇L‖∞, the Hessian spectrum and the weights against t, with phases and "
         "events marked; --view picks another (function, weights, singular, slice).",
     )
     pl.add_argument("session", help="session folder")
-    pl.add_argument("--out", required=True, help="figure file to write (.png, .svg, .pdf)")
     pl.add_argument(
-        "--view", default="overview", help="overview (default), function, weights, singular, slice"
+        "--out", required=True, metavar="FILE", help="figure file to write (.png, .svg, .pdf)"
+    )
+    pl.add_argument(
+        "--view",
+        default="overview",
+        metavar="NAME",
+        help="overview (default), function, weights, singular, slice",
     )
     pl.add_argument(
         "--t",
         type=float,
-        help="state nearest this time for the function, weights and slice views (default: final)",
+        help="the saved state nearest this time: drawn by function/weights/slice, a cursor "
+        "in overview/singular (default: the final state)",
     )
     pl.add_argument("--force", action="store_true", help="overwrite an existing FILE")
     sw = sub.add_parser("sweep", help="run a grid of configs (on dask.distributed)")

@@ -176,6 +176,12 @@ def test_replay_plot_control_on_saddle_to_saddle(monkeypatch) -> None:
             assert np.diff(loss.figure_spec(height).ylim)[0] < 0.6 * span
             await pilot.press("minus")
             assert np.diff(loss.figure_spec(height).ylim)[0] == pytest.approx(span)
+            # Move the window up (u) by half its span, down (d) back.
+            await pilot.press("u")
+            shift = loss.figure_spec(height).ylim[0] - hidden.ylim[0]
+            assert 0.4 * span < shift <= 0.5 * span  # half the span below the marker row
+            await pilot.press("d")
+            assert loss.figure_spec(height).ylim == pytest.approx(hidden.ylim)
             # Linear y (g) and back.
             await pilot.press("g")
             assert loss.figure_spec(height).scale == "linear"

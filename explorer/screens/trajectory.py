@@ -137,19 +137,17 @@ class TrajectoryScreen(Screen):
     def plot_widget(self, n: int) -> Any:
         return self.query_one("#" + self.PLOT_TABS[n].id)
 
-    def refresh_plots(self, *, live: bool = False, only: Sequence[str] | None = None) -> None:
+    def refresh_plots(self, *, live: bool = False) -> None:
         """Push the view into the plots on screen whose data changed.
 
         ``live`` (a flow is running): at most one plot per call, each at most every
         PLOT_SECONDS, the longest-waiting first — spreads the repaint work.
         """
-        view = None
         now = time.monotonic()
         stale = [
             tab
             for tab in self.PLOT_TABS
-            if (only is None or tab.id in only)
-            and self._plotted.get(tab.id) != self._version
+            if self._plotted.get(tab.id) != self._version
             and _on_screen(self.query_one("#" + tab.id))
             and not (live and now - self._last_plot.get(tab.id, 0.0) < self.PLOT_SECONDS)
         ]

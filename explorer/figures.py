@@ -517,6 +517,7 @@ def _loss_panel(ax: Any, session: Any) -> None:
     ref = session.refined
     if ref and isinstance(ref.get("loss"), int | float) and ref["loss"] > 0:
         t_ref = float(ref.get("t", session.final_t))
+        note = "" if ref.get("converged", True) else "\n(not converged)"
         ax.plot(
             [t_ref],
             [ref["loss"]],
@@ -524,7 +525,7 @@ def _loss_panel(ax: Any, session: Any) -> None:
             marker="*",
             markersize=9,
             color=COLOURS[0],
-            label="refined loss",
+            label=f"refined loss{note}",
         )
         g = ref.get("grad_inf_norm")
         if isinstance(g, int | float) and g > 0:
@@ -535,7 +536,7 @@ def _loss_panel(ax: Any, session: Any) -> None:
                 marker="X",
                 markersize=7,
                 color=COLOURS[1],
-                label="refined ‖∇L‖∞",
+                label=f"refined ‖∇L‖∞{note}",
             )
     _set_log_y(ax)
     ax.set_ylabel("loss, ‖∇L‖∞")
@@ -603,6 +604,8 @@ def _spectrum_panel(ax: Any, session: Any) -> None:
             label="λmin",
             zorder=3,
         )
+    ref = session.refined or {}
+    note = "" if ref.get("converged", True) else "\n(not converged)"
     for j, s in enumerate(refined):
         ev = np.sort(s.eigenvalues)
         ax.plot(
@@ -612,7 +615,7 @@ def _spectrum_panel(ax: Any, session: Any) -> None:
             marker="*",
             markersize=8,
             color=COLOURS[2],
-            label="refined λmin, λmax" if j == 0 else None,
+            label=f"refined λmin, λmax{note}" if j == 0 else None,
             zorder=4,
         )
     ax.axhline(0.0, color="0.2", linewidth=0.7, zorder=2)

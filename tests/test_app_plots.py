@@ -263,3 +263,30 @@ def test_help_lists_the_plot_keys_once() -> None:
     for tab in PLOT_TABS:
         assert f" {tab.name}\n" in text + "\n"
     assert "R refine" in MARKER_HELP and "= plateau" in MARKER_HELP
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, False), ({"NO_COLOR": "1"}, True), ({"TEXTUAL_COLOR_SYSTEM": "standard"}, True)],
+)
+def test_glyph_mode_without_colour_or_with_16_colours(monkeypatch, env, expected) -> None:
+    from explorer.app import ExplorerApp
+    from explorer.widgets.plots import LinePlot
+
+    for name in ("NO_COLOR", "TEXTUAL_COLOR_SYSTEM"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from core.session import load_session
+
+    app = ExplorerApp(replay=load_session(SESSIONS / "symmetry_saddle"))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)):
+            plot = app.screen.query_one("#plot-loss", LinePlot)
+            assert plot.monochrome is expected
+            assert (plot.glyph(0), plot.glyph(1)) == (
+                ("braille", "x") if expected else ("braille", "braille")
+            )
+
+    asyncio.run(scenario())

@@ -4,8 +4,18 @@ Why not textual-plotext: it pins plotext 5, imports its private modules, and a
 log-scale plot raises ``ValueError: math domain error`` on its second build.  So
 log axes are done here: values are mapped to log10 before plotting and the ticks
 are labelled with the original decades (``1e-3``), which keeps every backend on
-linear axes.  The backend (:class:`PlotextBackend`) turns series into an ANSI
+linear axes.  Signed data (Hessian eigenvalues) get a symmetric-log axis,
+sign(y)·log10(1 + |y|/c) (:func:`symlog`), so a saddle's λmin < 0 shows next to a
+λmax decades larger.  The backend (:class:`PlotextBackend`) turns series into an ANSI
 string; swapping it for another renderer touches nothing else.
+
+What is drawn is :meth:`LinePlot.figure_spec`: the data with the keyboard's
+:class:`PlotControl` applied (y window auto-fitted robustly or fully — :func:`fit_range`
+— then zoomed and moved; log/linear; hidden series dropped; event/phase
+:class:`Marker` lines and the replay cursor).  The legend is a line of its own above
+the frame, never over the curves.  Without colour or with 16 colours
+(:func:`glyph_mode`) each series has its own point glyph (:data:`GLYPHS`), repeated in
+the legend, and heatmaps carry the sign in their glyphs (:func:`heatmap_text`).
 
 Redraws are throttled by the caller: :meth:`LinePlot.set_series` only stores the
 data and bumps a version; the widget re-renders when its screen's timer calls
@@ -30,6 +40,7 @@ import atexit
 import concurrent.futures
 import math
 import multiprocessing
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -462,6 +473,20 @@ class PlotextBackend:
             return plt.build()
 
 
+def glyph_mode(app) -> bool:
+    """Whether series are told apart by glyph as well as colour: without colour
+    (NO_COLOR), or with 16 colours or fewer (``TEXTUAL_COLOR_SYSTEM=standard``, or a
+    terminal that reports no more).  Headless runs (tests) go by the settings only, so
+    their frames do not depend on the terminal that runs them."""
+    if app.no_color:
+        return True
+    if os.environ.get("TEXTUAL_COLOR_SYSTEM") in ("standard", "windows"):
+        return True
+    if app.is_headless:
+        return False
+    return app.console.color_system in (None, "standard", "windows")
+
+
 class LinePlot(Widget):
     """A plot widget: holds a :class:`PlotSpec` and its :class:`PlotControl`, renders both.
 
@@ -600,14 +625,15 @@ class LinePlot(Widget):
 
     @property
     def monochrome(self) -> bool:
-        """The app runs without colour (NO_COLOR): series differ by glyph."""
+        """Series must differ by glyph, not colour alone (see :func:`glyph_mode`)."""
         try:
-            return bool(self.app.no_color)
+            return glyph_mode(self.app)
         except Exception:  # no app (unit use)
             return False
 
     def glyph(self, index: int) -> str:
-        """Point glyph of series ``index``: braille in colour, :data:`GLYPHS` in monochrome."""
+        """Point glyph of series ``index``: braille in colour, :data:`GLYPHS` when
+        :attr:`monochrome` (no colour, or 16 colours or fewer)."""
         return GLYPHS[index % len(GLYPHS)] if self.monochrome else "braille"
 
     def figure_spec(self, height: int | None = None) -> PlotSpec:

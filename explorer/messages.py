@@ -10,7 +10,8 @@ The flow worker (:func:`explorer.worker.stream_flow`) posts, for one flow ``segm
 One-off jobs (:func:`explorer.worker.run_task`) post one message type per job when they
 succeed — :class:`BuildDone`, :class:`InspectDone`, :class:`RefineDone`,
 :class:`SurgeryDone` — and :class:`TaskFailed` (naming the job) when they raise.  A screen
-handles each with its own ``on_<name>`` method; nothing dispatches on strings.
+handles each with its own ``on_<name>`` method; nothing dispatches on strings.  The sweep
+screen's loader posts :class:`SessionLoaded`.
 """
 
 from __future__ import annotations
@@ -105,3 +106,12 @@ class TaskFailed(Message):
 
     job: str
     error: str
+
+
+@dataclass(eq=False)
+class SessionLoaded(Message):
+    """A sweep run's session was loaded (``session``), or failed to (``error``)."""
+
+    run: str
+    session: Any = None
+    error: str = ""

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from explorer.messages import SessionLoaded
 from explorer.widgets.status import StatusLine
 
 #: Sort keys: binding action argument → (summary.csv column, label).
@@ -57,16 +57,6 @@ def sort_rows(rows: list[dict[str, str]], by: str, reverse: bool = False) -> lis
         return (_number(r.get(column, "")), *tail)
 
     return sorted(rows, key=key, reverse=reverse)
-
-
-class SessionLoaded(Message):
-    """A run's session was loaded (``session``), or failed to (``error``)."""
-
-    def __init__(self, run: str, session: Any = None, error: str = "") -> None:
-        super().__init__()
-        self.run = run
-        self.session = session
-        self.error = error
 
 
 class SweepScreen(Screen):

@@ -2,7 +2,7 @@
 
 (a) time to an exact fixed point: teacher recovery (d=2, teacher = student = 5 softplus
     neurons with biases, N=1e4), flow (t_max = 1e10, rtol 1e-3, atol 1e-6, --flow-seconds
-    budget) handing over to the trust-region method (core.refine.flow_to_fixed_point) to
+    budget) handing over to refinement (core.fixed_point.flow_to_fixed_point) to
     ‖∇L‖∞ < 1e-12 (and L < 1e-20 where the minimum reached is the teacher), median wall
     time (including compilation) over seeds; Adam (best lr of 1e-4, 1e-3, 1e-2, each given
     the same wall time): the loss each reaches.
@@ -10,19 +10,34 @@
     one after another: wall time and throughput ratio.
 (b) solvers: distance to a tight-tolerance (rtol 1e-12) reference trajectory vs wall time,
     small (d=2, r=8) and large (d=4, r=100) problems.
+(s) against scipy: time to an exact critical point (‖∇L‖∞ < 1e-12, a minimum) through
+    the driver ``explorer run`` uses (core.fixed_point.flow_to_fixed_point, refine "auto")
+    vs a plain scipy pipeline: scipy's LSODA / BDF stepped by hand with the exact Jacobian
+    −H and the objective's jitted ∇L and H as callbacks, trying scipy's trust-exact once
+    ‖∇L‖∞ < 1e-3 (checked every quarter decade of t; attempts scheduled by the wall
+    clock, see scipy_fixed_point; accepted when it converges to a minimum no higher than
+    the flow state).  Same problems (a 3+3 softplus
+    N = 2000 problem and part a's family, N = 1e4, at --seeds seeds), same flow settings
+    (t_max 1e10, rtol 1e-3, atol 1e-6) and the same wall budget (--budget), the three
+    runs interleaved per problem in rotating order, ∇L/H compiled before the first.
 
-Usage: python bench/dynamics.py [--seeds 10] [--part a|b|c|all]
+Usage: python bench/dynamics.py [--seeds 10] [--part a|b|c|s|all] [--budget 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import platform
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import scipy.integrate
 
 import core  # noqa: F401
+from core.analysis import hessian_spectrum
 from core.cache import enable_compilation_cache
 from core.data import make_dataset
 from core.ensemble import run_ensemble
@@ -30,6 +45,7 @@ from core.fixed_point import flow_to_fixed_point
 from core.flow import AUTO_STIFF_MAX_PARAMS, DynamicsSettings, resolve_solver, run_to_end
 from core.networks import init_params, make_spec
 from core.objectives import mse_objective
+from core.refine import trust_region
 from core.teachers import random_teacher
 
 
@@ -187,10 +203,103 @@ def part_c(members: int, sequential: int) -> None:
         )
 
 
+def scipy_fixed_point(obj, theta0, method: str, budget: float, gtol: float = 1e-12) -> dict:
+    """The plain scipy pipeline of part (s): converged (to a minimum), wall, loss, t.
+
+    Refinement is scheduled like the old wall-clock driver (a strong baseline, not a
+    reproducible one): once ‖∇L‖∞ < 1e-3, a trust-exact attempt bounded by max(0.2 s,
+    ¼ of the time so far), the next one after ‖∇L‖∞ fell 10× or 3× the failed
+    attempt's time has passed.
+    """
+    start = time.perf_counter()
+    grad, hess = obj.grad, obj.hessian
+    cls = {"LSODA": scipy.integrate.LSODA, "BDF": scipy.integrate.BDF}[method]
+    solver = cls(
+        lambda t, y: -np.asarray(grad(y)), 0.0, np.asarray(theta0, float), 1e10,
+        rtol=1e-3, atol=1e-6, jac=lambda t, y: -np.asarray(hess(y)),
+    )  # fmt: skip
+
+    def attempt(y, seconds):
+        loss_f = float(obj.loss(jnp.asarray(y)))
+        res = trust_region(obj, y, gtol, max_iter=10**9, max_seconds=seconds)
+        if not (res.converged and res.loss <= loss_f * (1 + 1e-9) + 1e-300):
+            return None
+        return res if hessian_spectrum(np.asarray(obj.hessian(res.theta))).index == 0 else None
+
+    next_check, last_g, next_try, res = 1e-2, math.inf, 0.0, None
+    while solver.status == "running" and time.perf_counter() - start < budget:
+        solver.step()
+        if solver.t < next_check:
+            continue
+        next_check = solver.t * 10**0.25
+        g, now = float(np.max(np.abs(np.asarray(grad(jnp.asarray(solver.y)))))), time.perf_counter()
+        if g < 1e-3 and (g < 0.1 * last_g or now >= next_try):
+            left = budget - (now - start)
+            res = attempt(solver.y, min(left, max(0.2, 0.25 * (now - start))))
+            if res is not None:
+                break
+            last_g, next_try = g, time.perf_counter() + 3 * (time.perf_counter() - now)
+    left = budget - (time.perf_counter() - start)
+    if res is None and left > 0:
+        res = attempt(solver.y, left)  # the flow ended (t_max): one last try from its end
+    loss = res.loss if res is not None else float(obj.loss(jnp.asarray(solver.y)))
+    wall = time.perf_counter() - start
+    return dict(converged=res is not None, wall=wall, loss=loss, t=float(solver.t))
+
+
+def part_s(seeds: int, budget: float) -> None:
+    problems = [("3+3 N=2000 s0", (2, 3, 2000, 0))]
+    problems += [(f"5+5 N=1e4 s{s}", (2, 5, 10_000, s)) for s in range(seeds)]
+    names = ("ours", "LSODA", "BDF")
+    rows = []
+    for k, (label, args) in enumerate(problems):
+        obj, theta0 = problem(*args)
+        jax.block_until_ready((obj.grad(theta0), obj.hessian(theta0), obj.value_and_grad(theta0)))
+        settings = DynamicsSettings(t_max=1e10, rtol=1e-3, atol=1e-6, max_seconds=budget)
+        out = {}
+        for name in names[k % 3 :] + names[: k % 3]:  # rotating order
+            if name == "ours":
+                res = flow_to_fixed_point(obj, theta0, settings, method="auto")
+                out[name] = dict(converged=bool(res.converged and res.index == 0),
+                                 wall=res.wall, loss=res.loss, t=res.t)  # fmt: skip
+            else:
+                out[name] = scipy_fixed_point(obj, theta0, name, budget)
+        rows.append((label, obj.n_params, out))
+        print(label, {n: (o["converged"], round(o["wall"], 2)) for n, o in out.items()}, flush=True)
+    print(
+        f"\n{platform.node()}, {platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, budget {budget:g} s per run"
+    )
+    print("\n| problem | P | ours s | LSODA s | BDF s | ours / best scipy | ours L | ours flow t |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for label, p, out in rows:
+        cell = {n: f"{o['wall']:.2f}" if o["converged"] else f"— ({o['wall']:.0f})"
+                for n, o in out.items()}  # fmt: skip
+        scipy_walls = [o["wall"] for n, o in out.items() if n != "ours" and o["converged"]]
+        best = min(scipy_walls, default=math.nan)
+        ratio = out["ours"]["wall"] / best if out["ours"]["converged"] else math.nan
+        if np.isfinite(ratio):
+            ratios.append(ratio)
+        print(
+            f"| {label} | {p} | {cell['ours']} | {cell['LSODA']} | {cell['BDF']} | {ratio:.2f} "
+            f"| {out['ours']['loss']:.1e} | {out['ours']['t']:.2g} |"
+        )
+    counts = ", ".join(
+        f"{n} {sum(out[n]['converged'] for *_, out in rows)}/{len(rows)}" for n in names
+    )
+    median = f"{np.median(ratios):.2f}" if ratios else "n/a"
+    print(
+        f"\nexact minima (‖∇L‖∞ < 1e-12) reached within {budget:g} s: {counts}; "
+        f"median ours / best scipy where both converged: {median}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--part", choices=("a", "b", "c", "all"), default="all")
+    parser.add_argument("--part", choices=("a", "b", "c", "s", "all"), default="all")
+    parser.add_argument("--budget", type=float, default=20.0, help="part s: seconds per run")
     parser.add_argument("--members", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=8)
     parser.add_argument("--flow-seconds", type=float, default=20.0)
@@ -203,6 +312,8 @@ def main() -> None:
         part_b()
     if args.part in ("c", "all"):
         part_c(args.members, args.sequential)
+    if args.part in ("s", "all"):
+        part_s(args.seeds, args.budget)
 
 
 if __name__ == "__main__":

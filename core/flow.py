@@ -320,17 +320,17 @@ def save_grid(settings: DynamicsSettings) -> np.ndarray:
     return iters * settings.lr
 
 
-def tauinv_array(settings: DynamicsSettings, n_params: int) -> Array:
-    """τ⁻¹ (P,) of the settings (ones when unset); an error naming the field if its length
-    is not P."""
+def tauinv_array(settings: DynamicsSettings, n_params: int) -> np.ndarray:
+    """τ⁻¹ (P,) float64 of the settings (ones when unset); an error naming the field if its
+    length is not P.  A numpy array: building it compiles nothing."""
     if settings.tauinv is None:
-        return jnp.ones(n_params)
+        return np.ones(n_params)
     if len(settings.tauinv) != n_params:
         raise ValueError(
             f"dynamics.tauinv: has {len(settings.tauinv)} entries but the network has "
             f"P = {n_params} parameters"
         )
-    return jnp.asarray(settings.tauinv, jnp.float64)
+    return np.asarray(settings.tauinv, np.float64)
 
 
 def _save_buffers(time_key: str, time_dtype, size: int, p: int) -> dict:
@@ -749,7 +749,7 @@ def run_dynamics(
     theta0 = jnp.asarray(theta0, jnp.float64)
     if theta0.shape != (p,):
         raise ValueError(f"theta0: expected shape ({p},), got {tuple(theta0.shape)}")
-    if not bool(jnp.all(jnp.isfinite(theta0))):
+    if not np.all(np.isfinite(np.asarray(theta0))):
         raise ValueError("theta0: contains NaN or Inf")
     if not (isinstance(t0, int | float) and math.isfinite(t0) and t0 >= 0):
         raise ValueError(f"t0: must be a finite number ≥ 0, got {t0!r}")
@@ -791,21 +791,21 @@ def _start_rows(objective, theta0, t0) -> _Rows:
     rows = _Rows()
     if t0 == 0.0:
         loss, g = objective.value_and_grad(jnp.asarray(theta0))
-        rows.add(0.0, theta0, loss, jnp.max(jnp.abs(g)))
+        rows.add(0.0, theta0, loss, np.max(np.abs(np.asarray(g))))
     return rows
 
 
 def _next_budget(budget: int, attempts: int, elapsed: float, remaining: float) -> int:
     """Loop iterations for the next jitted chunk: ~CHUNK_SECONDS of work at the cost per
-    iteration just measured, at most 4× the last budget, and never more than the
-    remaining wall budget allows (so a chunk cannot run past max_seconds by more than
-    the cost estimate's error); 0 when not one iteration fits.  Only where a chunk ends
-    depends on it, never the steps taken.  (The first chunk's time includes compilation:
-    its overestimate only makes the next chunk short.)"""
+    iteration just measured, at most 4× the last budget, and at most half the remaining
+    wall budget (chunks approach max_seconds geometrically, so only a chunk running over
+    2× slower than the one before can overrun it); 0 when not one iteration fits.  Only
+    where a chunk ends depends on it, never the steps taken.  (The first chunk's time
+    includes compilation: its overestimate only makes the next chunk short.)"""
     per = max(elapsed, 1e-6) / max(attempts, 1)
     if remaining < per:
         return 0
-    want = min(CHUNK_SECONDS, remaining) / per
+    want = min(CHUNK_SECONDS, 0.5 * remaining) / per
     return int(np.clip(min(want, 4.0 * budget), 1, 10**6))
 
 
@@ -894,12 +894,14 @@ def _run_jitted(objective, theta0, settings, t0, seed, tauinv) -> Iterator[Chunk
 
 def _scipy_callbacks(objective: Objective, tauinv: np.ndarray):
     """f(t, θ) = −τ⁻¹ ⊙ ∇L(θ) and its exact Jacobian −diag(τ⁻¹) H(θ), numpy in and out,
-    from the objective's jitted ``grad`` and ``hessian``."""
-    grad, hessian = objective.grad, objective.hessian
+    from the objective's jitted ``value_and_grad`` (not ``grad``: the run's save points
+    and the app's first frame compile that one already, and the loss costs one more sum)
+    and ``hessian``."""
+    value_and_grad, hessian = objective.value_and_grad, objective.hessian
     unit = bool(np.all(tauinv == 1.0))
 
     def fun(t, y):
-        g = np.asarray(grad(y), dtype=np.float64)
+        g = np.asarray(value_and_grad(y)[1], dtype=np.float64)
         fun.nonfinite = fun.nonfinite or not np.all(np.isfinite(g))
         return -g if unit else -tauinv * g
 
@@ -970,7 +972,7 @@ def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator
                     ts = float(targets[pos])
                     y = solver.y if ts == solver.t else dense(ts)
                     loss, g = value_and_grad(y)
-                    loss, gnorm = float(loss), float(jnp.max(jnp.abs(g)))
+                    loss, gnorm = float(loss), float(np.max(np.abs(np.asarray(g))))
                     if not (np.isfinite(y).all() and np.isfinite(loss) and np.isfinite(gnorm)):
                         reason = StopReason.NONFINITE
                         message = reason.message(t_last, steps, settings)
@@ -1004,7 +1006,7 @@ def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator
         newest = max([last_t, *rows.t[-1:]])
         if (done or saved == 0) and t_last > newest and reason is not StopReason.CONVERGED:
             loss, g = value_and_grad(y_last)
-            gnorm = float(jnp.max(jnp.abs(g)))
+            gnorm = float(np.max(np.abs(np.asarray(g))))
             if np.isfinite(float(loss)) and np.isfinite(gnorm):
                 rows.add(t_last, y_last, loss, gnorm)
         if rows.t:

@@ -367,22 +367,22 @@ def test_max_seconds_honoured_including_compilation():
     teacher = random_teacher(spec, jax.random.PRNGKey(1))
     obj = mse_objective(spec, make_dataset(teacher, "gaussian", 10_000, 0))
     theta0 = np.asarray(random_teacher(spec, jax.random.PRNGKey(2)).theta)
-    settings = DynamicsSettings(t_max=1e10, rtol=1e-10, atol=1e-12, grad_tol=0, max_seconds=3)
+    settings = DynamicsSettings(t_max=1e10, rtol=1e-10, atol=1e-12, grad_tol=0, max_seconds=5)
     tic = time.perf_counter()
     run = run_to_end(obj, theta0, settings)
     elapsed = time.perf_counter() - tic
-    assert run.reason == "max_seconds" and run.message == "stopped after 3 s"
+    assert run.reason == "max_seconds" and run.message == "stopped after 5 s"
     assert elapsed < 1.1 * settings.max_seconds
     assert 0 < run.t[-1] < 1e10
 
 
 def test_jitted_chunks_stop_within_budget_on_a_slow_clock(monkeypatch):
-    """Jitted chunks (Tsit5 on a stiff problem: it never reaches t_max) with a clock 20×
-    faster than real (a very loaded machine): the chunks' step budgets shrink to the
+    """Jitted chunks (Tsit5 on a stiff problem: it never reaches t_max) with a clock 5×
+    faster than real (a loaded machine): the chunks' step budgets shrink to the
     remaining time, so the run stops within 10 % of max_seconds as the driver measures it."""
     settings = DynamicsSettings(solver="tsit5", t_max=1e10, grad_tol=0, max_seconds=2.0)
     next(run_dynamics(QUADRATIC, THETA0, settings))  # compiled (as in the test above)
-    clock = _slow_clock(20.0)
+    clock = _slow_clock(5.0)
     monkeypatch.setattr(flow, "_clock", clock)
     start = clock()
     run = run_to_end(QUADRATIC, THETA0, settings)

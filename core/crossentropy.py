@@ -13,6 +13,21 @@ labels) and B the weight-norm barrier of :mod:`core.objectives`,
 
 with J_n = ∂f(x_n)/∂θ ∈ ℝ^{K×P}.  (∂/∂f of log Σ_o exp f_o is p, of p it is diag p − ppᵀ.)
 
+Gauge.  softmax(f + c·1) = softmax(f): adding one vector v to every row of the output
+weights W_L (and one number to every entry of b_L) changes no probability, so the
+cross-entropy is exactly flat along these k_{L−1} (+1 with an output bias) directions,
+its Hessian has as many zero eigenvalues at every θ, and no critical point would be a
+strict minimum.  The objective therefore adds (``gauge=True``, the default)
+
+    G(θ) = (1/2K) (‖Σ_o W_L[o, :]‖² + (Σ_o b_L[o])²) = (1/2K) ‖M θ‖²,
+
+M (g × P) summing each column of W_L (and b_L) over the outputs.  G is zero on the centred
+slice Mθ = 0, which gradient flow never leaves once there (M∇L_CE = Σ_o e_no·(…) = 0, as
+Σ_o e_no = 0) — θ₀ is centred (:func:`centre_logits`) so the loss along a run *is* the
+cross-entropy — and it turns the zero eigenvalues into exactly 1 (MᵀM/K projects onto the
+gauge directions, which the cross-entropy Hessian annihilates), leaving the rest of the
+spectrum that of the cross-entropy on the slice.
+
 The pieces are those of the MSE objective with the residual cotangent w_n r_n replaced by
 e_n: the same backpropagation, closed-form Jacobian, closed-form one-hidden-layer
 second-order blocks or forward-over-reverse for deeper nets, and the same sample blocks
@@ -50,6 +65,7 @@ Array = jax.Array
 
 __all__ = [
     "accuracy",
+    "centre_logits",
     "class_labels",
     "crossentropy_objective",
     "label_dataset",
@@ -89,6 +105,42 @@ def accuracy(logits: Array, targets: Array, weights: Array | None = None) -> flo
     return float(np.sum(w * hit) / np.sum(w))
 
 
+def gauge_matrix(spec: NetworkSpec) -> np.ndarray:
+    """M (g, P): row j sums column j of W_L over the K outputs; a last row sums b_L (if any)."""
+    off = spec.offsets()
+    k, k_in = spec.output_dim, spec.layer_sizes[-2]
+    last = spec.n_layers
+    rows = []
+    for j in range(k_in):
+        row = np.zeros(spec.n_params)
+        row[off[f"w{last}"].start + np.arange(k) * k_in + j] = 1.0
+        rows.append(row)
+    if spec.bias[-1]:
+        row = np.zeros(spec.n_params)
+        row[off[f"b{last}"]] = 1.0
+        rows.append(row)
+    return np.stack(rows)
+
+
+def centre_logits(spec: NetworkSpec, theta: Array) -> np.ndarray:
+    """θ moved along the gauge directions onto the centred slice Mθ = 0 (Σ_o W_L[o,:] = 0,
+    Σ_o b_L[o] = 0): the same probabilities softmax(f(x; θ)) for every x."""
+    m = gauge_matrix(spec)
+    theta = np.asarray(theta, np.float64)
+    return theta - m.T @ (m @ theta) / spec.output_dim
+
+
+def _gauge(theta: Array, spec: NetworkSpec, gauge: bool):
+    """(G(θ), ∇G, ∇²G) of the module doc, or zeros without the gauge term."""
+    if not gauge:
+        z = jnp.zeros((), theta.dtype)
+        return z, jnp.zeros_like(theta), None
+    m = jnp.asarray(gauge_matrix(spec))
+    k = spec.output_dim
+    mt = m @ theta
+    return 0.5 * jnp.sum(mt * mt) / k, (m.T @ mt) / k, (m.T @ m) / k
+
+
 # ------------------------------------------------------------------------ the pieces
 
 
@@ -102,20 +154,21 @@ def _cotangent(out: Array, t: Array, w: Array) -> Array:
     return w[:, None] * (jnp.sum(t, axis=-1, keepdims=True) * p - t)
 
 
-def _loss(theta, x, t, w, *, spec, maxnorm):
+def _loss(theta, x, t, w, *, spec, maxnorm, gauge):
     value = -jnp.sum(w[:, None] * t * _log_softmax(forward(spec, theta, x)))
-    return value + barrier(theta, maxnorm)
+    return value + barrier(theta, maxnorm) + _gauge(theta, spec, gauge)[0]
 
 
-def _value_and_grad(theta, x, t, w, *, spec, maxnorm):
+def _value_and_grad(theta, x, t, w, *, spec, maxnorm, gauge):
     p, hs, dsig, out = _forward_cache(spec, theta, x)
-    value = -jnp.sum(w[:, None] * t * _log_softmax(out)) + barrier(theta, maxnorm)
+    g_value, g_grad, _ = _gauge(theta, spec, gauge)
+    value = -jnp.sum(w[:, None] * t * _log_softmax(out)) + barrier(theta, maxnorm) + g_value
     e = _cotangent(out, t, w)
-    return value, _backprop(spec, p, hs, dsig, e) + barrier_grad(theta, maxnorm)
+    return value, _backprop(spec, p, hs, dsig, e) + barrier_grad(theta, maxnorm) + g_grad
 
 
-def _grad(theta, x, t, w, *, spec, maxnorm):
-    return _value_and_grad(theta, x, t, w, spec=spec, maxnorm=maxnorm)[1]
+def _grad(theta, x, t, w, *, spec, maxnorm, gauge):
+    return _value_and_grad(theta, x, t, w, spec=spec, maxnorm=maxnorm, gauge=gauge)[1]
 
 
 def _ggn(jac: Array, out: Array, t: Array, w: Array) -> Array:
@@ -146,14 +199,21 @@ def _ggn_block(spec: NetworkSpec, theta, x, t, w) -> Array:
     return _ggn(_jacobian(spec, p, hs, dsig), out, t, w)
 
 
-def _hessian(theta, x, t, w, *, spec, maxnorm, structured=True):
+def _with_gauge(h: Array, theta: Array, spec: NetworkSpec, gauge: bool) -> Array:
+    hg = _gauge(theta, spec, gauge)[2]
+    return h if hg is None else h + hg
+
+
+def _hessian(theta, x, t, w, *, spec, maxnorm, gauge, structured=True):
     block = functools.partial(_hessian_block, spec, structured=structured)
-    return _symmetrize_with_barrier(_sum_over_blocks(block, spec, theta, x, t, w), theta, maxnorm)
+    h = _symmetrize_with_barrier(_sum_over_blocks(block, spec, theta, x, t, w), theta, maxnorm)
+    return _with_gauge(h, theta, spec, gauge)
 
 
-def _gauss_newton(theta, x, t, w, *, spec, maxnorm):
+def _gauss_newton(theta, x, t, w, *, spec, maxnorm, gauge):
     block = functools.partial(_ggn_block, spec)
-    return _symmetrize_with_barrier(_sum_over_blocks(block, spec, theta, x, t, w), theta, maxnorm)
+    h = _symmetrize_with_barrier(_sum_over_blocks(block, spec, theta, x, t, w), theta, maxnorm)
+    return _with_gauge(h, theta, spec, gauge)
 
 
 def _targets(spec: NetworkSpec, y, n: int) -> Array:
@@ -180,15 +240,19 @@ def _targets(spec: NetworkSpec, y, n: int) -> Array:
 
 
 def crossentropy_objective(
-    spec: NetworkSpec, data: Dataset, maxnorm: float | None = None
+    spec: NetworkSpec, data: Dataset, maxnorm: float | None = None, gauge: bool = True
 ) -> Objective:
-    """L(θ) = −Σ_n w_n Σ_o T_no log softmax(f(x_n; θ))_o (+ barrier B(θ)), see the module doc.
+    """L(θ) = −Σ_n w_n Σ_o T_no log softmax(f(x_n; θ))_o (+ B(θ) + G(θ)), see the module doc.
+
+    ``gauge`` adds the term G that makes the softmax's flat gauge directions curved (zero on
+    the centred slice); ``gauge=False`` is the bare cross-entropy (+ barrier).
 
     ``data.x`` (N, d); ``data.y`` integer class labels (N,) in [0, K) or target rows (N, K)
     (one-hot: the same objective); ``data.weights`` (N,) or None (= 1/N each); K =
     ``spec.output_dim`` ≥ 2.  Callables take θ (P,) and are jit-compiled; ``extras`` holds
     ``"gauss_newton"`` (the generalised Gauss-Newton term + ∇²B), ``"maxnorm"`` and
-    ``"accuracy"`` (θ → training accuracy).  ``objective.data.y`` is the (N, K) target matrix.
+    ``"accuracy"`` (θ → training accuracy) and ``"gauge"`` (M, or None without the term).
+    ``objective.data.y`` is the (N, K) target matrix.
     """
     if spec.output_dim < 2:
         raise ValueError(f"cross-entropy needs output_dim ≥ 2 classes, got {spec.output_dim}")
@@ -208,7 +272,7 @@ def crossentropy_objective(
             raise ValueError(f"data.weights must have shape ({n},), got {w.shape}")
 
     def bind(fn):
-        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm))
+        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm, gauge=bool(gauge)))
         return lambda theta: jitted(theta, x, t, w)
 
     logits = jax.jit(functools.partial(forward, spec))
@@ -216,6 +280,7 @@ def crossentropy_objective(
         "gauss_newton": bind(_gauss_newton),
         "maxnorm": maxnorm,
         "accuracy": lambda theta: accuracy(logits(jnp.asarray(theta), x), t, w),
+        "gauge": gauge_matrix(spec) if gauge else None,
     }
     return Objective(
         spec,

@@ -170,7 +170,9 @@ def make_objective(
 
 
 def initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
-    """θ₀ (P,): explicit ``student.params`` or LeCun-normal × ``init_scale`` from k_S."""
+    """θ₀ (P,): explicit ``student.params`` or LeCun-normal × ``init_scale`` from k_S
+    (for cross-entropy moved onto the centred slice, :func:`core.crossentropy.centre_logits`:
+    the same probabilities, and the loss along the run is the bare cross-entropy)."""
     s = config.student
     if s.params is not None:
         try:
@@ -178,7 +180,12 @@ def initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
         except ValueError as e:
             raise ConfigError(config.source, "student.params", str(e)) from None
     _, k_student = _keys(config.seed)
-    return np.asarray(init_params(spec, k_student, s.init_scale), dtype=np.float64)
+    theta = np.asarray(init_params(spec, k_student, s.init_scale), dtype=np.float64)
+    if config.data.loss == "crossentropy":
+        from core.crossentropy import centre_logits
+
+        return centre_logits(spec, theta)
+    return theta
 
 
 def build_problem(config: Config) -> Problem:

@@ -12,12 +12,13 @@ import core  # noqa: F401  (float64)
 from core import objectives
 from core.crossentropy import (
     accuracy,
+    centre_logits,
     class_labels,
     crossentropy_objective,
     label_dataset,
     one_hot,
 )
-from core.networks import forward, init_params, make_spec
+from core.networks import forward, init_params, make_spec, unflatten
 from core.objectives import Dataset
 
 
@@ -26,10 +27,12 @@ def _rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-def reference_loss(spec, x, labels, weights=None, maxnorm=None):
-    """−Σ_n w_n log(exp f_{n,c_n} / Σ_o exp f_no) written with log/exp/sum, plus the barrier."""
+def reference_loss(spec, x, labels, weights=None, maxnorm=None, gauge=False):
+    """−Σ_n w_n log(exp f_{n,c_n} / Σ_o exp f_no) written with log/exp/sum, plus the barrier,
+    plus (``gauge``) (1/2K)(‖Σ_o W_L[o,:]‖² + (Σ_o b_L[o])²) from the named view."""
     n = x.shape[0]
     w = jnp.full(n, 1.0 / n) if weights is None else jnp.asarray(weights)
+    last = spec.n_layers
 
     def loss(theta):
         f = forward(spec, theta, x)
@@ -37,9 +40,15 @@ def reference_loss(spec, x, labels, weights=None, maxnorm=None):
         value = -jnp.sum(w * (picked - jnp.log(jnp.sum(jnp.exp(f), axis=1))))
         if maxnorm is not None:
             value = value + 0.5 * jnp.sum(jnp.maximum(jnp.abs(theta) - maxnorm, 0.0) ** 2)
+        if gauge:
+            p = unflatten(spec, theta)
+            g = jnp.sum(jnp.sum(p[f"w{last}"], axis=0) ** 2)
+            if f"b{last}" in p:
+                g = g + jnp.sum(p[f"b{last}"]) ** 2
+            value = value + g / (2 * spec.output_dim)
         return value
 
-    return loss
+    return jax.jit(loss)
 
 
 SPECS = {
@@ -60,11 +69,11 @@ def _case(name, n=37, seed=0, scale=1.5):
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-@pytest.mark.parametrize("maxnorm", [None, 0.4])
-def test_loss_gradient_hessian_match_autodiff(name, maxnorm) -> None:
+@pytest.mark.parametrize(("maxnorm", "gauge"), [(None, False), (0.4, False), (None, True)])
+def test_loss_gradient_hessian_match_autodiff(name, maxnorm, gauge) -> None:
     spec, x, labels, theta = _case(name)
-    obj = crossentropy_objective(spec, Dataset(x, labels), maxnorm=maxnorm)
-    ref = reference_loss(spec, x, labels, maxnorm=maxnorm)
+    obj = crossentropy_objective(spec, Dataset(x, labels), maxnorm=maxnorm, gauge=gauge)
+    ref = reference_loss(spec, x, labels, maxnorm=maxnorm, gauge=gauge)
     if maxnorm is not None:
         assert np.sum(np.abs(np.asarray(theta)) > maxnorm) >= 3  # the barrier is active
     assert abs(float(obj.loss(theta)) - float(ref(theta))) < 1e-13 * abs(float(ref(theta)))
@@ -72,7 +81,7 @@ def test_loss_gradient_hessian_match_autodiff(name, maxnorm) -> None:
     assert float(value) == pytest.approx(float(ref(theta)), rel=1e-13)
     assert _rel(grad, jax.grad(ref)(theta)) < 1e-12
     assert _rel(obj.grad(theta), grad) < 1e-15
-    h_ref = jax.hessian(ref)(theta)
+    h_ref = jax.jit(jax.hessian(ref))(theta)
     h = obj.hessian(theta)
     assert _rel(h, h_ref) < 1e-11
     np.testing.assert_array_equal(h, h.T)
@@ -82,7 +91,7 @@ def test_gauss_newton_is_the_psd_part() -> None:
     """GGN = Σ_n w_n J_nᵀ(diag p − ppᵀ)J_n: autodiff Hessian of the loss in the logits, pulled
     back by the autodiff Jacobian; positive semi-definite."""
     spec, x, labels, theta = _case("two-hidden")
-    obj = crossentropy_objective(spec, Dataset(x, labels))
+    obj = crossentropy_objective(spec, Dataset(x, labels), gauge=False)
     jac = jax.jacfwd(lambda t: forward(spec, t, x))(theta)  # (N, K, P)
     n = x.shape[0]
 
@@ -105,9 +114,9 @@ def test_labels_and_one_hot_give_the_same_objective() -> None:
     x = jax.random.normal(kx, (100, 10))
     labels = jax.random.randint(kl, (100,), 0, 10)
     theta = jax.random.normal(kt, (spec.n_params,))
-    a = crossentropy_objective(spec, Dataset(x, labels))
-    b = crossentropy_objective(spec, Dataset(x, one_hot(labels, 10)))
-    c = crossentropy_objective(spec, Dataset(x, np.asarray(labels, np.float64)))
+    a = crossentropy_objective(spec, Dataset(x, labels), gauge=False)
+    b = crossentropy_objective(spec, Dataset(x, one_hot(labels, 10)), gauge=False)
+    c = crossentropy_objective(spec, Dataset(x, np.asarray(labels, np.float64)), gauge=False)
     ref = reference_loss(spec, x, labels)
     for obj in (a, b, c):
         assert float(obj.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
@@ -121,7 +130,7 @@ def test_soft_targets_and_weights() -> None:
     spec, x, _, theta = _case("one-hidden", n=11)
     t = jax.random.uniform(jax.random.PRNGKey(5), (11, 4)) * 2
     w = jax.random.uniform(jax.random.PRNGKey(6), (11,))
-    obj = crossentropy_objective(spec, Dataset(x, t, w))
+    obj = crossentropy_objective(spec, Dataset(x, t, w), gauge=False)
 
     def ref(theta):
         f = forward(spec, theta, x)
@@ -143,8 +152,35 @@ def test_sample_blocks_and_deep_path(monkeypatch) -> None:
     from core.crossentropy import _hessian
 
     w = jnp.full(101, 1 / 101)
-    auto = _hessian(theta, x, one_hot(labels, 4), w, spec=spec, maxnorm=None, structured=False)
+    t = one_hot(labels, 4)
+    auto = _hessian(theta, x, t, w, spec=spec, maxnorm=None, gauge=True, structured=False)
     assert _rel(auto, whole) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["one-hidden", "one-hidden-no-bias", "two-hidden"])
+def test_gauge_directions(name) -> None:
+    """The bare cross-entropy is flat along the gauge directions (its Hessian annihilates
+    them); with the gauge term they have eigenvalue exactly 1; on the centred slice the loss
+    and gradient are the bare ones and the probabilities are those of the uncentred θ."""
+    spec, x, labels, theta = _case(name)
+    bare = crossentropy_objective(spec, Dataset(x, labels), gauge=False)
+    obj = crossentropy_objective(spec, Dataset(x, labels))
+    m = obj.extras["gauge"]
+    assert m.shape == (spec.layer_sizes[-2] + spec.bias[-1], spec.n_params)
+    for v in m:  # L(θ + s v) = L(θ)
+        shifted = bare.loss(theta + 0.7 * v)
+        assert float(shifted) == pytest.approx(float(bare.loss(theta)), rel=1e-13)
+    h_bare = np.asarray(bare.hessian(theta))
+    assert np.max(np.abs(h_bare @ m.T)) < 1e-12 * np.max(np.abs(h_bare))
+    np.testing.assert_allclose(np.asarray(obj.hessian(theta)) @ m.T, m.T, atol=1e-12)
+    centred = centre_logits(spec, theta)
+    np.testing.assert_allclose(m @ centred, 0, atol=1e-14)
+    p0 = jax.nn.softmax(forward(spec, theta, x), axis=1)
+    np.testing.assert_allclose(jax.nn.softmax(forward(spec, centred, x), axis=1), p0, atol=1e-14)
+    assert float(obj.loss(centred)) == pytest.approx(float(bare.loss(theta)), rel=1e-13)
+    np.testing.assert_allclose(obj.grad(centred), bare.grad(centred), atol=1e-15)
+    ev = np.linalg.eigvalsh(np.asarray(obj.hessian(centred)))
+    assert np.sum(np.abs(ev - 1.0) < 1e-10) >= m.shape[0]
 
 
 def test_labels_from_a_teacher_and_accuracy() -> None:

@@ -506,13 +506,12 @@ class LinePlot(Widget):
     #: Build figures in a worker thread (class default; snapshot tests switch it off).
     background = True
 
+    @dataclass(eq=False)
     class Rendered(Message):
         """A figure built off the main thread for ``key`` = (version, w, h)."""
 
-        def __init__(self, key: tuple[int, int, int], text: Text) -> None:
-            super().__init__()
-            self.key = key
-            self.text = text
+        key: tuple[int, int, int]
+        text: Text
 
     def __init__(
         self,

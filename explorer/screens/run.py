@@ -102,7 +102,7 @@ class RunScreen(TrajectoryScreen):
         self._segment = 0
         self._prev_state = "paused"
         self.last_refine: Any = None
-        self.last_inspection: dict | None = None
+        self.last_inspection: Any = None  # a core.analysis.Inspection
 
     # -- layout -----------------------------------------------------------------
 

@@ -420,3 +420,26 @@ def test_rmse_and_accuracy_in_the_sweep_summary() -> None:
     report["final"] = {"loss": 0.3, "accuracy": 0.75}
     row = run_row(run, session)
     assert row["rmse"] is None and row["accuracy"] == 0.75
+
+
+def test_setup_screen_keeps_per_layer_activations() -> None:
+    """A config naming ``activations`` opens in the explorer's setup form valid, and the form
+    hands it back unchanged (the one-name activation select does not override it)."""
+    import asyncio
+
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import SetupScreen
+
+    cfg = parse_config(_mapping(widths=[3, 2], activations=["g", ["tanh", "relu"]]))
+    app = ExplorerApp(cfg, autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, SetupScreen)
+            assert screen.error is None
+            assert screen.config.student_spec() == cfg.student_spec()
+            assert not screen.query_one("#run").disabled
+
+    asyncio.run(scenario())

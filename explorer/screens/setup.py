@@ -264,6 +264,8 @@ class SetupScreen(Screen):
             if f.only_for is not None and self._value_of(f.only_for[0]) != f.only_for[1]:
                 del_dotted(mapping, f.key)
                 continue
+            if f.key.endswith(".activation") and get_dotted(mapping, f.key + "s") is not None:
+                continue  # the config names one activation per layer (``activations``) instead
             widget = self.query_one("#" + widget_id(f.key))
             if isinstance(widget, (Select, Checkbox)):
                 value = widget.value

@@ -39,9 +39,9 @@ def key_table(screens: list[type[Screen]]) -> str:
 #: What the glyphs on the time plots mean (explorer.widgets.plots.MARKER_GLYPHS).
 MARKER_HELP = (
     "[b]Plot markers[/b] (vertical lines, glyph on top)\n"
-    "  events: R refine · S surgery · P pause · > resume;  ▼ replay cursor\n"
-    "  phase starts: = plateau · \\ descent · ~ channel · * converged\n"
-    "  legend line: ↓n below = points under the fitted y window (f: full range)"
+    "  events: R refine · S surgery · P pause · > resume · ▼ cursor\n"
+    "  phases: = plateau · \\ descent · ~ channel · * converged\n"
+    "  ↓n below: points under the fitted y window (f: full range)"
 )
 
 

@@ -57,10 +57,11 @@ If the flow ends by itself (t_max, ``grad_tol``, max_steps, …), the configured
 runs from its last state with ``max_iter`` per stage and its result is the end point
 whatever it is (a saddle too; ``index`` says so).  A flow that met ``grad_tol`` is thereby
 polished by Newton to the gradient's round-off floor (method "auto" or "newton").  A run
-cut short by ``max_seconds`` says so in ``reason`` and ``stop_reason``; its final trust
-region is then bounded by :data:`FINAL_SECONDS_SHARE` × max_seconds as well, the only
-place a clock enters an outcome.  Discrete dynamics (gd, sgd, adam) are not handed over:
-their end points are their own, refined at the end only.
+cut short by ``max_seconds`` says so in ``reason`` and ``stop_reason``; its final
+refinement is then bounded by :data:`FINAL_SECONDS_SHARE` × max_seconds as well, the only
+place a clock enters an outcome (a run cut short by the clock is not reproducible anyway).
+Discrete dynamics (gd, sgd, adam) are not handed over: their end points are their own,
+refined at the end only.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ class FixedPointResult:
         theta: (P,) the end point: the refined point, else the flow's last state.
         loss, grad_inf_norm: L and ‖∇L‖∞ there.
         converged: whether ‖∇L‖∞ < gtol.
-        index: number of Hessian eigenvalues < −tol there (0: a minimum).
+        index: number of Hessian eigenvalues < −tol there (0: a minimum; −1: H not finite).
         t: flow time of the flow's last state (where refinement started).
         flow_steps: accepted solver steps of the flow.
         refine_attempts: refinements tried, accepted or not, the final one included.

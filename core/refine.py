@@ -119,14 +119,17 @@ def newton(
     *,
     stop_below: float | None = None,
     max_damping: float = 1e20,
+    max_seconds: float | None = None,
 ):
     """Damped (Levenberg-Marquardt) Newton on ∇L = 0 with an eigendecomposition of H.
 
     Iterates until ‖∇L‖∞ < ``stop_below`` (default: ``gtol``), no step lowers ‖∇L‖² with
-    μ ≤ ``max_damping`` · max|λ|², or ``max_iter`` iterations; ``converged`` is judged
-    against ``gtol``.  (:func:`polish` passes stop_below = 0: on to the round-off floor.)
+    μ ≤ ``max_damping`` · max|λ|², ``max_iter`` iterations, or (when given) ``max_seconds``
+    have passed (checked after each iteration); ``converged`` is judged against ``gtol``.
+    (:func:`polish` passes stop_below = 0: on to the round-off floor.)
     """
     stop = gtol if stop_below is None else stop_below
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     theta = np.asarray(theta, np.float64)
     g = np.asarray(objective.grad(jnp.asarray(theta)), np.float64)
     if not np.all(np.isfinite(g)):
@@ -138,6 +141,9 @@ def newton(
     while iterations < max_iter:
         if _inf_norm(g) < stop:
             reason = f"‖∇L‖∞ < {stop:g}"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            reason = f"stopped after max_seconds = {max_seconds:g}"
             break
         iterations += 1
         lam, q = np.linalg.eigh(np.asarray(objective.hessian(jnp.asarray(theta)), np.float64))
@@ -216,7 +222,8 @@ def refine(
 ) -> RefineResult:
     """Converge from θ (P,) to a nearby critical point; see the module docstring.
 
-    ``max_iter`` bounds each stage; ``max_seconds`` (optional) bounds the trust-region stage.
+    ``max_iter`` bounds each stage; ``max_seconds`` (optional) bounds the trust-region and
+    Newton stages together (the polish, a few iterations, is not timed).
     """
     if method not in METHODS:
         raise ValueError(f"refine.method: unknown method {method!r}; choose one of {METHODS}")
@@ -231,13 +238,15 @@ def refine(
         raise ValueError(f"theta: expected shape ({objective.n_params},), got {theta.shape}")
     if not np.all(np.isfinite(theta)):
         raise ValueError("theta: contains NaN or Inf")
+    deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     if method == "newton":
-        return newton(objective, theta, gtol, max_iter)
+        return newton(objective, theta, gtol, max_iter, max_seconds=max_seconds)
     first = trust_region(objective, theta, gtol, max_iter, max_seconds)
     if method == "trust-region":
         return first
     if not first.converged:
-        first = then_newton(first, newton(objective, first.theta, gtol, max_iter))
+        rest = None if deadline is None else max(deadline - time.perf_counter(), 1e-9)
+        first = then_newton(first, newton(objective, first.theta, gtol, max_iter, max_seconds=rest))
     return polish(objective, first, gtol) if first.converged else first
 
 

@@ -325,3 +325,20 @@ def test_channel_stays_a_channel(method):
     assert chunks[-1].t[-1] == settings.t_max
     analysis = analyze(problem.objective, res.theta, problem.teacher, problem.data.x)
     assert analysis.classification == "channel"
+
+
+def test_max_seconds_only_cuts_the_run_short(teacher_problem):
+    """A flow that cannot finish in its budget stops with "max_seconds", says so, and its
+    final refinement keeps to FINAL_SECONDS_SHARE of the budget."""
+    from core.fixed_point import FINAL_SECONDS_SHARE, FixedPointRun
+
+    spec, teacher, _, obj = teacher_problem
+    theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
+    budget = 1.0
+    settings = DynamicsSettings(t_max=1e10, rtol=1e-12, atol=1e-14, max_seconds=budget)
+    run = FixedPointRun(obj, theta0, settings)
+    chunks = list(run)
+    res = run.result
+    assert chunks[-1].reason == "max_seconds" and res.stop_reason == "max_seconds"
+    assert "cut short by max_seconds" in res.reason and res.t < 1e10
+    assert res.refine is not None and res.refine_seconds < FINAL_SECONDS_SHARE * budget + 0.5

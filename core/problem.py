@@ -95,7 +95,7 @@ class Problem:
         if loss == "crossentropy":
             from core.crossentropy import accuracy
 
-            return {"accuracy": accuracy(out, y, w)}
+            return {"accuracy": accuracy(out, y, self.data.weights)}
         sq = np.sum(np.asarray(out - y) ** 2, axis=1)
         return {"rmse": float(np.sqrt(np.sum(w * sq) / k))}
 

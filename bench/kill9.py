@@ -3,8 +3,10 @@
     python bench/kill9.py [--kills 200] [--parallel 3] [--window 12] [--root DIR]
 
 Launches ``--kills`` runs of a long tiny-problem config (``--parallel`` at a time), each
-SIGKILLed at a uniformly random moment in [0, window] s after launch (start-up, JAX
-import, the first save, compilation, chunks, autosaves), then loads every output folder
+SIGKILLed at a uniformly random moment in [0, window] s after launch (start-up: JAX
+import, building, compiling) or, for every other run, after its first save appeared
+(θ₀ only, the first chunk's compilation, chunks, autosaves; start-up takes from 3 s to a
+minute with the machine's load, so both clocks are needed), then loads every output folder
 with the checked-out code in ``--root`` (default: this checkout; point it at a
 ``git worktree`` of an older commit to count "before").  Prints per outcome:
 
@@ -74,6 +76,7 @@ def main() -> None:
     cfg.write_text(LONG)
     pending = [(i, rng.uniform(0.0, args.window)) for i in range(args.kills)]
     running: dict[int, tuple[subprocess.Popen, float]] = {}
+    after_save: dict[int, float] = {}  # odd runs: delay counted from the first save
     tic = time.monotonic()
     while pending or running:
         while pending and len(running) < args.parallel:
@@ -83,9 +86,16 @@ def main() -> None:
                  str(work / f"run{i:04d}"), "--quiet"],
                 cwd=args.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            running[i] = (proc, time.monotonic() + delay)
+            if i % 2:
+                after_save[i] = delay
+                running[i] = (proc, float("inf"))
+            else:
+                running[i] = (proc, time.monotonic() + delay)
         now = time.monotonic()
         for i, (proc, at) in list(running.items()):
+            if i in after_save and (work / f"run{i:04d}" / "meta.json").exists():
+                at = now + after_save.pop(i)
+                running[i] = (proc, at)
             if now >= at or proc.poll() is not None:
                 proc.kill()
                 proc.wait()

@@ -370,6 +370,17 @@ def test_fuzzed_stored_fields_load_cleanly_or_raise_session_error(
 ):
     """Replace one stored field by arbitrary JSON: loading raises SessionError or gives a
     session whose report, summary and events every reader can use."""
+    check_stored_field(tmp_path_factory, session_dir, meta_paths, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_stored_fields_many(tmp_path_factory, session_dir, meta_paths, data):
+    check_stored_field(tmp_path_factory, session_dir, meta_paths, data)
+
+
+def check_stored_field(tmp_path_factory, session_dir, meta_paths, data) -> None:
     from core.sweep import SweepRun, run_row
 
     meta, paths = meta_paths
@@ -447,7 +458,7 @@ def check_config_mapping(mapping) -> None:
     assert parse_config(load_toml(config_to_toml(cfg)), "fuzz.toml") == cfg
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mapping=CONFIG_MAPPINGS)
 def test_fuzzed_configs_parse_or_raise_one_line_config_error(mapping):
     check_config_mapping(mapping)

@@ -115,3 +115,12 @@ class SessionLoaded(Message):
     run: str
     session: Any = None
     error: str = ""
+
+
+@dataclass(eq=False)
+class NarrationDone(Message):
+    """A :class:`core.narration.Narration` for the narration line (or, when it could not be
+    computed, ``narration=None`` and a one-line ``error``)."""
+
+    narration: Any
+    error: str = ""

@@ -59,3 +59,14 @@ def tiny_config_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _narration_off_unless_asked(request, monkeypatch):
+    """The narration line (explorer.widgets.narration) is computed in a worker, at a moment
+    that depends on machine load; app tests that do not ask for it (``@pytest.mark.narration``)
+    run with it hidden, so their frames stay deterministic."""
+    if request.node.get_closest_marker("narration") is None:
+        from explorer.widgets.narration import NarrationLine
+
+        monkeypatch.setattr(NarrationLine, "enabled", False)

@@ -23,6 +23,7 @@ from core.analysis import closest_pair_distance, neuron_weights
 from explorer.messages import BuildDone, InspectDone, TaskFailed
 from explorer.screens.trajectory import TrajectoryScreen
 from explorer.widgets.inspector import NeuronInspector
+from explorer.widgets.narration import NarrationLine, replay_job
 from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import RunState, Segment, one_hidden_layer, run_task
@@ -81,6 +82,7 @@ class ReplayScreen(TrajectoryScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
         yield ProgressBar(total=max(len(self.index) - 1, 1), show_eta=False, id="scrubber")
+        yield NarrationLine(lambda: replay_job(self), id="narration")
         yield from trajectory_tabs(self.PLOT_TABS)
         yield Footer()
 

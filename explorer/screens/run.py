@@ -43,6 +43,7 @@ from explorer.messages import (
 from explorer.screens.dialogs import ConfirmScreen, PromptScreen
 from explorer.screens.trajectory import TrajectoryScreen
 from explorer.widgets.inspector import NeuronInspector
+from explorer.widgets.narration import NarrationLine, run_job
 from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
@@ -108,6 +109,7 @@ class RunScreen(TrajectoryScreen):
 
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
+        yield NarrationLine(lambda: run_job(self), id="narration")
         yield from trajectory_tabs(self.PLOT_TABS, log_max_lines=2000)
         yield Footer()
 

@@ -8,7 +8,8 @@ Layout of a session folder (schema version :data:`SCHEMA_VERSION`)::
                      summary, analysis, report, refined-point info
     config.toml      the config, the same as meta.json's (re-running it reproduces the run)
     trajectory.npz   per segment i: seg{i}_t (m,), seg{i}_theta (m, P_i), seg{i}_loss (m,),
-                     seg{i}_grad_norm (m,) [‖∇L‖∞]; refined_theta (P,) when refined
+                     seg{i}_grad_norm (m,) [‖∇L‖∞]; refined_theta (P,) when refined;
+                     cmp_* when meta.json has a "comparison" (core.compare, validated there)
     spectra.npz      per snapshot k: eig{k} (P,) Hessian eigenvalues, ascending
 
 A *segment* is a stretch of trajectory with one student spec: surgery (merging or
@@ -144,6 +145,8 @@ class Session:
     versions: dict = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
     path: Path | None = None
+    #: a :class:`core.compare.Comparison` (``explorer compare``), or None
+    comparison: Any = None
 
     @property
     def final_segment(self) -> Segment:
@@ -394,6 +397,7 @@ class SessionRecorder:
         self.report: dict | None = None
         self.refined: dict | None = None
         self.refined_theta: np.ndarray | None = None
+        self.comparison: Any = None  # core.compare.Comparison, kept as it is
 
     # -- building
 
@@ -415,6 +419,7 @@ class SessionRecorder:
         rec.spectra = list(session.spectra)
         rec.events = [dict(e) for e in session.events]
         rec.summary = dict(session.summary)
+        rec.comparison = session.comparison
         return rec
 
     @property
@@ -508,6 +513,7 @@ class SessionRecorder:
             refined_theta=self.refined_theta,
             created=self.created,
             versions=versions(),
+            comparison=self.comparison,
         )
 
     @_locked
@@ -598,6 +604,9 @@ def session_to_files(session: Session) -> dict[str, bytes]:
             arrays[f"seg{i}_{name}"] = np.ascontiguousarray(getattr(seg, name), np.float64)
     if session.refined_theta is not None:
         arrays["refined_theta"] = np.asarray(session.refined_theta, np.float64)
+    if session.comparison is not None:  # core.compare: meta + cmp_* arrays
+        meta["comparison"], cmp_arrays = session.comparison.to_stored()
+        arrays.update(cmp_arrays)
     spectra: dict[str, np.ndarray] = {}
     for k, snap in enumerate(session.spectra):
         meta["spectra"].append(
@@ -1218,6 +1227,14 @@ def _load(p: Path) -> Session:
     check_fields(vers, "str-map", "versions", meta_path)
     for key in ("created", "saved"):
         check_fields(meta.get(key, ""), "str", key, meta_path)
+    comparison = None
+    if meta.get("comparison") is not None:
+        from core.compare import Comparison
+
+        try:
+            comparison = Comparison.from_stored(meta["comparison"], arrays)
+        except ValueError as e:
+            raise SessionError(traj_path, str(e)) from None
 
     return Session(
         config=config,
@@ -1234,4 +1251,5 @@ def _load(p: Path) -> Session:
         versions=vers,
         schema=SCHEMA_VERSION,
         path=p,
+        comparison=comparison,
     )

@@ -12,6 +12,11 @@
     explorer export DIR --csv OUT              loss curve, spectra, neuron trajectories as CSV
     explorer plot DIR --out FILE [--view NAME] a figure (.png/.svg/.pdf) of a session
     explorer sweep SWEEP --out DIR             a grid of runs (see core.sweep)
+    explorer compare CONFIG --out DIR [--methods gd,sgd,adam] [--lr LR] [--t-max T] [--force]
+                                               the run of ``run`` plus the flow against
+                                               GD/SGD/Adam from the same θ₀ (loss and
+                                               ‖θ_m(t) − θ_flow(t)‖ over t, core.compare),
+                                               recorded in the session
 
 ``export``'s OUT is a folder (created if absent; must not hold other files) that
 receives ``loss.csv``, ``spectrum.csv`` and ``neurons.csv``; or, when OUT ends in
@@ -37,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-SUBCOMMANDS = ("run", "replay", "report", "export", "plot", "sweep")
+SUBCOMMANDS = ("run", "replay", "report", "export", "plot", "sweep", "compare")
 EXIT_USAGE = 2
 
 
@@ -120,6 +125,24 @@ def _sub_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=int, help="number of batch jobs (--jobqueue)")
     sw.add_argument("--retries", type=int, default=1, help="extra attempts for a failing run")
     sw.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    cp = sub.add_parser(
+        "compare",
+        help="flow vs gd/sgd/adam from one initial point, recorded in a session",
+        description="Run CONFIG as `explorer run` does, then run the gradient flow and each "
+        "discrete method from the same θ₀ on the time axis t = k·lr, and record their loss "
+        "and their distance ‖θ_method(t) − θ_flow(t)‖ to the flow in the session "
+        "(`explorer replay DIR`: the compare tab).",
+    )
+    cp.add_argument("config", help="config TOML")
+    cp.add_argument("--out", required=True, help="session folder to write")
+    cp.add_argument(
+        "--methods",
+        help="comma-separated gd,sgd,adam (default: gd,adam, and sgd with a finite data set)",
+    )
+    cp.add_argument("--lr", type=float, help="learning rate (default: dynamics.lr)")
+    cp.add_argument("--t-max", type=float, help="horizon (default: dynamics.t_max)")
+    cp.add_argument("--force", action="store_true", help="replace a session already in --out")
+    cp.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -247,12 +270,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     from core.runner import session_report
     from core.session import load_session
 
-    report = session_report(load_session(args.session))
+    session = load_session(args.session)
+    report = session_report(session)
     if args.json:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_report(report))
+        if session.comparison is not None:
+            from core.compare import comparison_summary
+
+            lines = comparison_summary(session.comparison)
+            sys.stdout.write("comparison (same θ₀, t = k·lr):\n  " + "\n  ".join(lines) + "\n")
     return 0
 
 
@@ -337,7 +366,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`run`, then :func:`core.compare.compare_config` stored in the session."""
+    import core  # noqa: F401
+    from core.compare import check_methods, compare_config, comparison_summary
+    from core.config import load_config, with_overrides
+    from core.runner import run_config
+    from core.session import check_writable_target, load_session, save_session
+
+    cfg = load_config(args.config)
+    overrides = {k: v for k, v in (("t_max", args.t_max), ("lr", args.lr)) if v is not None}
+    if overrides:
+        cfg = with_overrides(cfg, dynamics=overrides)
+    has_data = cfg.data.kind != "gaussian-infinite"
+    methods = None
+    if args.methods is not None:
+        names = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        try:
+            methods = check_methods(names, has_data=has_data)
+        except ValueError as e:
+            raise CliError(f"--methods: {str(e).removeprefix('compare.methods: ')}") from None
+    out = Path(args.out)
+    make_parents(out)
+    check_writable_target(out)
+    if is_nonempty_dir(out) and not args.force:
+        raise CliError(f"{out}: already holds a session; refusing to replace it (--force)")
+    bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
+    path = run_config(cfg, out, progress=bar)
+    if bar:
+        bar.close()
+    try:
+        comparison = compare_config(cfg, methods)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    session = load_session(path)
+    session.comparison = comparison
+    save_session(path, session)
+    for line in comparison_summary(comparison):
+        print(line, file=sys.stderr)
+    print(f"saved {path} (with the comparison: {', '.join(comparison.methods)})", file=sys.stderr)
+    return 0
+
+
+def make_parents(out: Path) -> None:
+    """Create the missing parent folders of an output folder (``--out a/b/run``); an
+    error naming ``out`` when that is impossible (a parent is a file…)."""
+    try:
+        Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{out}: cannot create its parent folder ({e.strerror})") from None
+
+
+def is_nonempty_dir(path: Path) -> bool:
+    """Whether ``path`` (through a link) is a folder holding anything."""
+    from core.session import session_target
+
+    target = session_target(path)
+    return target.is_dir() and any(target.iterdir())
+
+
 _COMMANDS = {
+    "compare": cmd_compare,
     "run": cmd_run,
     "replay": cmd_replay,
     "report": cmd_report,

@@ -134,6 +134,7 @@ def run_config(
     out_dir: str | Path,
     progress: Callable[[Any], None] | None = None,
     resume: str | Path | None = None,
+    from_t: float | None = None,
 ) -> Path:
     """Run ``config`` headless and save the session to ``out_dir``; return its path.
 
@@ -144,6 +145,9 @@ def run_config(
         progress: called with every :class:`core.flow.Chunk` as it arrives.
         resume: a session folder to continue from its last state to ``dynamics.t_max``
             (its seed/teacher/student/data must equal the config's).
+        from_t: with ``resume``, branch instead: continue from the last saved state at or
+            before this time (:func:`core.branch.branch_session`; the new session keeps the
+            source's record up to there, and says where it came from).
 
     Raises:
         ConfigError / SessionError: before anything is written.
@@ -156,6 +160,13 @@ def run_config(
     problem = build_problem(config)
     if resume is not None:
         session = load_session(resume)
+        if from_t is not None:
+            from core.branch import branch_session
+
+            try:
+                session = branch_session(session, from_t, source=resume)
+            except ValueError as e:
+                raise ConfigError(str(resume), None, str(e)) from None
         why = _compatible_for_resume(config, session)
         if why:
             raise ConfigError(config.source, "resume", f"cannot resume {resume}: {why}")
@@ -166,7 +177,7 @@ def run_config(
             rec.summary.pop(key, None)
         spec = session.final_spec
         theta, t0 = session.final_theta, session.final_t
-        rec.add_event("resume", t=t0, source=str(resume))
+        rec.add_event("resume" if from_t is None else "branch", t=t0, source=str(resume))
     else:
         rec = SessionRecorder(config, problem.spec, autosave_seconds=AUTOSAVE_SECONDS)
         spec, theta, t0 = problem.spec, problem.theta0, 0.0

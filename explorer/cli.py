@@ -1,7 +1,7 @@
 """Command line of the landscape explorer (DESIGN.md "CLI", contract).
 
     explorer [CONFIG]                          the Textual app (default config, or CONFIG)
-    explorer run CONFIG --out DIR [--resume DIR] [--force]
+    explorer run CONFIG --out DIR [--resume DIR [--from-t T]] [--force]
                                                headless run → session folder DIR (an
                                                existing session there is replaced only
                                                with --force, or continued with --resume)
@@ -70,6 +70,13 @@ def _sub_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="config TOML")
     r.add_argument("--out", required=True, help="session folder to write")
     r.add_argument("--resume", help="session folder to continue from")
+    r.add_argument(
+        "--from-t",
+        type=float,
+        metavar="T",
+        help="with --resume: branch from the session's last saved state at or before t = T "
+        "(a new session, recording its source and T)",
+    )
     r.add_argument("--force", action="store_true", help="replace a session already in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     rp = sub.add_parser(
@@ -216,16 +223,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_writable_target(out)
     target = session_target(out)
-    if target.is_dir() and any(target.iterdir()) and not (args.force or args.resume):
+    continuing = args.resume and args.from_t is None  # a branch is a new session
+    if target.is_dir() and any(target.iterdir()) and not (args.force or continuing):
         raise CliError(
             f"{out}: already holds a session; refusing to replace it "
             "(--force replaces it, --resume continues it)"
         )
+    if args.from_t is not None and not args.resume:
+        raise CliError("--from-t needs --resume SESSION (the session to branch from)")
     if args.resume:
         load_session(args.resume)  # validate before any work
     bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
     try:
-        path = run_config(cfg, out, progress=bar, resume=args.resume)
+        path = run_config(cfg, out, progress=bar, resume=args.resume, from_t=args.from_t)
     except RunInterrupted as e:
         if bar:
             bar.close()

@@ -1,6 +1,7 @@
 """Benchmark: our structured Hessian and closed-form gradient vs PyTorch, single-threaded.
 
     python bench/derivatives.py [--quick]
+    python bench/derivatives.py --numpy      # ∇L against numpy only (no torch needed)
 
 Grid: d = 2, one hidden layer of k ∈ {10, 50, 100} softplus neurons with biases, scalar
 output, N ∈ {100, 1000, 10000} Gaussian inputs with random targets, float64, ONE thread for
@@ -16,6 +17,10 @@ Columns:
                 (N, k) intermediates, so where one such batch would exceed ~0.8 GB it is timed
                 on the first N′ samples and scaled by N/N′ (its cost is linear in N), marked "~"
   grad        — our ``grad`` vs torch ``loss.backward()`` (both include the forward pass)
+``--numpy``: our ``grad`` (one hidden layer, d = 2, softplus, biases) against the same
+forward/backward pass written in numpy (one exp(−|z|) shared by σ and σ′, log1p), and
+against our previous softplus path (σ and σ′ evaluated separately with XLA's log1p,
+``apply_per_neuron``), at P = 21 and 101, N = 10³ and 10⁴, one thread, process CPU time.
 Peak memory of our Hessian at k = 100, N = 10⁴ is measured in a fresh subprocess
 (the VmHWM high-water mark after − RSS before the first call, so it includes XLA
 compilation).
@@ -232,12 +237,72 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def numpy_softplus_grad(k: int, d: int, x: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """θ ↦ ∇L for one hidden softplus layer with biases and one output, in numpy."""
+
+    def grad(theta: np.ndarray) -> np.ndarray:
+        w1 = theta[: k * d].reshape(k, d)
+        b1 = theta[k * d : k * d + k]
+        a = theta[k * d + k : k * d + 2 * k]
+        z = x @ w1.T + b1
+        e = np.exp(-np.abs(z))
+        h = np.maximum(z, 0.0) + np.log1p(e)
+        s = np.where(z >= 0.0, 1.0, e) / (1.0 + e)
+        r = w * (h @ a + theta[-1] - y[:, 0])
+        eh = (r[:, None] * a) * s
+        return np.concatenate([(eh.T @ x).ravel(), eh.sum(0), r @ h, [r.sum()]])
+
+    return grad
+
+
+def numpy_rows() -> str:
+    """The ``--numpy`` table: ms per ∇L, ours / numpy / our previous path."""
+    from core import objectives
+
+    lines = [
+        "| P | N | ours ms | numpy ms | previous ms | ours / numpy | ours / previous | max |Δ| |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    previous = objectives._activation_and_derivative
+    for k in (5, 25):
+        for n in (1000, 10_000):
+            spec = make_spec(2, [k], "softplus", bias=True)
+            rng = np.random.default_rng(0)
+            x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 1))
+            theta = np.asarray(init_params(spec, jax.random.PRNGKey(0)))
+            ours = mse_objective(spec, Dataset(jnp.asarray(x), jnp.asarray(y))).grad
+            ng = numpy_softplus_grad(k, 2, x, y, np.full(n, 1.0 / n))
+            objectives._activation_and_derivative = lambda names, z: (
+                objectives.apply_per_neuron(names, z, 0),
+                objectives.apply_per_neuron(names, z, 1),
+            )
+            try:
+                old = mse_objective(spec, Dataset(jnp.asarray(x), jnp.asarray(y))).grad
+                old(theta)  # traced with the previous activation path
+            finally:
+                objectives._activation_and_derivative = previous
+            diff = float(np.max(np.abs(np.asarray(ours(theta)) - ng(theta))))
+            t_ours, _ = timed(jax_call(ours, theta), 200)
+            t_np, _ = timed(lambda ng=ng, theta=theta: ng(theta), 200)
+            t_old, _ = timed(jax_call(old, theta), 200)
+            lines.append(
+                f"| {spec.n_params} | {n} | {t_ours * 1e3:.3f} | {t_np * 1e3:.3f} "
+                f"| {t_old * 1e3:.3f} | {t_ours / t_np:.2f} | {t_ours / t_old:.2f} | {diff:.1e} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="k=10 only, N ≤ 1000, 5 repeats")
     parser.add_argument("--peak-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--numpy", action="store_true", help="only ∇L against numpy")
     args = parser.parse_args()
+    if args.numpy:
+        print(f"jax {jax.__version__}, numpy {np.__version__}, 1 thread, float64")
+        print(numpy_rows())
+        return
     if args.peak_child:
         peak_memory_child(*args.peak_child)
         return

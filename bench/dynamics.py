@@ -116,7 +116,7 @@ def part_b() -> None:
                 solver=ref_solver, rtol=1e-12, atol=1e-14, **{**base, "max_seconds": 3600}
             ),
         )
-        for solver in ("tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5"):
+        for solver in ("tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5", "lsoda", "bdf"):
             s = DynamicsSettings(solver=solver, **base)
             tic = time.perf_counter()
             run = run_to_end(obj, theta0, s)

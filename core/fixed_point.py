@@ -16,8 +16,8 @@ grid points, whose number depends on the load, never are.  For the continuous fl
 (``dynamics.method = "flow"``) with ‖∇L(θ_f)‖∞ < ``switch_grad``:
 
 1. *Check*, at the fixed check times :func:`check_times` (:data:`CHECKS_PER_DECADE` save
-   times per decade of t, a function of the settings only, so a resumed run checks at
-   the same times; cost: one Hessian and one ``eigh``).  With H = ∇²L(θ_f) =
+   times per decade of t, fewer for P > 316; a function of the settings and P only, so a
+   resumed run checks at the same times; cost: one Hessian and one ``eigh``).  With H = ∇²L(θ_f) =
    Q Λ Qᵀ, the check passes when
 
    * λ_min ≥ −tol (:func:`core.analysis.default_eigen_tol`) here and at the previous
@@ -206,13 +206,17 @@ def _lmax_drift(before: tuple[np.ndarray, float], theta: np.ndarray, lmax: float
     return change * step / moved if moved > 0 else np.inf
 
 
-def check_times(grid: np.ndarray) -> np.ndarray:
+def check_times(grid: np.ndarray, n_params: int) -> np.ndarray:
     """The save times (a subset of ``grid`` (n,), ascending) at which the flow is checked.
 
-    Walking the grid from its first point, t_j is taken when t_j ≥ 10^(1/CHECKS_PER_DECADE)
-    times the last one taken (as :func:`core.spectra.spectrum_times` does).
+    Walking the grid from its first point, t_j is taken when t_j ≥ 10^(1/n) times the last
+    one taken, n = min(CHECKS_PER_DECADE, :func:`core.spectra.spectra_per_decade` (P)): like
+    the spectra along a run, checks (one Hessian, O(N P²), and one ``eigh``, O(P³)) thin
+    out like 1/P² above P ≈ 316, so they stay a bounded share of the run's cost.
     """
-    factor = 10.0 ** (1.0 / CHECKS_PER_DECADE)
+    from core.spectra import spectra_per_decade
+
+    factor = 10.0 ** (1.0 / min(CHECKS_PER_DECADE, spectra_per_decade(n_params)))
     chosen: list[float] = []
     for t in np.asarray(grid, dtype=np.float64):
         if not chosen or t >= factor * chosen[-1] * (1 - 1e-12):
@@ -280,7 +284,7 @@ class FixedPointRun:
         self.result: FixedPointResult | None = None
         self.attempts: list[Attempt] = []
         self._handover = method != "none" and settings.method == "flow"
-        self._check_times = check_times(save_grid(settings))
+        self._check_times = check_times(save_grid(settings), objective.n_params)
         self._start = time.perf_counter()
         flow = run_dynamics(objective, theta0, settings, t0=t0, seed=seed)
         self._gen = self._drive(flow)

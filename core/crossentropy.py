@@ -26,7 +26,9 @@ slice Mθ = 0, which gradient flow never leaves once there (M∇L_CE = Σ_o e_no
 Σ_o e_no = 0) — θ₀ is centred (:func:`centre_logits`) so the loss along a run *is* the
 cross-entropy — and it turns the zero eigenvalues into exactly 1 (MᵀM/K projects onto the
 gauge directions, which the cross-entropy Hessian annihilates), leaving the rest of the
-spectrum that of the cross-entropy on the slice.
+spectrum that of the cross-entropy on the slice.  A ``maxnorm`` barrier active on W_L or
+b_L is not gauge invariant: it pulls θ slightly off the slice (G > 0, small) and mixes
+its curvature into those eigenvalues.
 
 The pieces are those of the MSE objective with the residual cotangent w_n r_n replaced by
 e_n: the same backpropagation, closed-form Jacobian, closed-form one-hidden-layer

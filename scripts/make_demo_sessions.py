@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ EXPECTED = {
     "copy_or_average": "classification minimum, roles include copy and average",
     "symmetry_saddle": "starts at index ≥ 1, final loss ≪ start loss",
     "saddle_to_saddle": "≥ 3 loss plateaus, ends at a minimum",
+    "three_classes": "starts at log 3, classification minimum, training accuracy 0.9–0.995",
 }
 
 
@@ -81,6 +83,11 @@ def check_report(name: str, report: dict, loss: list[float]) -> list[str]:
     elif name == "saddle_to_saddle":
         need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
         need(loss[-1] < 1e-12 * loss[0], f"final loss {loss[-1]:.3g} not ≈ 0")
+    elif name == "three_classes":
+        acc = (refined or report["final"]).get("accuracy")
+        need(abs(loss[0] - math.log(3)) < 1e-2, f"start loss {loss[0]:.4g}, expected ≈ log 3")
+        need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
+        need(acc is not None and 0.9 <= acc <= 0.995, f"training accuracy {acc}")
     return problems
 
 

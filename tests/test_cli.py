@@ -321,3 +321,42 @@ def test_run_hands_over_to_refinement_before_t_max(tmp_path, capsys):
     loss, grad = problem.objective.value_and_grad(jnp.asarray(theta))
     assert float(np.max(np.abs(np.asarray(grad)))) < 1e-12
     assert float(loss) == pytest.approx(refined["loss"], rel=1e-6, abs=1e-30)
+
+
+def test_run_outcome_does_not_depend_on_the_wall_clock(tmp_path, monkeypatch):
+    """`explorer run` twice, the second time with a wall clock running 20× fast (what a
+    loaded machine looks like to every timer): other chunks, the same hand-over, end point,
+    classification and refine event."""
+    import core.flow
+
+    cfg_path = tmp_path / "ts.toml"
+    cfg_path.write_text(TEACHER_STUDENT)
+    cfg = load_config(cfg_path)
+
+    def outcome(out):
+        session = load_session(run_config(cfg, out))
+        keys = ("kind", "t", "method", "converged", "iterations", "handed_over")
+        events = [tuple(e.get(k) for k in keys) for e in session.events]
+        rep = session.report
+        return rep, events, session.final_segment
+
+    calm, calm_events, calm_seg = outcome(tmp_path / "calm")
+    start, real = time.perf_counter(), time.perf_counter
+
+    def fast():
+        return start + 20.0 * (real() - start)
+
+    monkeypatch.setattr(time, "perf_counter", fast)
+    monkeypatch.setattr(time, "monotonic", fast)
+    monkeypatch.setattr(core.flow, "_clock", fast, raising=False)
+    busy, busy_events, busy_seg = outcome(tmp_path / "busy")
+    monkeypatch.undo()
+
+    assert calm["stop_reason"] == busy["stop_reason"] == "refined"
+    assert busy_events == calm_events and any(e[0] == "refine" for e in calm_events)
+    assert busy["refined"]["params"] == calm["refined"]["params"]  # bit for bit
+    assert busy["final"]["t"] == calm["final"]["t"]
+    assert busy["classification"] == calm["classification"] == "minimum"
+    grid = save_grid(dynamics_settings(cfg.dynamics))
+    on_busy, on_calm = np.isin(busy_seg.t, grid), np.isin(calm_seg.t, grid)
+    np.testing.assert_array_equal(busy_seg.theta[on_busy], calm_seg.theta[on_calm])

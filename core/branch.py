@@ -88,8 +88,7 @@ def branch_session(
     spectra = [
         replace(snap, eigenvalues=np.array(snap.eigenvalues))
         for snap in session.spectra
-        if snap.label != "refined"
-        and (snap.segment < s or (snap.segment == s and snap.t <= t_b))
+        if snap.label != "refined" and (snap.segment < s or (snap.segment == s and snap.t <= t_b))
     ]
     events = [dict(e) for e in session.events if _event_before(e, t_b)]
     src = source if source is not None else session.path

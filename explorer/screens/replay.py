@@ -57,6 +57,7 @@ class ReplayScreen(TrajectoryScreen):
         Binding("home", "go(0)", "Start", id="replay.start", show=False, priority=True),
         Binding("end", "go(-1)", "End", id="replay.end", show=False, priority=True),
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
+        Binding("c", "branch", "Continue from here", id="replay.branch"),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
     ]
@@ -234,6 +235,13 @@ class ReplayScreen(TrajectoryScreen):
         self.playing = False
         self.position = 0 if where == 0 else len(self.index) - 1
         self._redraw()
+
+    def action_branch(self) -> None:
+        """A new live run from the state at the cursor (:mod:`explorer.branch`)."""
+        from explorer.branch import branch_from_replay
+
+        self.playing = False
+        branch_from_replay(self)
 
     def action_inspect(self) -> None:
         if self.problem is None:

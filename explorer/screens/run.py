@@ -83,11 +83,15 @@ class RunScreen(TrajectoryScreen):
         config_path: Path | None = None,
         *,
         autostart: bool = True,
+        start: Any = None,
     ):
         super().__init__()
         self.config = config
         self.config_path = config_path
         self.autostart = autostart
+        #: A :class:`core.session.Session` to continue (a branch of a replay,
+        #: :func:`core.branch.branch_session`) instead of starting at θ₀.
+        self.start = start
         self.state = "building"
         self.problem: Any = None
         self.objective: Any = None
@@ -147,11 +151,18 @@ class RunScreen(TrajectoryScreen):
         gc.freeze()
         self.problem = problem
         self.objective = problem.objective
-        theta0 = np.asarray(problem.theta0)
-        self.run = RunState(problem.spec, theta0)
-        self.run.loss = loss0
-        self.run.grad_norm = gnorm0
-        self.recorder = SessionRecorder(self.config, problem.spec)
+        if self.start is not None:
+            from explorer.branch import continue_session
+
+            self.run, self.recorder, self.objective = continue_session(problem, self.start)
+            origin = self.start.summary.get("branched_from", {})
+            self.log_event(f"branched from {origin.get('session')} at t={self.run.t:.4g}")
+        else:
+            theta0 = np.asarray(problem.theta0)
+            self.run = RunState(problem.spec, theta0)
+            self.run.loss = loss0
+            self.run.grad_norm = gnorm0
+            self.recorder = SessionRecorder(self.config, problem.spec)
         self.log_event(
             f"problem: {problem.spec.input_dim}→{list(problem.spec.widths)}→"
             f"{problem.spec.output_dim}, P={problem.spec.n_params}, {self.objective.name}"

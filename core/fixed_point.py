@@ -149,7 +149,9 @@ class FixedPointResult:
         converged: whether ‖∇L‖∞ < gtol.
         index: number of Hessian eigenvalues < −tol there (0: a minimum; −1: H not finite).
         t: flow time of the flow's last state (where refinement started).
-        flow_steps: accepted solver steps of the flow.
+        flow_steps: accepted solver steps of the flow, as of the end of the chunk the last
+            state came in (after a hand-over mid-chunk that includes the chunk's later
+            steps, so it may vary with the load: the flow reports steps per chunk, not row).
         refine_attempts: refinements tried, accepted or not, the final one included.
         jump: ‖θ − θ_flow‖∞, the distance refinement moved from the flow's last state.
         wall: seconds, compilation included.

@@ -185,10 +185,11 @@ def newton(
     return _result(objective, theta, iterations, gtol, reason, "newton")
 
 
-# Newton iterations of a polish, and its largest damping (relative to max|λ|²): at the
-# round-off floor every trial step is noise, so a few damped retries are enough to see it.
+# Newton iterations of a polish, and its largest damping μ (relative to max|λ|²): at the
+# round-off floor every trial step is noise, so about ten retries from μ ≈ (P·ε)² (×10
+# each) are enough to see it, where the full range up to 1e20 would take ~50 gradients.
 POLISH_MAX_ITER = 10
-POLISH_MAX_DAMPING = 1e4
+POLISH_MAX_DAMPING = 1e-20
 
 
 def polish(objective: Objective, result: RefineResult, gtol: float = 1e-12) -> RefineResult:

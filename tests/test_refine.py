@@ -291,10 +291,11 @@ def test_symmetry_saddle_keeps_its_plateau(method):
     assert res.converged and res.index == 0 and res.loss < 1e-25, res.reason
 
 
-def test_saddle_to_saddle_keeps_its_three_plateaus():
+@pytest.mark.parametrize("method", ["newton", "auto"])
+def test_saddle_to_saddle_keeps_its_three_plateaus(method):
     """The deep linear net visits the best rank-0, 1, 2 fits in turn (saddles of index ≥ 1):
     no refinement is tried before the last plateau is left."""
-    problem, settings, chunks, res = _preset_run("saddle_to_saddle")
+    problem, settings, chunks, res = _preset_run("saddle_to_saddle", method)
     t, _, loss, _ = _rows_on_grid(chunks, settings)
     x = np.asarray(problem.data.x)
     p = problem.teacher

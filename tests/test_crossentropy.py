@@ -324,3 +324,41 @@ def test_three_classes_session_shows_what_its_preset_promises() -> None:
     bare = crossentropy_objective(spec, problem.data, gauge=False)
     assert float(np.asarray(bare.grad(theta)) @ theta) < -0.05  # sharpening would still pay
     assert np.max(np.abs(theta)) > session.config.dynamics.maxnorm
+
+
+def test_classification_runs_in_the_app() -> None:
+    """The explorer runs a cross-entropy problem live (the three_classes preset, shortened):
+    the loss it shows is the objective's at the shown point, below the log 3 start."""
+    import asyncio
+    import time
+    from pathlib import Path
+
+    from core.config import load_config, with_overrides
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "explorer" / "presets" / "three_classes.toml")
+    cfg = with_overrides(cfg, dynamics={"t_max": 50.0}, refine={"method": "none"})
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def wait_for(pilot, cond, timeout, what):
+        start = time.monotonic()
+        while not cond():
+            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "done", 240, "run to t_max")
+            assert screen.objective.name == "crossentropy"
+            assert screen.run.t == pytest.approx(50.0)
+            assert screen.run.loss == pytest.approx(
+                float(screen.objective.loss(screen.run.theta)), rel=1e-10
+            )
+            assert screen.run.loss < 0.9 * np.log(3)
+
+    asyncio.run(scenario())

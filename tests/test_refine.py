@@ -326,6 +326,13 @@ def test_channel_stays_a_channel(method):
     assert chunks[-1].t[-1] == settings.t_max
     analysis = analyze(problem.objective, res.theta, problem.teacher, problem.data.x)
     assert analysis.classification == "channel"
+    # From t = 1e5 on λ_max grows steadily (checked here, ×≥1.1 per half decade): there
+    # refinement is not even attempted (the settled-curvature check fails).
+    t, theta, _, _ = _rows_on_grid(chunks, settings)
+    late = [np.argmin(np.abs(t - v)) for v in 10.0 ** np.arange(5.0, 8.01, 0.5)]
+    lmax = [np.linalg.eigvalsh(np.asarray(problem.objective.hessian(theta[k])))[-1] for k in late]
+    assert np.all(np.diff(lmax) > 0.1 * np.asarray(lmax[:-1])), lmax
+    assert all(a.t < 1e5 for a in res.attempts), [a.t for a in res.attempts]
 
 
 def test_max_seconds_only_cuts_the_run_short(teacher_problem):

@@ -555,11 +555,15 @@ def session_target(path: str | Path) -> Path:
 
 
 def check_writable_target(path: str | Path) -> None:
-    """Raise :class:`SessionError` unless ``path`` is absent, an empty folder or a session."""
+    """Raise :class:`SessionError` unless ``path`` is absent, an empty folder or a session.
+
+    Missing parent folders are fine (:func:`save_session` makes them, as ``mkdir -p``)
+    unless the nearest existing one is not a folder."""
     p = session_target(path)
     if not p.exists():
-        if not p.parent.is_dir():
-            raise SessionError(p, f"parent folder {p.parent} does not exist")
+        ancestor = next(a for a in p.parents if a.exists())
+        if not ancestor.is_dir():
+            raise SessionError(p, f"{ancestor} is not a folder")
         return
     if not p.is_dir():
         raise SessionError(p, "exists and is not a folder; refusing to overwrite it")
@@ -729,6 +733,7 @@ def save_session(path: str | Path, session: Session) -> Path:
     p = session_target(path)
     check_writable_target(p)
     files = session_to_files(session)
+    p.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(p.parent)
     tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()

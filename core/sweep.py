@@ -72,7 +72,7 @@ RUN_COLUMNS = (
     "final_loss",
     "wall_seconds",
     "outcome",
-    "loss",
+    "analysed_loss",
     "refined_loss",
     "morse_index",
     "stop_reason",
@@ -377,8 +377,9 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
     ``error`` (why) is given, else "pending".
 
     ``final_loss`` is the loss at the end of the dynamics, ``refined_loss`` after
-    refinement (empty without), ``loss`` the loss at the analysed point (what
-    ``outcome`` is judged on), ``morse_index`` the count of negative Hessian eigenvalues,
+    refinement (empty without), ``analysed_loss`` the loss at the analysed point (the
+    refined one if any, else the end of the dynamics: what ``outcome`` is judged on),
+    ``morse_index`` the count of negative Hessian eigenvalues,
     ``rmse`` / ``accuracy`` (cross-entropy) those of the report at the analysed point.
     """
     row: dict[str, Any] = {"run": run.name, **dict(run.values)}
@@ -405,7 +406,7 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
             "final_loss": final_loss,
             "wall_seconds": _float(report.get("wall_seconds")),
             "outcome": outcome(cls, loss),
-            "loss": loss,
+            "analysed_loss": loss,
             "refined_loss": _float(refined.get("loss")) if refined else None,
             "morse_index": (report.get("spectrum") or {}).get("index"),
             "stop_reason": report.get("stop_reason"),

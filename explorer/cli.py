@@ -246,13 +246,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.session import load_session as _load
 
     summary = _load(path).summary
-    print(
-        f"saved {path}  ({summary.get('stop_reason')}, {summary.get('classification')}, "
-        f"loss {summary.get('final_loss', float('nan')):.6g}, "
-        f"{summary.get('wall_seconds', 0):.1f} s)",
-        file=sys.stderr,
-    )
+    print(f"saved {path}  ({closing_summary(summary)})", file=sys.stderr)
     return 0
+
+
+def closing_summary(summary: dict) -> str:
+    """stop reason, classification and the loss *of the analysed point* (the refined one
+    when there is one, as in the report), saying which, and the wall time."""
+    refined = summary.get("refined_loss")
+    loss, which = (
+        (summary.get("final_loss"), "flow") if refined is None else (refined, "refined")
+    )
+    loss_text = "n/a" if loss is None else f"{loss:.6g}"
+    return (
+        f"{summary.get('stop_reason')}, {summary.get('classification')}, "
+        f"loss {loss_text} ({which}), {summary.get('wall_seconds', 0):.1f} s"
+    )
 
 
 def replay_app(folder: str | Path) -> Any:
@@ -346,9 +355,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     def progress(event: Any) -> None:
         row = event.row
-        loss = row.get("final_loss")
-        loss_text = "n/a" if loss is None else f"{loss:.3e}"
-        detail = row.get("error") if event.kind == "failed" else f"loss {loss_text}"
+        detail = row.get("error") if event.kind == "failed" else sweep_loss_text(row)
         print(
             f"[{event.done}/{event.total}] {event.kind:7s} {event.run.name}: "
             f"{row.get('outcome')} ({detail})",
@@ -397,8 +404,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise CliError(f"--methods: {str(e).removeprefix('compare.methods: ')}") from None
     out = Path(args.out)
-    make_parents(out)
-    check_writable_target(out)
+    check_writable_target(out)  # missing parents are made when saving
     if is_nonempty_dir(out) and not args.force:
         raise CliError(f"{out}: already holds a session; refusing to replace it (--force)")
     bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
@@ -418,21 +424,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_parents(out: Path) -> None:
-    """Create the missing parent folders of an output folder (``--out a/b/run``); an
-    error naming ``out`` when that is impossible (a parent is a file…)."""
-    try:
-        Path(out).absolute().parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CliError(f"{out}: cannot create its parent folder ({e.strerror})") from None
-
-
 def is_nonempty_dir(path: Path) -> bool:
     """Whether ``path`` (through a link) is a folder holding anything."""
     from core.session import session_target
 
     target = session_target(path)
     return target.is_dir() and any(target.iterdir())
+
+
+def sweep_loss_text(row: dict) -> str:
+    """The losses of a summary.csv row in the sweep table's words: the analysed point's
+    (what the outcome is judged on) and, when refinement moved it, the flow's final one."""
+
+    def g(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.3e}"
+
+    text = f"analysed_loss {g(row.get('analysed_loss'))}"
+    if row.get("refined_loss") is not None:
+        text += f", final_loss {g(row.get('final_loss'))}"
+    return text
 
 
 _COMMANDS = {

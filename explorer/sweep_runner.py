@@ -254,8 +254,10 @@ def prepare(sweep: Sweep, out: Path) -> tuple[list[SweepRun], dict[str, dict]]:
     """(runs still to do, rows of the finished ones); raises before anything is written."""
     if out.exists() and not out.is_dir():
         raise SweepError(str(out), None, "exists and is not a folder")
-    if not out.exists() and not out.parent.is_dir():
-        raise SweepError(str(out), None, f"parent folder {out.parent} does not exist")
+    if not out.exists():  # missing parents are made (as by mkdir -p), unless one is a file
+        ancestor = next(a for a in out.parents if a.exists())
+        if not ancestor.is_dir():
+            raise SweepError(str(out), None, f"{ancestor} is not a folder")
     pending, rows = [], {}
     for run in sweep.runs:
         session = finished_session(run, out / run.name)
@@ -309,7 +311,7 @@ def run_sweep(
     pending, rows = prepare(sw, out_dir)
     result = SweepResult(sw, out_dir, [], [], skipped=len(rows))
     total = len(sw.runs)
-    out_dir.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for run in sw.runs:
         if run.name in rows and progress is not None:
             progress(SweepEvent("skipped", run, rows[run.name], len(rows), total))

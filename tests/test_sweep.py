@@ -363,18 +363,18 @@ def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
 
             ranks = [OUTCOMES.index(o) for o in column("outcome")]
             assert ranks == sorted(ranks)  # default: by outcome
-            await pilot.press("l")
-            losses = [float(x) for x in column("final_loss")]
+            await pilot.press("l")  # by the loss the outcome is judged on
+            losses = [float(x) for x in column("analysed_loss")]
             assert losses == sorted(losses)
             await pilot.press("l")
-            assert [float(x) for x in column("final_loss")] == sorted(losses, reverse=True)
+            assert [float(x) for x in column("analysed_loss")] == sorted(losses, reverse=True)
             await pilot.press("down", "enter")
             for _ in range(100):
                 await pilot.pause(0.05)
                 if isinstance(app.screen, ReplayScreen):
                     break
             assert isinstance(app.screen, ReplayScreen)
-            picked = sorted(result.rows, key=lambda r: r["final_loss"], reverse=True)[1]["run"]
+            picked = sorted(result.rows, key=lambda r: r["analysed_loss"], reverse=True)[1]["run"]
             assert Path(app.screen.session.path).name == picked
 
     asyncio.run(scenario())

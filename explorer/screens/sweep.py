@@ -1,10 +1,11 @@
 """Sweep screen: the runs of a sweep folder (``explorer sweep … --out DIR``) in a table.
 
 Rows come from ``DIR/summary.csv`` (:mod:`core.sweep`): run name, grid values, outcome,
-classification, final loss, wall time.  Keys: o / l / w / n sort by outcome, final loss,
-wall time, name (pressing the same key again reverses); Enter opens the run's session in
-the replay screen (loaded in a worker thread); r reloads the table (a sweep still running
-rewrites summary.csv after every run).
+classification, analysed loss (the refined point's, else the flow's end: what the
+outcome is judged on), final loss (the flow's end), wall time.  Keys: o / l / w / n sort
+by outcome, analysed loss, wall time, name (pressing the same key again reverses); Enter
+opens the run's session in the replay screen (loaded in a worker thread); r reloads the
+table (a sweep still running rewrites summary.csv after every run).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from explorer.widgets.status import StatusLine
 #: Sort keys: binding action argument → (summary.csv column, label).
 SORTS = {
     "outcome": ("outcome", "outcome"),
-    "loss": ("final_loss", "final loss"),
+    "loss": ("analysed_loss", "analysed loss"),
     "wall": ("wall_seconds", "wall time"),
     "name": ("run", "name"),
 }
@@ -42,14 +43,14 @@ def _number(text: str) -> float:
 
 def sort_rows(rows: list[dict[str, str]], by: str, reverse: bool = False) -> list[dict]:
     """Rows sorted by ``by`` (a key of :data:`SORTS`); outcomes in :data:`core.sweep.OUTCOMES`
-    order (zero-loss first, failed last), ties broken by final loss then name."""
+    order (zero-loss first, failed last), ties broken by analysed loss then name."""
     from core.sweep import OUTCOMES
 
     rank = {o: i for i, o in enumerate(OUTCOMES)}
     column = SORTS[by][0]
 
     def key(r: dict[str, str]) -> tuple:
-        tail = (_number(r.get("final_loss", "")), r.get("run", ""))
+        tail = (_number(r.get("analysed_loss", "")), r.get("run", ""))
         if by == "outcome":
             return (rank.get(r.get("outcome", ""), len(rank)), *tail)
         if by == "name":
@@ -111,11 +112,13 @@ class SweepScreen(Screen):
         self.error = ""
         header = list(self.rows[0]) if self.rows else ["run"]
         grid = [c for c in header if c != "run" and c not in RUN_COLUMNS]
-        shown = ("outcome", "classification", "final_loss", "wall_seconds")
+        # outcome is judged on analysed_loss (the refined point's, else the flow's end):
+        # it stands beside the outcome, the flow's final_loss after it.
+        shown = ("outcome", "classification", "analysed_loss", "final_loss", "wall_seconds")
         self.columns = ["run", *grid, *shown]
 
     def _cell(self, column: str, value: str) -> str:
-        if column == "final_loss" and value:
+        if column in ("analysed_loss", "final_loss") and value:
             return f"{float(value):.4e}"
         if column == "wall_seconds" and value:
             return f"{float(value):.2f}"

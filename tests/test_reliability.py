@@ -148,6 +148,7 @@ def test_kill_9_at_several_moments_leaves_a_loadable_session_or_none(tmp_path):
     short_cfg.write_text(LONG_CONFIG.replace("t_max = 1e9", "t_max = 50.0"))
     s = load_session(run_config(load_config(short_cfg), resumed, resume=tmp_path / "first-save"))
     assert s.final_t == pytest.approx(50.0) and s.report is not None
+    assert np.all(np.diff(s.segments[0].t) > 0)  # θ₀ saved early is not repeated
     # temporaries of the killed savers are gone once a run saves into the same parent
     left = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]
     assert not left, left
@@ -574,6 +575,25 @@ def test_resume_from_a_state_whose_loss_overflows_is_refused_with_nothing_writte
     rc, err = run_cli(capsys, "run", cfg, "--out", out, "--resume", big, "--quiet")
     assert rc == 2 and "not finite" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_failing_final_analysis_keeps_a_loadable_session(tmp_path, monkeypatch, capsys):
+    """finish() raising (e.g. a non-finite Hessian at a huge state) is one line, exit 2,
+    and the trajectory stays saved with the error in the event log."""
+    import core.runner
+
+    def broken(*args, **kwargs):
+        raise ValueError("hessian contains non-finite entries")
+
+    monkeypatch.setattr(core.runner, "finish", broken)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY_CONFIG)
+    out = tmp_path / "s"
+    rc, err = run_cli(capsys, "run", cfg, "--out", out, "--quiet")
+    assert rc == 2 and err.count("\n") == 1 and "non-finite entries" in err
+    s = load_session(out)
+    assert s.events[-1]["kind"] == "finish" and "non-finite" in s.events[-1]["error"]
+    assert s.final_t == pytest.approx(100.0) and s.report is None
 
 
 # ----------------------------------------------------------------------------- sweeps

@@ -57,7 +57,7 @@ class ReplayScreen(TrajectoryScreen):
         Binding("home", "go(0)", "Start", id="replay.start", show=False, priority=True),
         Binding("end", "go(-1)", "End", id="replay.end", show=False, priority=True),
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
-        Binding("c", "branch", "Continue from here", id="replay.branch"),
+        Binding("c", "branch", "Continue from here (branch)", id="replay.branch", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
     ]

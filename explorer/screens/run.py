@@ -42,8 +42,9 @@ from explorer.messages import (
 )
 from explorer.screens.dialogs import ConfirmScreen, PromptScreen
 from explorer.screens.trajectory import TrajectoryScreen
+from explorer.watch import explanation
 from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.narration import NarrationLine, run_job
+from explorer.widgets.narration import NarrationLine, WatchPanel, run_job
 from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
@@ -72,6 +73,7 @@ class RunScreen(TrajectoryScreen):
         Binding("x", "split", "Split", id="run.split", show=False),
         Binding("e", "perturb", "Perturb", id="run.perturb", show=False),
         Binding("s", "save", "Save", id="run.save"),
+        Binding("w", "toggle_watch", "What to watch", id="run.watch", show=False),
         Binding("b", "back", "Back to setup", id="run.back", show=False),
         Binding("question_mark", "app.help", "Help", id="run.help"),
         Binding("q", "quit_run", "Quit", id="run.quit"),
@@ -114,6 +116,7 @@ class RunScreen(TrajectoryScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
         yield NarrationLine(lambda: run_job(self), id="narration")
+        yield WatchPanel(explanation(self.config_path), id="watch")
         yield from trajectory_tabs(self.PLOT_TABS, log_max_lines=2000)
         yield Footer()
 
@@ -273,6 +276,10 @@ class RunScreen(TrajectoryScreen):
             self.notify(f"pause first (space) to {what}", severity="warning", timeout=3)
             return False
         return True
+
+    def action_toggle_watch(self) -> None:
+        if not self.query_one(WatchPanel).toggle():
+            self.notify("no what-to-watch text: this config is not a shipped preset", timeout=3)
 
     # -- one-off tasks ------------------------------------------------------------
 

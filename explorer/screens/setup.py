@@ -20,6 +20,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
+from explorer.watch import explanation
+from explorer.widgets.narration import WatchPanel
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
@@ -217,6 +220,7 @@ class SetupScreen(Screen):
             )
             yield Button("Run ▶", id="run", variant="success", disabled=True)
         yield Static("", id="form-error")
+        yield WatchPanel(id="preset-watch")
         with VerticalScroll(id="setup-form"):
             for title, fields in form_fields():
                 with Vertical(classes="form-section") as section:
@@ -387,6 +391,7 @@ class SetupScreen(Screen):
                     widget.value = format_value(value)
         self._update_conditional()
         self.validate()
+        self.query_one("#preset-watch", WatchPanel).show_for(explanation(path))
         self.notify(f"loaded preset {path.stem}", timeout=2)
 
     @on(Button.Pressed, "#run")

@@ -203,3 +203,28 @@ def _refined(r: dict, summary: dict, spectra: Any, index: int | None = None) -> 
         str(kind),
         index,
     )
+
+
+class WatchPanel(Static):
+    """A preset's "what to watch" text and demo keys (:mod:`explorer.watch`), hidden until
+    :meth:`toggle` (the run screen's ``w``) or :meth:`show_for` (the setup screen, on
+    loading a preset).  Layout in app.tcss: ``.watch``; class ``-shown`` displays it."""
+
+    def __init__(self, explanation: Any = None, **kwargs: Any) -> None:
+        super().__init__("", markup=False, classes="watch", **kwargs)
+        self.explanation = explanation
+        if explanation is not None:
+            self.update(explanation.render())
+
+    def show_for(self, explanation: Any) -> None:
+        """Show ``explanation`` (an :class:`explorer.watch.Explanation`; None hides)."""
+        self.explanation = explanation
+        self.update("" if explanation is None else explanation.render())
+        self.set_class(explanation is not None, "-shown")
+
+    def toggle(self) -> bool:
+        """Show / hide; False (and nothing changes) when there is no explanation."""
+        if self.explanation is None:
+            return False
+        self.toggle_class("-shown")
+        return True

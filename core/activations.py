@@ -15,6 +15,8 @@ Conventions (as in MLPGradientFlow.jl):
 * ``relu``: σ′(0) = 0 and σ″ = 0 (the a.e. derivative).
 * ``g``: σ(z) = sigmoid(4z) + softplus(z), MLPGradientFlow's ``g`` (its papers' default);
   MLPGradientFlow's ``sigmoid2`` = erf(z/√2) is the alias ``sigmoid2`` of ``erf`` here.
+* ``exp``: σ = σ′ = σ″ = eᶻ.
+* ``square`` is z² here; MLPGradientFlow's ``square`` is z²/2.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("cube", lambda z: z**3, lambda z: 3.0 * z * z, lambda z: 6.0 * z),
         Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
         Activation("g", _g, _d_g, _d2_g),
+        Activation("exp", jnp.exp, jnp.exp, jnp.exp),
     ]
 }
 

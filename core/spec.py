@@ -26,6 +26,7 @@ ACTIVATION_NAMES: tuple[str, ...] = (
     "cube",
     "identity",
     "g",
+    "exp",
 )
 #: Other names accepted for an activation.  ``sigmoid2`` is MLPGradientFlow's name for
 #: erf(z/√2).  (``g`` was an alias of ``erf`` before session schema 3; it is now

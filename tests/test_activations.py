@@ -40,6 +40,7 @@ def test_known_values() -> None:
     g_ref = 1 / (1 + np.exp(-4 * z)) + np.logaddexp(z, 0)
     np.testing.assert_allclose(get_activation("g").f(zj), g_ref, rtol=1e-14)
     np.testing.assert_allclose(get_activation("sigmoid2").f(zj), sp_erf(z / np.sqrt(2)), atol=1e-15)
+    np.testing.assert_allclose(get_activation("exp").d2f(zj), np.exp(z), rtol=1e-15)
 
 
 def test_g_derivatives_by_hand() -> None:

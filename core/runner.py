@@ -326,6 +326,7 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec, fixed: Any
     rec.report = make_report(
         problem, final, refined, rec.analysis, rec.elapsed(), rec.summary, spec=spec
     )
+    rec.report["analysed"] = analysed_point(final, refined if point is not theta_final else None)
     rec.report["phases"] = _phases_json(rec.to_session())
     rec.summary["wall_seconds"] = rec.report["wall_seconds"]
 
@@ -412,7 +413,12 @@ def session_report(session: Session) -> dict:
     }
     point, refined = seg.theta[-1], None
     last = len(session.segments) - 1
-    if session.refined_theta is not None and (session.refined or {}).get("segment") == last:
+    info = session.refined or {}
+    # A refinement of an earlier state (the flow went on after it: refine, then resume)
+    # is not this point: the report then describes the final state alone.
+    current = info.get("t") is None or info["t"] >= final["t"] * (1 - 1e-12)
+    stale = session.refined_theta is not None and not current
+    if session.refined_theta is not None and info.get("segment") == last and current:
         point = session.refined_theta
         loss, grad = objective.value_and_grad(point)
         refined = {
@@ -428,7 +434,21 @@ def session_report(session: Session) -> dict:
     )
     report["phases"] = _phases_json(session)
     report["partial"] = True
+    report["analysed"] = analysed_point(final, refined)
+    if stale:
+        report["analysed"]["note"] = (
+            f"the refinement at t = {info['t']:.6g} is of an earlier state (the flow went on "
+            "after it); this report analyses the final state"
+        )
     return report
+
+
+def analysed_point(final: dict, refined: dict | None) -> dict:
+    """The report's ``analysed``: which point its spectrum, classification, channels and
+    neurons describe — ``{"point": "refined" | "final", "t": …}``."""
+    if refined is not None:
+        return {"point": "refined", "t": refined.get("t", final["t"])}
+    return {"point": "final", "t": final["t"]}
 
 
 def _phases_json(session: Session) -> list[dict]:

@@ -933,6 +933,7 @@ REPORT_SCHEMA = {
     "config": "obj",
     "partial": "bool",
     "phases": ["obj"],
+    "analysed": {"point": "str", "t": "num?", "note": "str"},
 }
 REFINED_SCHEMA = {
     "segment": "count",

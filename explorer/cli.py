@@ -516,8 +516,10 @@ class ProgressBar:
 def format_report(report: dict) -> str:
     """A short human-readable summary of a report."""
     fin = report["final"]
+    which = report.get("analysed") or {}
     lines = [
-        f"classification: {report.get('classification')}",
+        f"classification: {report.get('classification')}"
+        + (f"  (of the {which['point']} point at t = {which.get('t') or 0:.6g})" if which else ""),
         f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}{_fit(fin)}  "
         f"|∇L|∞ = {_g(fin['grad_inf_norm'])}",
     ]
@@ -535,6 +537,8 @@ def format_report(report: dict) -> str:
         )
     for ch in report.get("channels", []):
         lines.append(f"channel: neurons {ch['neurons']}  ε = {_g(ch.get('epsilon'))}")
+    if which.get("note"):
+        lines.append(f"note: {which['note']}")
     lines.append(f"wall: {report.get('wall_seconds', 0):.2f} s")
     return "\n".join(lines) + "\n"
 

@@ -113,3 +113,46 @@ def test_sweep_rows_cli_and_table_share_one_vocabulary(tmp_path, capsys):
     assert screen.columns[-4:] == ["classification", "analysed_loss", "final_loss", "wall_seconds"]
     with open(out / "summary.csv", newline="") as f:
         assert "analysed_loss" in next(csv.reader(f))
+
+
+def test_report_after_refine_then_resume_describes_the_final_point_and_says_so(tmp_path, capsys):
+    """An app session refined at t₁ whose flow then went on to t₂ > t₁ (no stored report):
+    the computed report analyses the final state, not the stale refined point."""
+    import numpy as np
+
+    from core.analysis import analyze
+    from core.problem import build_problem
+    from core.runner import session_report
+    from core.session import SessionRecorder, save_session
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(REFINED_CONFIG)
+    first = tmp_path / "s"
+    assert main(["run", str(cfg), "--out", str(first), "--quiet"]) == 0
+    stored = session_report(load_session(first))
+    assert stored["analysed"] == {"point": "refined", "t": stored["final"]["t"]}
+    session = load_session(first)
+    # The flow goes on from the refined point (as the app does after r, then space).
+    problem = build_problem(session.config)
+    obj = problem.objective
+    rec = SessionRecorder.from_session(session)
+    rec.refined, rec.refined_theta = session.refined, session.refined_theta
+    theta = np.asarray(session.final_theta) + 0.05
+    loss, grad = obj.value_and_grad(theta)
+    t2 = session.final_t * 2
+    rec.append([t2], theta[None], [float(loss)], [float(np.max(np.abs(grad)))])
+    later = tmp_path / "later"
+    s2 = rec.to_session()
+    s2.report = None
+    save_session(later, s2)
+
+    report = session_report(load_session(later))
+    assert report["final"]["t"] == t2 and report["refined"] is None
+    assert report["analysed"]["point"] == "final" and report["analysed"]["t"] == t2
+    assert "earlier state" in report["analysed"]["note"]
+    expect = analyze(obj, theta, problem.teacher, problem.data.x)
+    np.testing.assert_allclose(
+        report["spectrum"]["eigenvalues"], expect.spectrum.eigenvalues, rtol=1e-9, atol=1e-12
+    )
+    rc, out, _ = run_cli(capsys, "report", later)
+    assert rc == 0 and f"(of the final point at t = {t2:.6g})" in out and "note: " in out

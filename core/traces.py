@@ -11,10 +11,17 @@ input the trace depends on: the caller's ``key_parts`` (for the flow: its solver
 settings, the source of :mod:`core.flow` and the printed jaxprs of the objective's
 functions, which fix the loss being integrated), the versions of jax, jaxlib, diffrax,
 equinox, optimistix and lineax, the backend and x64 mode, and the shapes, dtypes and tree
-structure of the arguments.  Files carry a SHA-256 of their content; an unreadable or
+structure of the arguments.  The packages enter by version *and* by a hash of their
+installed ``RECORD`` (the SHA-256 of every installed file), so a reinstall with the same
+version string changes the key.  Files carry a SHA-256 of their content; an unreadable or
 corrupted file is replaced, never trusted.  Anything that fails here (no cache folder, a
 program that cannot be serialized, no ``flatbuffers``) falls back to the plain jitted
 function: the cache is only an optimisation.
+
+A deserialized program is code that runs, so the cache is used only in a folder that is
+the user's alone: created with mode 0700, owned by the user, not a link, no group or
+other permissions; and only files owned by the user, regular, not writable by others,
+at most :data:`MAX_FILE_BYTES`.  Otherwise the cache is off for that call (``"off"``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -32,6 +40,7 @@ import jax
 import numpy as np
 
 SUBFOLDER = "exported"
+MAX_FILE_BYTES = 512 << 20
 _PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optimistix", "lineax")
 _DIGEST = hashlib.sha256().digest_size
 # Outcomes of the first call of each signature, for tests: "hit", "miss" or "off".
@@ -46,13 +55,43 @@ def cache_folder() -> Path | None:
 
 @functools.cache
 def _versions() -> str:
+    """``name=version:hash-of-RECORD`` of every package the traced program depends on."""
     out = []
     for name in _PACKAGES:
         try:
-            out.append(f"{name}={metadata.version(name)}")
+            dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             out.append(f"{name}=?")
+            continue
+        record = dist.read_text("RECORD") or ""
+        digest = hashlib.sha256(record.encode()).hexdigest()[:16]
+        out.append(f"{name}={dist.version}:{digest}")
     return ";".join(out)
+
+
+def _private(folder: Path) -> bool:
+    """Create ``folder`` (mode 0700) if needed; whether it is a real folder owned by this
+    user with no group/other permissions (a folder of ours from before is tightened to
+    0700), inside a parent that only its owner (this user or root) can rename things in."""
+    uid = os.getuid()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        parent = os.stat(folder.parent)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != uid:
+            return False
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            os.fchmod(fd, 0o700)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    shared = parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not parent.st_mode & stat.S_ISVTX
+    return parent.st_uid in (uid, 0) and not shared
 
 
 def _signature(args: tuple) -> str:
@@ -98,7 +137,7 @@ class ExportCached:
 
     def _resolve(self, sig: str, args: tuple) -> Callable:
         folder = cache_folder()
-        if folder is None:
+        if folder is None or not _private(folder):
             EVENTS.append("off")
             return self.jitted
         path = folder / f"{self._key(sig)}.jaxexport"
@@ -128,11 +167,25 @@ def _jit(exported) -> Callable:
 
 
 def _load(path: Path):
-    """The exported program in ``path``, or ``None`` (missing, corrupted, incompatible)."""
+    """The exported program in ``path``, or ``None`` (missing, corrupted, incompatible,
+    not the user's own regular file, writable by others, too large)."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.getuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            or st.st_size > MAX_FILE_BYTES
+        ):
+            return None
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError:
+            return None
     digest, blob = data[:_DIGEST], data[_DIGEST:]
     if len(data) <= _DIGEST or hashlib.sha256(blob).digest() != digest:
         return None
@@ -143,8 +196,7 @@ def _load(path: Path):
 
 
 def _store(path: Path, blob: bytes) -> None:
-    """Write digest + blob atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write digest + blob atomically (a temporary file, mode 0600, renamed into place)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jaxexport")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -754,3 +754,37 @@ def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
 
     asyncio.run(scenario())
     assert load_session(other).config == cfg
+
+
+# ----------------------------------------------------------------------------- trace cache
+
+
+def test_trace_cache_runs_only_the_users_own_private_files(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from core import traces
+
+    folder = tmp_path / "cache" / "exported"
+    assert traces._private(folder) and (folder.stat().st_mode & 0o777) == 0o700
+    folder.chmod(0o777)  # a folder of ours left open by an older version: tightened
+    assert traces._private(folder) and (folder.stat().st_mode & 0o777) == 0o700
+    blob = bytes(jax.export.export(jax.jit(lambda x: x + 1))(jnp.zeros(2)).serialize())
+    path = folder / "prog.jaxexport"
+    traces._store(path, blob)
+    assert traces._load(path) is not None and (path.stat().st_mode & 0o077) == 0
+    path.chmod(0o666)  # writable by others: whoever could write it chose the code
+    assert traces._load(path) is None
+    path.chmod(0o600)
+    link = folder / "link.jaxexport"
+    link.symlink_to(path)
+    assert traces._load(link) is None
+    if os.getuid() == 0:  # a file of another user (needs root to make one)
+        os.chown(path, 12345, 12345)
+        assert traces._load(path) is None
+        os.chown(folder, 12345, 12345)
+        assert not traces._private(folder)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone may rename our folder away and plant another
+    assert not traces._private(shared / "exported")

@@ -336,15 +336,18 @@ def test_channel_stays_a_channel(method):
 
 
 def test_max_seconds_only_cuts_the_run_short(teacher_problem):
-    """A flow that cannot finish in its budget stops with "max_seconds", says so, and its
-    final refinement keeps to FINAL_SECONDS_SHARE of the budget."""
+    """A flow that cannot finish in its budget (no grad_tol stop, no hand-over, a budget of
+    10 ms) stops with "max_seconds", says so, and its final refinement keeps to
+    FINAL_SECONDS_SHARE of the budget."""
     from core.fixed_point import FINAL_SECONDS_SHARE, FixedPointRun
 
     spec, teacher, _, obj = teacher_problem
     theta0 = np.asarray(teacher.theta) + 0.3 * np.random.default_rng(0).normal(size=spec.n_params)
-    budget = 1.0
-    settings = DynamicsSettings(t_max=1e10, rtol=1e-12, atol=1e-14, max_seconds=budget)
-    run = FixedPointRun(obj, theta0, settings)
+    budget = 0.01
+    settings = DynamicsSettings(
+        t_max=1e10, rtol=1e-12, atol=1e-14, grad_tol=0.0, n_saves=2000, max_seconds=budget
+    )
+    run = FixedPointRun(obj, theta0, settings, switch_grad=1e-300)
     chunks = list(run)
     res = run.result
     assert chunks[-1].reason == "max_seconds" and res.stop_reason == "max_seconds"

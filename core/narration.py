@@ -409,9 +409,7 @@ def _tail_line(t, ht, hl, spectrum, facts) -> tuple[str, str]:
     start = _flat_since(ht, hl)
     if start is not None:
         if spectrum is None:
-            tail = (
-                "index unknown (no Hessian recorded yet): a plateau or convergence, not yet clear"
-            )
+            tail = "index unknown (no Hessian recorded yet): plateau or convergence, unclear"
         elif spectrum.index >= 1:
             words = _index_words(spectrum, None)
             tail = f"Hessian {words}: near a saddle (a plateau, if the flow escapes)"

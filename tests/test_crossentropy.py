@@ -362,3 +362,16 @@ def test_classification_runs_in_the_app() -> None:
             assert screen.run.loss < 0.9 * np.log(3)
 
     asyncio.run(scenario())
+
+
+def test_classification_config_round_trips() -> None:
+    """output / loss survive config_to_toml → parse (what sessions store); defaults stay mse."""
+    import tomllib
+
+    from core.config import config_to_toml, default_config, parse_config
+
+    cfg = parse_config(_cls())
+    assert cfg.student.output == "softmax" and cfg.data.loss == "crossentropy"
+    assert parse_config(tomllib.loads(config_to_toml(cfg))) == cfg
+    plain = default_config()
+    assert plain.student.output == "identity" and plain.data.loss == "mse"

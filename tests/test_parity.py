@@ -443,3 +443,23 @@ def test_setup_screen_keeps_per_layer_activations() -> None:
             assert not screen.query_one("#run").disabled
 
     asyncio.run(scenario())
+
+
+def test_rmse_for_infinite_data_matches_samples() -> None:
+    """Infinite data: rmse = √(2(L − B)/K) from the exact expectation; against √mean r² over
+    10⁵ fresh Gaussian samples (within 5 standard errors of the mean square)."""
+    from pathlib import Path
+
+    from core.config import load_config
+    from core.networks import forward_jit
+    from core.problem import build_problem
+
+    root = Path(__file__).resolve().parents[1]
+    problem = build_problem(load_config(root / "explorer" / "presets" / "copy_or_average.toml"))
+    assert problem.data is None
+    theta = problem.theta0
+    rmse = problem.fit_metrics(problem.spec, theta)["rmse"]
+    x = jax.random.normal(jax.random.PRNGKey(21), (100_000, problem.spec.input_dim))
+    r2 = np.asarray((forward_jit(problem.spec, theta, x) - problem.teacher(x)) ** 2)[:, 0]
+    se = r2.std() / np.sqrt(len(r2))
+    assert abs(rmse**2 - r2.mean()) < 5 * se

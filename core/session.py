@@ -46,6 +46,7 @@ import ctypes
 import datetime as _dt
 import errno
 import functools
+import glob
 import io
 import json
 import math
@@ -704,11 +705,14 @@ def _stale_temp(entry: Path) -> bool:
         return False
 
 
-def clean_stale_temps(folder: str | Path) -> None:
+_CLEANED_PARENTS: set[Path] = set()
+
+
+def clean_stale_temps(folder: str | Path, name: str | None = None) -> None:
     """Remove temporary session folders left in ``folder`` by killed savers (never a
-    session, never anything that holds other files)."""
+    session, never anything that holds other files): those of ``name``, or all."""
     try:
-        entries = list(Path(folder).glob(".*.tmp-*"))
+        entries = list(Path(folder).glob(f".{glob.escape(name) if name else '*'}.tmp-*"))
     except OSError:
         return
     for entry in entries:
@@ -734,7 +738,12 @@ def save_session(path: str | Path, session: Session) -> Path:
     check_writable_target(p)
     files = session_to_files(session)
     p.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(p.parent)
+    # this folder's temporaries at every save; the parent's (a killed run beside it) at the
+    # first save of this process there (a sweep's folder can hold 10⁵ runs: list it once)
+    clean_stale_temps(p.parent, p.name)
+    if p.parent not in _CLEANED_PARENTS:
+        _CLEANED_PARENTS.add(p.parent)
+        clean_stale_temps(p.parent)
     tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:

@@ -375,3 +375,17 @@ def test_classification_config_round_trips() -> None:
     assert parse_config(tomllib.loads(config_to_toml(cfg))) == cfg
     plain = default_config()
     assert plain.student.output == "identity" and plain.data.loss == "mse"
+
+
+def test_huge_logits_stay_finite() -> None:
+    """Sharpened boundaries (logits ~10³, where exp overflows): loss, gradient and Hessian
+    stay finite and match the bare formula computed in log-sum-exp form."""
+    spec, x, labels, theta = _case("one-hidden", n=20)
+    theta = 300.0 * theta
+    obj = crossentropy_objective(spec, Dataset(x, labels), gauge=False)
+    f = forward(spec, theta, x)
+    assert float(jnp.max(jnp.abs(f))) > 800  # exp(f) would overflow
+    ref = -jnp.mean(f[jnp.arange(20), labels] - jax.scipy.special.logsumexp(f, axis=1))
+    assert float(obj.loss(theta)) == pytest.approx(float(ref), rel=1e-12)
+    assert np.all(np.isfinite(np.asarray(obj.grad(theta))))
+    assert np.all(np.isfinite(np.asarray(obj.hessian(theta))))

@@ -13,7 +13,7 @@ from scipy.linalg import expm
 import core  # noqa: F401
 from core import flow
 from core.data import make_dataset
-from core.flow import DynamicsSettings, resolve_solver, run_dynamics, run_to_end, save_grid
+from core.flow import DynamicsSettings, driver, resolve_solver, run_dynamics, run_to_end, save_grid
 from core.networks import make_spec
 from core.objectives import Objective, mse_objective
 from core.teachers import random_teacher
@@ -351,8 +351,8 @@ def test_same_grid_states_whatever_the_clock_and_chunking(monkeypatch, solver):
     t_ref, y_ref = _grid_states(run_to_end(QUADRATIC, THETA0, settings), settings)
     assert len(t_ref) == settings.n_saves
     for chunk_seconds, factor in ((1e-4, 1.0), (0.2, 30.0), (10.0, 1.0)):
-        monkeypatch.setattr(flow, "CHUNK_SECONDS", chunk_seconds)
-        monkeypatch.setattr(flow, "_clock", _slow_clock(factor))
+        monkeypatch.setattr(driver, "CHUNK_SECONDS", chunk_seconds)
+        monkeypatch.setattr(driver, "_clock", _slow_clock(factor))
         run = run_to_end(QUADRATIC, THETA0, settings)
         assert run.reason == "t_max"
         t, y = _grid_states(run, settings)
@@ -383,7 +383,7 @@ def test_jitted_chunks_stop_within_budget_on_a_slow_clock(monkeypatch):
     settings = DynamicsSettings(solver="tsit5", t_max=1e10, grad_tol=0, max_seconds=2.0)
     next(run_dynamics(QUADRATIC, THETA0, settings))  # compiled (as in the test above)
     clock = _slow_clock(5.0)
-    monkeypatch.setattr(flow, "_clock", clock)
+    monkeypatch.setattr(driver, "_clock", clock)
     start = clock()
     run = run_to_end(QUADRATIC, THETA0, settings)
     elapsed = clock() - start

@@ -1,0 +1,105 @@
+"""Discrete dynamics (gd, sgd, adam) with optax in a jitted chunk loop (see :mod:`core.flow`)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import core  # noqa: F401  (float64)
+from core.flow.loops import _TRACES, _chunk_cond, _record_save, _save_buffers
+from core.flow.settings import _CONVERGED, _MAX_STEPS, _NONFINITE, RUNNING
+from core.networks import forward
+from core.objectives import Objective
+
+
+def _minibatch_grad(objective: Objective, batch_size: int):
+    """Unbiased minibatch gradient of the data term: (N/B) Σ_b w_b ∇½‖f(x_b) − y_b‖²."""
+    data = objective.data
+    if data is None:
+        raise ValueError(
+            f"dynamics.method: sgd needs a finite data set, but objective {objective.name!r} "
+            "has none (infinite-data objective); use gd, adam or flow"
+        )
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    n = x.shape[0]
+    w = jnp.full(n, 1.0 / n) if data.weights is None else jnp.asarray(data.weights)
+    spec = objective.spec
+    maxnorm = objective.extras.get("maxnorm") if objective.extras else None
+
+    def batch_loss(theta, idx):
+        r = forward(spec, theta, x[idx]) - y[idx]
+        value = 0.5 * (n / idx.shape[0]) * jnp.sum(w[idx][:, None] * r * r)
+        if maxnorm is not None:
+            excess = jnp.maximum(jnp.abs(theta) - maxnorm, 0.0)
+            value = value + 0.5 * jnp.sum(excess * excess)
+        return value
+
+    grad = jax.grad(batch_loss)
+
+    def minibatch_grad(theta, key):
+        idx = jax.random.randint(key, (batch_size,), 0, n)
+        return grad(theta, idx)
+
+    return minibatch_grad
+
+
+def _discrete_functions(objective: Objective, method: str, lr: float, batch_size: int):
+    """(init, advance) jitted functions for gd / sgd / adam."""
+    optimizer = optax.adam(lr) if method == "adam" else optax.sgd(lr)
+    full_grad = objective.grad
+    value_and_grad = objective.value_and_grad
+    batch_grad = _minibatch_grad(objective, batch_size) if method == "sgd" else None
+
+    def init(k0, y0, seed):
+        return dict(
+            k=jnp.asarray(k0, jnp.int64),
+            y=y0,
+            opt=optimizer.init(y0),
+            key=jax.random.PRNGKey(seed),
+            steps=jnp.asarray(0, jnp.int64),
+            status=jnp.asarray(RUNNING, jnp.int64),
+        )
+
+    def advance(carry, save_k, n_valid, budget, max_steps, grad_tol, tauinv):
+        _TRACES[method] = _TRACES.get(method, 0) + 1
+        out = _save_buffers("k", jnp.int64, save_k.shape[0], carry["y"].shape[0])
+        cond = _chunk_cond(n_valid, budget)
+
+        def body(state):
+            c, o = state
+            y = c["y"]
+            if batch_grad is None:
+                g = full_grad(y)
+            else:
+                g = batch_grad(y, jax.random.fold_in(c["key"], c["k"]))
+            updates, opt1 = optimizer.update(g, c["opt"], y)
+            y1 = y + tauinv * updates
+            finite = jnp.all(jnp.isfinite(y1))
+            k1 = c["k"] + finite.astype(jnp.int64)
+            y_new = jnp.where(finite, y1, y)
+            opt_new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), opt1, c["opt"])
+            steps = c["steps"] + finite.astype(jnp.int64)
+            saved = finite & (k1 == save_k[o["n"]])
+            o, record, bad_save, gnorm = _record_save(o, saved, "k", k1, y_new, value_and_grad)
+            status = c["status"]
+            status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
+            status = jnp.where(steps >= max_steps, _MAX_STEPS, status)
+            status = jnp.where(~finite | bad_save, _NONFINITE, status)
+            keep_new = ~bad_save
+            c = dict(
+                k=jnp.where(keep_new, k1, c["k"]),
+                y=jnp.where(keep_new, y_new, y),
+                opt=opt_new,
+                key=c["key"],
+                steps=steps,
+                status=status,
+            )
+            return c, o
+
+        carry, out = jax.lax.while_loop(cond, body, (carry, out))
+        loss, g = value_and_grad(carry["y"])
+        final = dict(k=carry["k"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
+        return carry, out, final
+
+    return jax.jit(init), jax.jit(advance)

@@ -219,6 +219,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from core.runner import RunInterrupted, run_config
     from core.session import check_writable_target, load_session, session_target
 
+    if args.from_t is not None and not args.resume:
+        raise CliError("--from-t needs --resume SESSION (the session to branch from)")
     cfg = load_config(args.config)
     out = Path(args.out)
     check_writable_target(out)
@@ -229,8 +231,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{out}: already holds a session; refusing to replace it "
             "(--force replaces it, --resume continues it)"
         )
-    if args.from_t is not None and not args.resume:
-        raise CliError("--from-t needs --resume SESSION (the session to branch from)")
     if args.resume:
         load_session(args.resume)  # validate before any work
     bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)

@@ -1,0 +1,358 @@
+"""The classroom features in the real app (App.run_test, pytest-textual-snapshot):
+
+* the narration line names each preset's phenomenon at the moment it happens, replaying the
+  shipped sessions (deterministic): the symmetry saddle's plateau and its index, the rank
+  steps of saddle-to-saddle, the channel of the GLU target, copy and average roles, the
+  exact minimum of teacher recovery;
+* a preset's what-to-watch text on the setup screen and ``w`` on the run screen;
+* branching: ``c`` in replay continues a new live run from the cursor's state, and the saved
+  branch records its source; headless, ``explorer run --resume SRC --from-t T``;
+* snapshots of the narration line at 80×24 and 120×40 (NO_COLOR too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.session import load_session
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSIONS = ROOT / "sessions"
+PRESETS = ROOT / "explorer" / "presets"
+SIZES = [(80, 24), (120, 40)]
+
+pytestmark = pytest.mark.narration  # the narration line is on in these tests (conftest.py)
+
+
+def _sync(fn):
+    """Run an async test body with asyncio.run (no pytest async plugin is installed)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+@pytest.fixture(autouse=True)
+def synchronous_plots(monkeypatch):
+    from explorer.widgets.plots import LinePlot
+
+    monkeypatch.setattr(LinePlot, "background", False)
+
+
+async def _wait(pilot, cond, what: str, timeout: float = 90.0) -> None:
+    start = time.monotonic()
+    while not cond():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+async def _narration_at(pilot, screen, position: int) -> str:
+    """Move the replay cursor to ``position`` and wait for the narration of that state."""
+    from explorer.widgets.narration import NarrationLine
+
+    line = screen.query_one(NarrationLine)
+    screen.position = position
+    screen._redraw()
+    await _wait(
+        pilot,
+        lambda: (
+            line.narration is not None
+            and line._key == position
+            and not line._busy
+            and line.narration.t == float(screen.state_at(position).t)
+        ),
+        f"narration at position {position}",
+    )
+    return line.narration.text
+
+
+def _position(session, t: float) -> int:
+    """The global replay position of the last saved state at or before t (one segment)."""
+    return int(np.searchsorted(np.asarray(session.segments[0].t), t, side="right")) - 1
+
+
+# (session, t, strings the narration must hold, strings it must not)
+MOMENTS = {
+    "symmetry_saddle": [
+        (100.0, ["plateau since t ≈ 0", "near a saddle of index 1", "L = 0.001385", "split pair"],
+         ["descent"]),
+        (1e4, ["descent since t ≈ 383", "from the plateau at L ≈ 0.00139"], ["plateau since"]),
+    ],
+    "saddle_to_saddle": [
+        (100.0, ["plateau", "saddle of index 13", "L = 4.947", "end-to-end map rank 0"], []),
+        (700.0, ["plateau since t ≈ 374", "L = 0.595", "end-to-end map rank 1"], []),
+        (5e3, ["plateau since t ≈ 1.37e+03", "L = 0.04847", "end-to-end map rank 2"], []),
+        (np.inf, ["refined: exact minimum", "rank 3: singular values 3, 1, 0.3"], []),
+    ],
+    "channel_to_infinity": [
+        (10.0, ["descent since t ≈ 0"], ["channel"]),
+        (5e8, ["channel to infinity since t ≈ 264", "neurons 0, 1 merge (ε = 0.0",
+               "shrinking", "and growing", "gated linear unit (GLU error"], []),
+        (np.inf, ["refinement did not converge", "channel", "neurons 0, 1 merge"],
+         ["exact minimum"]),
+    ],
+    "copy_or_average": [
+        (5e3, ["converged since t ≈ 166", "a minimum (index 0)", "L = 0.0203",
+               "neuron 0 copies teacher neuron 0", "neuron 1 averages teacher neurons"], []),
+    ],
+    "teacher_recovery": [
+        (10.0, ["descent since t ≈ 0", "no teacher match yet"], ["exact minimum"]),
+        (np.inf, ["refined: exact minimum, index 0", "zero loss",
+                  "every neuron copies a teacher neuron"], []),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MOMENTS))
+@_sync
+async def test_narration_names_each_presets_phenomenon_at_its_moment(name):
+    from explorer.app import ExplorerApp
+
+    session = load_session(SESSIONS / name)
+    app = ExplorerApp(replay=session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await _wait(pilot, lambda: screen.problem is not None, "problem rebuilt")
+        for t, must, must_not in MOMENTS[name]:
+            pos = len(screen.index) - 1 if t == np.inf else _position(session, t)
+            text = await _narration_at(pilot, screen, pos)
+            for s in must:
+                assert s in text, f"{name} at t={t}: {s!r} not in {text!r}"
+            for s in must_not:
+                assert s not in text, f"{name} at t={t}: {s!r} in {text!r}"
+
+
+@_sync
+async def test_narration_follows_the_replay_keys():
+    """End (a key, not a position set by hand) moves the narration to the end of the run."""
+    from explorer.app import ExplorerApp
+    from explorer.widgets.narration import NarrationLine
+
+    app = ExplorerApp(replay=load_session(SESSIONS / "symmetry_saddle"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        line = screen.query_one(NarrationLine)
+        await pilot.press("home")
+        await _wait(pilot, lambda: line.narration is not None and line.narration.t == 0.0, "t=0")
+        assert "plateau since t ≈ 0" in line.narration.text
+        await pilot.press("end")
+        end = float(screen.session.final_t)
+        await _wait(pilot, lambda: line.narration.t == end and not line._busy, "the end")
+        assert line.narration.text.startswith("refined: exact minimum")
+
+
+@_sync
+async def test_live_narration_on_the_run_screen(tiny_config_path):
+    """A live run narrates its latest state (computed in a worker), and says it is done."""
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.narration import NarrationLine
+
+    app = ExplorerApp(config=load_config(tiny_config_path), config_path=tiny_config_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+r")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        screen = app.screen
+        await _wait(pilot, lambda: screen.state == "done", "run finished", 180)
+        line = screen.query_one(NarrationLine)
+        await _wait(
+            pilot,
+            lambda: line.narration is not None and line.narration.t == screen.run.t,
+            "narration of the final state",
+        )
+        text = line.narration.text
+        assert text.strip() and "…" not in text
+        # the words restate the state's analysis: its loss is in them
+        assert f"{screen.run.loss:.3g}" in text or f"{screen.run.loss:.4g}" in text
+
+
+# ----------------------------------------------------------------------------- explanations
+
+
+@_sync
+async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.watch import PRESET_KEYS
+    from explorer.widgets.narration import WatchPanel
+
+    path = PRESETS / "symmetry_saddle.toml"
+    app = ExplorerApp(config=load_config(path), config_path=path, autostart=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        setup = app.screen
+        panel = setup.query_one("#preset-watch", WatchPanel)
+        assert not panel.has_class("-shown")
+        setup.load_preset(path)
+        await pilot.pause()
+        assert panel.has_class("-shown") and panel.display
+        assert "Watch the loss plateau at 0.001385" in str(panel.render())
+        await pilot.press("ctrl+r")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        run = app.screen
+        watch = run.query_one("#watch", WatchPanel)
+        assert not watch.has_class("-shown")
+        await pilot.press("w")
+        await pilot.pause()
+        assert watch.has_class("-shown") and watch.region.height > 0
+        text = str(watch.render())
+        for key, what in PRESET_KEYS["symmetry_saddle"]:
+            assert f"{key:<5} {what}" in text
+        await pilot.press("w")
+        await pilot.pause()
+        assert not watch.has_class("-shown")
+
+
+@_sync
+async def test_w_without_a_preset_says_there_is_no_text(tiny_config_path):
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.narration import WatchPanel
+
+    app = ExplorerApp(
+        config=load_config(tiny_config_path), config_path=tiny_config_path, autostart=False
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await pilot.press("w")
+        await pilot.pause()
+        assert not app.screen.query_one(WatchPanel).has_class("-shown")
+        assert any("not a shipped preset" in str(n.message) for n in app._notifications)
+
+
+def test_every_preset_key_is_bound_on_the_run_screen_and_every_promised_preset_has_keys():
+    from explorer.screens.run import RunScreen
+    from explorer.watch import PRESET_KEYS, explanation
+
+    bound = set()
+    for cls in RunScreen.__mro__:
+        for b in getattr(cls, "BINDINGS", []):
+            bound.update(k.strip() for k in b.key.split(","))
+    for name, keys in PRESET_KEYS.items():
+        assert (PRESETS / f"{name}.toml").is_file(), f"PRESET_KEYS names no preset: {name}"
+        for key, _ in keys:
+            assert key in bound, f"{name}: key {key!r} is not bound on the run screen"
+    for path in PRESETS.glob("*.toml"):
+        e = explanation(path)
+        assert e is not None and e.title and e.text and "GENERATED" not in e.text
+    assert explanation(SESSIONS / "symmetry_saddle" / "config.toml") is None
+
+
+# ----------------------------------------------------------------------------- branching
+
+
+@_sync
+async def test_branch_from_a_replay_runs_on_and_the_saved_session_records_its_source(tmp_path):
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.run import RunScreen
+
+    source = load_session(SESSIONS / "symmetry_saddle")
+    seg = source.segments[0]
+    pos = _position(source, 1e3)  # after the escape: the flow from here is well conditioned
+    t_b = float(seg.t[pos])
+    app = ExplorerApp(replay=source, show_clock=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        replay = app.screen
+        replay.position = pos
+        replay._redraw()
+        await pilot.press("c")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        run = app.screen
+        await _wait(pilot, lambda: run.state == "paused", "branch built")
+        assert run.run.t == t_b and np.array_equal(run.run.theta, seg.theta[pos])
+        branch = [e for e in run.recorder.events if e["kind"] == "branch"]
+        assert branch and branch[-1]["t"] == t_b
+        assert branch[-1]["source"] == str(SESSIONS / "symmetry_saddle")
+        t_hist, _ = run.run.series("loss")
+        assert np.array_equal(t_hist, seg.t[: pos + 1])  # the history up to the branch
+        await pilot.press("space")  # resume the flow from there
+        await _wait(pilot, lambda: run.state == "done", "branch run finished", 180)
+        assert run.run.t > t_b
+        run.save_to(tmp_path / "branch")
+        await pilot.press("b")  # back to the replay it came from
+        await _wait(pilot, lambda: isinstance(app.screen, ReplayScreen), "back to replay")
+    saved = load_session(tmp_path / "branch")
+    origin = saved.summary["branched_from"]
+    assert origin["t"] == t_b and origin["index"] == pos
+    assert origin["session"] == str(SESSIONS / "symmetry_saddle")
+    assert np.array_equal(saved.segments[0].theta[: pos + 1], seg.theta[: pos + 1])
+    assert any(e["kind"] == "branch" and e["t"] == t_b for e in saved.events)
+    # the flow is autonomous: on the source's save grid the branch retraces the source
+    common = np.intersect1d(seg.t[pos + 1 :], saved.segments[0].t[pos + 1 :])
+    assert common.size >= 5
+    ia = np.searchsorted(seg.t, common)
+    ib = np.searchsorted(saved.segments[0].t, common)
+    diff = np.max(np.abs(seg.theta[ia] - saved.segments[0].theta[ib]))
+    assert diff < 1e-5, f"branch left the source's trajectory by {diff:.2e}"
+
+
+def test_headless_branch_from_t(tmp_path, tiny_config_path, capsys):
+    from explorer.cli import main
+
+    src, out = tmp_path / "src", tmp_path / "branch"
+    assert main(["run", str(tiny_config_path), "--out", str(src), "--quiet"]) == 0
+    a = load_session(src)
+    t_from = 10.0
+    j = int(np.searchsorted(a.segments[0].t, t_from, side="right")) - 1
+    args = ["run", str(tiny_config_path), "--out", str(out), "--resume", str(src)]
+    assert main([*args, "--from-t", str(t_from), "--quiet"]) == 0
+    b = load_session(out)
+    t_b = float(a.segments[0].t[j])
+    assert b.summary["branched_from"] == {"session": str(src), "t": t_b, "segment": 0, "index": j}
+    assert next(e for e in b.events if e["kind"] == "branch")["t"] == t_b
+    assert np.array_equal(b.segments[0].theta[: j + 1], a.segments[0].theta[: j + 1])
+    assert b.final_t == a.final_t  # continued to the config's t_max
+    # same dynamics from the same state: the end points agree to the solver's tolerance
+    assert np.max(np.abs(b.final_theta - a.final_theta)) < 1e-5
+    # the source is untouched
+    assert load_session(src).segments[0].t.size == a.segments[0].t.size
+    # bad uses: one-line errors, nothing written
+    capsys.readouterr()
+    assert main([*args[:4], "--from-t", "10"]) == 2
+    assert "--from-t needs --resume" in capsys.readouterr().err
+    assert main([*args, "--from-t", "-1", "--force"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "from_t = -1 is before the session's first state" in err and "\n" not in err
+    # a branch never replaces an existing session unasked (here: its own source)
+    assert main(["run", str(tiny_config_path), "--out", str(src), "--resume", str(src),
+                 "--from-t", "5"]) != 0  # fmt: skip
+    assert "refusing to replace" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+
+@pytest.mark.parametrize("mono", [False, True], ids=["color", "no_color"])
+@pytest.mark.parametrize("size", SIZES)
+def test_narration_snapshot(snap_compare, monkeypatch, size, mono):
+    """The symmetry saddle's plateau at t ≈ 100, narrated under the status and scrubber."""
+    from explorer.app import ExplorerApp
+
+    if mono:
+        monkeypatch.setenv("NO_COLOR", "1")
+    session = load_session(SESSIONS / "symmetry_saddle")
+    app = ExplorerApp(replay=session)
+    pos = _position(session, 100.0)
+
+    async def scrub(pilot) -> None:
+        screen = pilot.app.screen
+        await _wait(pilot, lambda: screen.problem is not None, "problem rebuilt")
+        await _narration_at(pilot, screen, pos)
+        await pilot.pause(0.3)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=scrub)

@@ -284,8 +284,8 @@ def test_lsoda_nonfinite_keeps_last_finite_state():
 
 def test_lsoda_resume_and_interleaved_runs():
     """Two paused LSODA runs stepped alternately (the solver object lives in each
-    generator, scipy ≥ 1.15 keeps no global state) equal uninterrupted runs; a resumed
-    run saves on the same grid and stays within tolerance."""
+    generator; scipy ≥ 1.17's C LSODA keeps no global state, scipy PR 23914) equal
+    uninterrupted runs; a resumed run saves on the same grid and stays within tolerance."""
     settings = DynamicsSettings(solver="lsoda", t_max=1e3, n_saves=40, rtol=1e-10, atol=1e-12)
     whole_q = run_to_end(QUARTIC, THETA0, settings)
     whole_h = run_to_end(QUADRATIC, THETA0, settings)

@@ -154,6 +154,17 @@ def test_kill_9_at_several_moments_leaves_a_loadable_session_or_none(tmp_path):
     assert not left, left
 
 
+@pytest.mark.slow
+def test_kill_9_at_200_random_moments():
+    """bench/kill9.py: 200 kills (half timed from launch, half from the first save)."""
+    res = subprocess.run(
+        [sys.executable, "bench/kill9.py", "--kills", "200", "--parallel", "3", "--window", "6"],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert " unreadable 0" in res.stdout and "after one more save: 0" in res.stdout, res.stdout
+
+
 def test_stale_temp_folders_removed_by_next_save_but_foreign_files_kept(tmp_path, session_dir):
     dead = subprocess.Popen(["true"])
     dead.wait()

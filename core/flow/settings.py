@@ -208,11 +208,11 @@ class DynamicsSettings:
 def resolve_solver(settings: DynamicsSettings, n_params: int, *, jax_only: bool = False) -> str:
     """The concrete solver name.
 
-    ``auto`` → lsoda (bdf with scipy < 1.17) if P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` else tsit5.
-    With ``jax_only``
-    (a caller that needs the jitted solver, e.g. :mod:`core.ensemble`): ``auto`` →
-    kvaerno5 if P ≤ :data:`AUTO_STIFF_MAX_PARAMS` else tsit5, and a scipy solver is an
-    error.  The constants' comments hold the measurements behind the choice.
+    ``auto`` → lsoda (bdf with scipy < 1.17) if P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` else
+    tsit5.  With ``jax_only`` (a caller that needs the jitted solver, e.g.
+    :mod:`core.ensemble`): ``auto`` → kvaerno5 if P ≤ :data:`AUTO_STIFF_MAX_PARAMS` else
+    tsit5, and a scipy solver is an error.  The constants' comments hold the measurements
+    behind the choice.
     """
     if settings.solver == "auto":
         if jax_only:

@@ -70,6 +70,7 @@ def test_softplus_sigmoid_tails_are_accurate() -> None:
 def test_aliases_and_unknown_name() -> None:
     assert get_activation("linear").name == "identity"
     assert get_activation("sigmoid2").name == "erf"  # MLPGradientFlow's name for erf(z/√2)
+    assert get_activation("tanh_fast").name == "tanh"
     assert get_activation("g").name == "g"  # not an alias of erf any more (session schema 3)
     assert "softplus" in activation_names() and "linear" in activation_names()
     with pytest.raises(ValueError, match="unknown activation 'swish'"):

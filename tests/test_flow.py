@@ -408,3 +408,24 @@ def test_stop_reasons_are_one_enum_with_the_stored_strings():
     run = run_to_end(QUARTIC, THETA0, DynamicsSettings(solver="lsoda", t_max=1.0, max_steps=3))
     assert run.reason is StopReason.MAX_STEPS and run.steps == 3
     assert run.message == StopReason.MAX_STEPS.message(run.t[-1], 3, DynamicsSettings(max_steps=3))
+
+
+def test_teacher_student_flow_is_bit_identical_under_a_slow_clock(monkeypatch):
+    """A softplus teacher-student flow to t = 1e10 (auto: LSODA), once as is and once with
+    chunks of ~0.1 ms on a clock 50× fast: the same steps and bit-identical save-grid
+    states, so hand-over and end point (decided on these states) cannot depend on load."""
+    spec = make_spec(2, [3], "softplus", bias=True)
+    teacher = random_teacher(spec, jax.random.PRNGKey(5))
+    obj = mse_objective(spec, make_dataset(teacher, "gaussian", 500, 1))
+    theta0 = np.asarray(random_teacher(spec, jax.random.PRNGKey(6)).theta)
+    settings = DynamicsSettings(t_max=1e10, rtol=1e-3, atol=1e-6, max_seconds=600)
+    calm = run_to_end(obj, theta0, settings)
+    monkeypatch.setattr(driver, "CHUNK_SECONDS", 1e-4)
+    monkeypatch.setattr(driver, "_clock", _slow_clock(50.0))
+    busy = run_to_end(obj, theta0, settings)
+    assert calm.reason == busy.reason and calm.steps == busy.steps
+    t_calm, y_calm = _grid_states(calm, settings)
+    t_busy, y_busy = _grid_states(busy, settings)
+    assert len(t_calm) > settings.n_saves // 2
+    np.testing.assert_array_equal(t_busy, t_calm)
+    np.testing.assert_array_equal(y_busy, y_calm)

@@ -100,6 +100,21 @@ class ExplorerApp(App):
         screen.show_clock = self.show_clock
         self.push_screen(screen)
 
+    async def action_quit(self) -> None:
+        """Quit — by ctrl+q, the command palette or a screen's ``q`` alike: a run with
+        unsaved work anywhere in the screen stack asks first (its "discard?" question),
+        and a second ctrl+q while that question is shown does not stack another."""
+        from explorer.screens.dialogs import ConfirmScreen
+        from explorer.screens.run import RunScreen
+
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        unsaved = [s for s in self.screen_stack if isinstance(s, RunScreen) and s.unsaved]
+        if unsaved:
+            unsaved[-1].action_quit_run()
+            return
+        self.exit()
+
     def action_help(self) -> None:
         from explorer.screens.help import HelpScreen
         from explorer.screens.replay import ReplayScreen

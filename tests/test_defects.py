@@ -6,11 +6,16 @@ CLI and core first (cheap), then the app (pilot tests on tiny problems).
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIG
 
+from core.config import parse_config
 from core.session import load_session
 from explorer.cli import main
 
@@ -156,3 +161,198 @@ def test_report_after_refine_then_resume_describes_the_final_point_and_says_so(t
     )
     rc, out, _ = run_cli(capsys, "report", later)
     assert rc == 0 and f"(of the final point at t = {t2:.6g})" in out and "note: " in out
+
+
+# ----------------------------------------------------------------------------- the app
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_APP = {
+    "seed": 1,
+    # A strict minimum that refinement reaches from anywhere along the run (λmin ≈ 6e-4).
+    "teacher": {"kind": "random", "input_dim": 2, "widths": [2], "activation": "softplus"},
+    "student": {"widths": [1], "activation": "softplus", "bias": True},
+    "data": {"kind": "gaussian", "samples": 50},
+    # Gradient descent with a small step: a run long enough to press keys while it runs.
+    "dynamics": {"method": "gd", "lr": 1e-3, "t_max": 1e3, "max_seconds": 60},
+    "refine": {"method": "auto"},
+}
+
+
+async def wait_for(pilot, cond, timeout=60.0, what="condition"):
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def notes(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+def test_refine_banner_uses_the_reports_classification_and_says_not_converged():
+    """r at the channel preset's end point: the report says "channel" (refinement not
+    converged); the banner said "minimum, index 0" before."""
+    from core.analysis import analyze
+    from core.config import with_overrides
+    from core.networks import params_to_lists
+    from core.problem import build_problem
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    demo = load_session(ROOT / "sessions" / "channel_to_infinity")
+    assert demo.report["classification"] == "channel"
+    params = params_to_lists(demo.final_spec, demo.final_theta)
+    cfg = with_overrides(demo.config, student={"params": params})
+
+    app = ExplorerApp(config=cfg, show_clock=False, autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.1)
+            app.start_run(cfg)
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "paused", 60, "build")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refine")
+            res, spectrum, kind = screen.last_refine
+            problem = build_problem(cfg)
+            expect = analyze(problem.objective, res.theta, problem.teacher, problem.data.x)
+            assert kind == expect.classification == "channel"
+            assert spectrum.index == expect.spectrum.index
+            banner = str(screen.query_one("#inspector-refine").render())
+            assert "channel" in banner and "minimum" not in banner
+            assert not res.converged and "not converged" in banner
+
+    asyncio.run(scenario())
+
+
+def test_ctrl_q_and_ctrl_c_never_quit_an_unsaved_run_without_asking():
+    from explorer.app import ExplorerApp
+    from explorer.screens.dialogs import ConfirmScreen
+    from explorer.screens.run import RunScreen
+
+    cfg = parse_config({**TINY_APP, "dynamics": {**TINY_APP["dynamics"], "t_max": 0.05}}, "t")
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "done", 120, "the run")
+            assert screen.unsaved
+            await pilot.press("ctrl+c")
+            await pilot.pause(0.1)
+            assert app.screen is screen and app.is_running
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, ConfirmScreen)
+            depth = len(app.screen_stack)
+            await pilot.press("ctrl+q")  # no second question on top of the first
+            await pilot.pause(0.1)
+            assert len(app.screen_stack) == depth
+            await pilot.press("n")
+            await pilot.pause(0.1)
+            assert app.screen is screen and app.is_running
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.1)
+            await pilot.press("y")
+            await pilot.pause(0.2)
+            assert not app.is_running or app._exit
+
+    asyncio.run(scenario())
+
+
+def test_replay_opened_from_the_sweep_view_goes_back_with_escape_and_b(tmp_path):
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.sweep import SweepScreen
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    shutil.copytree(ROOT / "sessions" / "symmetry_saddle", out / "seed=1")
+    (out / "summary.csv").write_text(
+        "run,seed,classification,final_loss,wall_seconds,outcome\n"
+        "seed=1,1,minimum,0.001,1.0,minimum\n"
+    )
+    app = ExplorerApp(sweep=out)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), 10, "sweep")
+            sweep = app.screen
+            for key in ("escape", "b"):
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 30, "replay")
+                assert app.screen.check_action("back", ()) is True
+                await pilot.press(key)
+                await wait_for(pilot, lambda: app.screen is sweep, 10, f"{key}: back")
+            assert app.is_running
+
+    asyncio.run(scenario())
+
+
+def test_replay_without_a_screen_beneath_offers_no_back():
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+
+    app = ExplorerApp(replay=load_session(ROOT / "sessions" / "symmetry_saddle"))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 32)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            screen = app.screen
+            assert screen.check_action("back", ()) is False
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.screen is screen
+
+    asyncio.run(scenario())
+
+
+def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspector():
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.inspector import NeuronInspector
+
+    app = ExplorerApp(config=parse_config(TINY_APP, "tiny"), show_clock=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "running", 120, "first chunk")
+            await pilot.press("r")  # while running: pauses by itself, then refines
+            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refine")
+            assert screen.state == "paused"
+            assert not any("pause first" in n for n in notes(app))
+            _, spectrum, kind = screen.last_refine
+            assert kind == "minimum" and spectrum.eigenvalues[0] > 0
+            await wait_for(pilot, lambda: screen.state == "paused", 30, "idle")
+            await pilot.press("e")
+            await pilot.pause(0.1)
+            await pilot.press("enter")
+            await wait_for(
+                pilot, lambda: any("no descent direction" in n for n in notes(app)), 60, "e"
+            )
+            event = [e for e in screen.recorder.events if e["kind"] == "surgery"][-1]
+            assert event["lambda_min"] > 0
+            await wait_for(pilot, lambda: screen.state == "paused", 30, "idle after e")
+            await pilot.press("i")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            inspector = screen.query_one(NeuronInspector)
+            assert len(inspector.result.neurons) == 1
+            await pilot.press("x")
+            await pilot.pause(0.1)
+            await pilot.press("enter")  # split the selected neuron, μ = 0.5
+            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), 60, "split")
+            # The inspector follows the new point without pressing i again.
+            await wait_for(
+                pilot, lambda: len(inspector.result.neurons) == 2, 60, "inspector refresh"
+            )
+            assert inspector.query_one("#inspector-table").row_count == 2
+
+    asyncio.run(scenario())

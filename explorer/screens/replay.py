@@ -57,6 +57,8 @@ class ReplayScreen(TrajectoryScreen):
         Binding("home", "go(0)", "Start", id="replay.start", show=False, priority=True),
         Binding("end", "go(-1)", "End", id="replay.end", show=False, priority=True),
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
+        # Opened from another screen (the sweep view's Enter): Esc / b return to it.
+        Binding("escape,b", "back", "Back to the list", id="replay.to-list"),
         Binding("c", "branch", "Continue from here (branch)", id="replay.branch", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
@@ -235,6 +237,22 @@ class ReplayScreen(TrajectoryScreen):
         self.playing = False
         self.position = 0 if where == 0 else len(self.index) - 1
         self._redraw()
+
+    def _opened_from_a_screen(self) -> bool:
+        """Whether a screen of ours lies beneath (the first one is Textual's default)."""
+        stack = self.app.screen_stack
+        return self in stack and stack.index(self) > 1
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "back":
+            return self._opened_from_a_screen()  # no "Back" key without a way back
+        return True
+
+    def action_back(self) -> None:
+        """Back to the screen that opened this replay (the sweep's table of runs)."""
+        if self._opened_from_a_screen():
+            self.playing = False
+            self.app.pop_screen()
 
     def action_branch(self) -> None:
         """A new live run from the state at the cursor (:mod:`explorer.branch`)."""

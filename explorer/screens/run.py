@@ -60,6 +60,7 @@ REDRAW_HZ = 5
 #: While the flow runs, phases (plot markers) are re-detected at most this often (seconds).
 PHASES_SECONDS = 3.0
 IDLE_STATES = ("paused", "done", "error")
+LIVE_STATES = ("compiling", "running", "pausing")
 
 
 class RunScreen(TrajectoryScreen):
@@ -271,11 +272,26 @@ class RunScreen(TrajectoryScreen):
             self.record("resume", t=self.run.t)
             self.start_flow()
 
-    def _require_idle(self, what: str) -> bool:
+    def _require_idle(self, what: str, retry: Any = None) -> bool:
+        """Whether nothing flows now.  A running flow is paused first — as ``i`` does —
+        and ``retry`` (the action) is called again once it is paused."""
+        if self.run is not None and retry is not None and self.state in LIVE_STATES:
+            if self.state != "pausing":
+                self.action_toggle_pause()
+                self.notify(f"paused to {what}", timeout=2)
+            self._when_idle(retry)
+            return False
         if self.run is None or self.state not in IDLE_STATES:
-            self.notify(f"pause first (space) to {what}", severity="warning", timeout=3)
+            self.notify(f"wait for the current task to {what}", severity="warning", timeout=3)
             return False
         return True
+
+    def _when_idle(self, then: Any) -> None:
+        """Call ``then`` once the flow has stopped (polls while it is pausing)."""
+        if self.state == "pausing":
+            self.set_timer(0.1, lambda: self._when_idle(then))
+        elif self.state in IDLE_STATES:
+            then()
 
     def action_toggle_watch(self) -> None:
         if not self.query_one(WatchPanel).toggle():
@@ -312,13 +328,13 @@ class RunScreen(TrajectoryScreen):
     # inspect ---------------------------------------------------------------------
 
     def action_inspect(self) -> None:
-        if self.state in ("compiling", "running"):
-            self.action_toggle_pause()
-            self.call_later(self._inspect_when_idle)
-            return
-        if not self._require_idle("inspect"):
+        if not self._require_idle("inspect", self.action_inspect):
             return
         self.query_one(TabbedContent).active = "tab-inspector"
+        self._inspect()
+
+    def _inspect(self) -> None:
+        """Inspect the current point in a worker (the inspector shows it when done)."""
         theta, objective = self.run.theta, self.objective
         teacher = self.problem.teacher
         t = self.run.t
@@ -329,12 +345,6 @@ class RunScreen(TrajectoryScreen):
             return InspectDone(inspect_point(objective, theta, teacher, t))
 
         self._start_task("inspect", job, f"inspect at t={t:.4g}")
-
-    def _inspect_when_idle(self) -> None:
-        if self.state == "pausing":
-            self.set_timer(0.1, self._inspect_when_idle)
-        else:
-            self.action_inspect()
 
     def on_inspect_done(self, message: InspectDone) -> None:
         self._task_finished()
@@ -348,22 +358,32 @@ class RunScreen(TrajectoryScreen):
     # refine ------------------------------------------------------------------------
 
     def action_refine(self) -> None:
-        if not self._require_idle("refine"):
+        if not self._require_idle("refine", self.action_refine):
             return
         cfg = self.config.refine
         method = "auto" if cfg.method == "none" else cfg.method
         objective, theta = self.objective, self.run.theta
+        teacher = self.problem.teacher
+        x = None if self.problem.data is None else self.problem.data.x
 
         def job():
-            from core.analysis import classify, hessian_spectrum
+            from core.analysis import analyze
             from core.refine import refine
 
             res = refine(objective, theta, method=method, gtol=cfg.gtol, max_iter=cfg.max_iter)
-            spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
-            kind = classify(spectrum, res.grad_inf_norm, [], cfg.gtol * 1e4)
-            return RefineDone(res, spectrum, kind)
+            # The report's analysis (core.runner.finish): same classification, channels
+            # included, of the refined point (or, if it is not finite, of the start).
+            point = res.theta if np.all(np.isfinite(np.asarray(res.theta))) else theta
+            analysis = analyze(objective, point, teacher, x)
+            return RefineDone(res, analysis.spectrum, analysis.classification)
 
         self._start_task("refine", job, f"refine ({method}) from t={self.run.t:.4g}")
+
+    def _reinspect(self) -> None:
+        """The point moved (refine, surgery): an inspector that showed the old point is
+        refreshed, so its rows never describe a point that is gone."""
+        if self.last_inspection is not None and self.state in IDLE_STATES:
+            self._inspect()
 
     def on_refine_done(self, message: RefineDone) -> None:
         self._task_finished()
@@ -372,8 +392,9 @@ class RunScreen(TrajectoryScreen):
         moved = float(np.max(np.abs(np.asarray(res.theta) - self.run.theta)))
         self.record_point(np.asarray(res.theta), float(res.loss), float(res.grad_inf_norm))
         self.run.add_spectrum(self.run.t, spectrum)
+        status = "converged" if res.converged else f"[b]not converged[/b]: {res.reason}"
         text = (
-            f"[b]refined[/b] ({res.method}, {res.iterations} it, {res.reason}): "
+            f"[b]refined[/b] ({res.method}, {res.iterations} it, {status}): "
             f"[b]{kind}[/b], index {spectrum.index}, zero eigenvalues {spectrum.n_zero}, "
             f"loss {res.loss:.6e}, ‖∇L‖∞ {res.grad_inf_norm:.2e}, moved {moved:.2e}"
         )
@@ -403,11 +424,12 @@ class RunScreen(TrajectoryScreen):
                 classification=kind,
             )
         self.unsaved = True
+        self._reinspect()
 
     # surgery ----------------------------------------------------------------------
 
-    def _surgery_allowed(self, what: str) -> bool:
-        if not self._require_idle(what):
+    def _surgery_allowed(self, what: str, retry: Any = None) -> bool:
+        if not self._require_idle(what, retry):
             return False
         if not one_hidden_layer(self.run.spec):
             self.notify(f"{what} needs a one-hidden-layer student", severity="warning")
@@ -415,7 +437,7 @@ class RunScreen(TrajectoryScreen):
         return True
 
     def action_merge(self) -> None:
-        if not self._surgery_allowed("merge"):
+        if not self._surgery_allowed("merge", self.action_merge):
             return
         k = self.run.spec.widths[0]
         self.app.push_screen(
@@ -434,7 +456,7 @@ class RunScreen(TrajectoryScreen):
         self._surgery("merge", i=i, j=j)
 
     def action_split(self) -> None:
-        if not self._surgery_allowed("split"):
+        if not self._surgery_allowed("split", self.action_split):
             return
         k = self.run.spec.widths[0]
         default = self.query_one(NeuronInspector).selected_neuron()
@@ -457,7 +479,7 @@ class RunScreen(TrajectoryScreen):
         self._surgery("split", i=i, mu=mu)
 
     def action_perturb(self) -> None:
-        if not self._require_idle("perturb"):
+        if not self._require_idle("perturb", self.action_perturb):
             return
         self.app.push_screen(
             PromptScreen("Perturb along the most negative eigenvector", "step size ε", "1e-3"),
@@ -485,7 +507,10 @@ class RunScreen(TrajectoryScreen):
         def job():
             from core import surgery
 
+            params = dict(kw)
             if op == "perturb":
+                lam, _ = surgery.hessian_eigenpair(objective, theta, "min")
+                params["lambda_min"] = float(lam)
                 new_theta = surgery.perturb_along_eigenvector(
                     objective, theta, kw["eps"], which="min"
                 )
@@ -498,7 +523,7 @@ class RunScreen(TrajectoryScreen):
             new_theta = np.asarray(new_theta)
             loss = float(new_obj.loss(new_theta))
             gnorm = float(np.max(np.abs(np.asarray(new_obj.grad(new_theta)))))
-            return SurgeryDone(op, kw, new_spec, new_obj, new_theta, loss, gnorm)
+            return SurgeryDone(op, params, new_spec, new_obj, new_theta, loss, gnorm)
 
         self._start_task("surgery", job, f"{op} {kw}")
 
@@ -516,8 +541,17 @@ class RunScreen(TrajectoryScreen):
             f"{op} {kw}: width {list(spec.widths)}, loss {loss:.6e}, ‖∇L‖∞ {gnorm:.2e}"
             " — space resumes"
         )
+        lam = kw.get("lambda_min")
+        if op == "perturb" and lam is not None and lam >= 0:
+            # The key promises the most negative direction; at a minimum there is none.
+            text = (
+                f"perturbed along the eigenvector of λmin = {lam:.3e} ≥ 0: no descent "
+                f"direction here (a minimum), the flow will return; loss {loss:.6e}"
+            )
+            self.notify(text, severity="warning", timeout=6)
+        else:
+            self.notify(text, timeout=4)
         self.log_event(text)
-        self.notify(text, timeout=4)
         self.record(
             "surgery",
             t=self.run.t,
@@ -528,6 +562,7 @@ class RunScreen(TrajectoryScreen):
             grad_inf_norm=gnorm,
         )
         self.unsaved = True
+        self._reinspect()
 
     # save -------------------------------------------------------------------------
 

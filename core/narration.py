@@ -388,8 +388,8 @@ def _refined_line(refined: Refined, loss0) -> str:
     idx = "" if refined.index is None else f", index {refined.index}"
     if not refined.converged:
         return (
-            f"refinement did not converge (L = {refined.loss:.3g}, ‖∇L‖∞ = "
-            f"{refined.grad_inf_norm:.1e}): {refined.classification}{idx}, no critical point found"
+            f"refinement did not converge ({refined.classification}{idx}): "
+            f"L = {refined.loss:.3g}, ‖∇L‖∞ = {refined.grad_inf_norm:.1e}"
         )
     what = {"minimum": "exact minimum", "saddle": "exact saddle"}.get(
         refined.classification, refined.classification
@@ -447,7 +447,7 @@ def _neuron_line(kind, facts, earlier, spectrum) -> str:
     if facts.channels:
         return _channel_words(facts.channels[0], facts, earlier)
     if kind == "channel" and facts.w is not None:
-        return "no neuron pair passes the channel test here (ε, ±a, GLU share): which pair, unsure"
+        return "no neuron pair passes the channel test here yet: which pair, unsure"
     if facts.singular is not None:
         return _rank_words(facts)
     if facts.w is None:
@@ -475,9 +475,9 @@ def _channel_words(ch: Channel, facts: PointFacts, earlier: PointFacts | None) -
     eps_txt = f"ε = {ch.epsilon:.2g}" + (f", {eps_trend}" if eps_trend else "")
     big = max(abs(a[i]), abs(a[j]))
     pm = f"±{big:.3g}" if abs(a[i] + a[j]) <= 1e-2 * big else f"{a[i]:+.3g}/{a[j]:+.3g}"
-    a_txt = f"output weights {pm}" + (f" and {a_trend}" if a_trend else "")
+    a_txt = f"a = {pm}" + (f" {a_trend}" if a_trend else "")
     return (
-        f"neurons {i}, {j} merge ({eps_txt}), {a_txt}: together a gated linear unit "
+        f"neurons {i}, {j} merge ({eps_txt}), {a_txt}: a gated linear unit "
         f"(GLU error {ch.glu_error:.1g})"
     )
 

@@ -95,7 +95,7 @@ MOMENTS = {
     "channel_to_infinity": [
         (10.0, ["descent since t ≈ 0"], ["channel"]),
         (5e8, ["channel to infinity since t ≈ 264", "neurons 0, 1 merge (ε = 0.0",
-               "shrinking", "and growing", "gated linear unit (GLU error"], []),
+               "shrinking", "growing", "gated linear unit (GLU error"], []),
         (np.inf, ["refinement did not converge", "channel", "neurons 0, 1 merge"],
          ["exact minimum"]),
     ],

@@ -130,11 +130,11 @@ def test_a_channel_pair_is_named_with_eps_trends_and_glu_error():
     n = narrate(2e8, T, np.ones(T.size), phases, now, earlier=before)
     assert n.lines[0].startswith("channel to infinity since t ≈ 100")
     assert "neurons 0, 1 merge (ε = 0.05, shrinking)" in n.text
-    assert f"output weights ±{big_a / 0.1:.3g} and growing" in n.text
+    assert f"a = ±{big_a / 0.1:.3g} growing" in n.text
     assert f"GLU error {now.channels[0].glu_error:.1g}" in n.text
     # the other way round (ε widening, |a| shrinking) is said as it is
     back = narrate(1e8, T, np.ones(T.size), phases, before, earlier=now)
-    assert "widening" in back.text and "shrinking" in back.text.split("output")[1]
+    assert "widening" in back.text and "shrinking" in back.text.split("a = ")[1]
 
 
 def test_a_channel_phase_without_a_passing_pair_says_it_is_unsure():

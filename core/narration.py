@@ -459,7 +459,15 @@ def _neuron_line(kind, facts, earlier, spectrum) -> str:
             f"neurons {i} and {j} are a split pair (‖w̃{_sub(i)} − w̃{_sub(j)}‖ = "
             f"{100 * rel:.2g} % of ‖w̃‖, μ = {mu:.2f})"
         )
-    return _role_words(facts)
+    roles = _role_words(facts)
+    if roles and kind in MOVING_KINDS:
+        return "so far: " + roles  # roles settle where the flow does
+    return roles
+
+
+#: Kinds of narration at which the flow is still moving fast: neuron roles there are the
+#: analysis of a passing state, said with "so far".
+MOVING_KINDS = frozenset({"descent", "falling", "start"})
 
 
 def _channel_words(ch: Channel, facts: PointFacts, earlier: PointFacts | None) -> str:

@@ -157,6 +157,15 @@ def test_copies_of_the_teacher_and_a_stranger_are_told_apart():
     m = narrate(1.0, T, np.ones(T.size), [], _facts(tspec, one, teacher))
     assert "neuron 0 copies teacher neuron 1 (cos 1.000)" in m.text
     assert "neuron 1: no teacher match yet" in m.text
+    # while the flow still descends, roles are those of a passing state
+    moving = [Phase("descent", 0.0, 10.0, 0.1, None, "")]
+    assert (
+        "so far: every neuron copies"
+        in narrate(1.0, T, np.ones(T.size), moving, _facts(tspec, both, teacher)).text
+    )
+    settled = [Phase("converged", 0.0, 10.0, 0.1, 0, "")]
+    text = narrate(1.0, T, np.ones(T.size), settled, _facts(tspec, both, teacher)).text
+    assert "so far" not in text
 
 
 def test_the_rank_of_a_linear_net_with_chosen_singular_values():

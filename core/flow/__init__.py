@@ -1,11 +1,12 @@
-"""Training dynamics on an objective, run in short jitted chunks that a UI can stream.
+"""Training dynamics on an objective, run in short chunks that a UI can stream.
 
 Continuous gradient flow (``method="flow"``), with per-parameter inverse time scales τ⁻¹,
 
     dθ/dt = −τ⁻¹ ⊙ ∇L(θ),        θ(t0) = θ0,      θ, τ⁻¹ ∈ ℝ^P,
 
-is integrated by a diffrax Runge-Kutta solver stepped by hand (``solver.step`` plus a
-``PIDController``), so the solver and controller state survive between chunks:
+is integrated either by a diffrax Runge-Kutta solver stepped by hand in a jitted loop
+(``solver.step`` plus a ``PIDController``; solver and controller state survive between
+chunks), or by a scipy solver stepped on the host:
 
 * explicit adaptive solvers ``tsit5``, ``dopri5``, ``dopri8``;
 * stiff (L-stable ESDIRK) solvers ``kvaerno5``, ``kencarp5``.  Their Newton-chord root
@@ -43,7 +44,8 @@ settings), compiled once and reused across chunks and across calls (see
 :func:`compiled_chunk_functions`).  Each chunk's step budget adapts to the wall clock so
 that a chunk takes ~0.2 s and never runs past ``max_seconds``; the budget only decides
 where a chunk ends, never the solver's steps (the loop state carries over whole), so the
-trajectory on the save grid is the same whatever the machine's load.  Runs that stop
+trajectory on the save grid is the same whatever the machine's load.  The scipy solvers
+check the clock after every step and yield a chunk every ~0.2 s or 8 saves.  Runs that stop
 early say why (:class:`StopReason`).
 
 Layout: :mod:`core.flow.settings` (settings, solver names and choice, save grid, stop

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -221,6 +221,9 @@ def narrate(
     loss = facts.loss if facts is not None else (float(hl[-1]) if hl.size else float("nan"))
 
     if refined is not None and math.isclose(refined.t, t, rel_tol=1e-12, abs_tol=1e-300):
+        if facts is not None and facts.channels and refined.classification != "channel":
+            # as core.analysis.classify: a channel pair takes precedence over the spectrum
+            refined = replace(refined, classification="channel")
         first = _refined_line(refined, loss0)
         if refined.classification == "channel":
             kind = "channel"

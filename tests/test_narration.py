@@ -90,6 +90,14 @@ def test_refinement_at_t_is_reported_with_convergence():
     bad = Refined(1e3, 7e-9, 1.5e-9, False, "channel", 0)
     m = narrate(1e3, T, np.geomspace(1.0, 1e-8, T.size), phases, refined=bad)
     assert m.kind == "channel" and "did not converge" in m.text
+    # a refinement classified without the channel check is overruled by a channel pair
+    spec = make_spec(2, [2], "softplus", bias=False)
+    eps, w, d = 0.05, np.array([1.0, 0.5]), np.array([0.6, -0.8])
+    th = flatten(spec, {"w1": [w + eps * d, w - eps * d], "w2": [[11.0, -11.0]]})
+    facts = point_facts(spec, th, None, gaussian_sample(2), t=1e3, loss=7e-9, grad_norm=1e-9)
+    said_min = Refined(1e3, 7e-9, 1.5e-9, False, "minimum", 0)
+    c = narrate(1e3, T, np.ones(T.size), phases, facts, refined=said_min)
+    assert c.kind == "channel" and "did not converge (channel, index 0)" in c.text
     # a refinement of another time is not this point's
     assert "refined" not in narrate(10.0, T, np.ones(T.size), phases, refined=ok).text
 

@@ -301,6 +301,30 @@ def narrate_state(
     )
 
 
+def segment_phases(
+    t, loss, grad_norm, spectra=(), *, t0: float = 0.0, grad_tol: float | None = None
+) -> list[Phase]:
+    """Phases of one segment that started at ``t0`` (after surgery, or 0), at times t.
+
+    As :func:`core.phases.session_phases` does per segment: the flow is autonomous, so the
+    segment is analysed on log₁₀(t − t₀); ``spectra`` are (t_i, eigenvalues_i) of this
+    segment only (a spectrum of the network before surgery says nothing about this one).
+    """
+    from core.phases import detect_phases
+
+    tt = np.asarray(t, dtype=np.float64)
+    since = np.maximum(tt - t0, 0.0)
+    shifted = [(float(ts) - t0, ev) for ts, ev in spectra]
+    phases = detect_phases(since, loss, grad_norm, shifted, grad_tol=grad_tol)
+    if t0 <= 0 or not tt.size:
+        return phases
+
+    def back(v: float) -> float:
+        return float(tt[min(int(np.searchsorted(since, v)), tt.size - 1)])
+
+    return [replace(p, t_start=back(p.t_start), t_end=back(p.t_end)) for p in phases]
+
+
 # ---------------------------------------------------------------------------------------
 # Pieces of the text
 
@@ -609,4 +633,5 @@ __all__ = [
     "narrate",
     "narrate_state",
     "point_facts",
+    "segment_phases",
 ]

@@ -232,3 +232,23 @@ def test_branch_point_and_session_truncate_at_the_last_save_not_after_t():
         branch_point(s, -1.0)
     with pytest.raises(ValueError, match="from_t"):
         branch_point(s, float("nan"))
+
+
+def test_segment_phases_are_the_sessions_and_shift_with_the_segment_start():
+    from core.narration import segment_phases
+    from core.phases import session_phases
+    from core.session import load_session
+
+    s = load_session("sessions/symmetry_saddle")
+    seg = s.segments[0]
+    spectra = [(sp.t, sp.eigenvalues) for sp in s.spectra if sp.label != "refined"]
+    mine = segment_phases(seg.t, seg.loss, seg.grad_norm, spectra)
+    assert [(p.kind, p.t_start, p.t_end, p.index) for p in mine] == [
+        (p.kind, p.t_start, p.t_end, p.index) for p in session_phases(s)
+    ]
+    # the same segment started at t0 = 50 (after a surgery): same phases, at t + 50
+    shifted = segment_phases(
+        seg.t + 50.0, seg.loss, seg.grad_norm, [(t + 50.0, e) for t, e in spectra], t0=50.0
+    )
+    assert [(p.kind, p.index) for p in shifted] == [(p.kind, p.index) for p in mine]
+    assert np.allclose([p.t_start for p in shifted], [p.t_start + 50.0 for p in mine])

@@ -134,7 +134,8 @@ def run_job(screen: Any, now: float | None = None) -> Job | None:
     """The narration at a :class:`~explorer.screens.run.RunScreen`'s latest state.
 
     Key: the screen's data version, but while the flow runs a new key at most every
-    LIVE_SECONDS (the version changes with every chunk).
+    LIVE_SECONDS (the version changes with every chunk).  The phases are those of the
+    current segment (since the last surgery), detected in the worker.
     """
     run, problem = screen.run, screen.problem
     if run is None or problem is None or screen.objective is None:
@@ -155,8 +156,15 @@ def run_job(screen: Any, now: float | None = None) -> Job | None:
     if not finite.size:
         return None
     j = int(finite[-1])
-    hist_t, hist_l = run.series("loss")
-    phases = list(screen._run_phases())
+    _, hist_l = run.series("loss")
+    k = len(run.segments) - 1  # the current segment (surgery starts a new one)
+    t0 = float(np.concatenate(run.segments[k - 1].t)[-1]) if k > 0 else 0.0
+    spectra = [
+        (snap.t, np.asarray(snap.eigenvalues))
+        for snap in (screen.recorder.spectra if screen.recorder is not None else [])
+        if snap.segment == k and snap.label != "refined"
+    ]
+    grad_tol = float(screen.config.dynamics.grad_tol)
     eig = None if run.spectrum is None else np.asarray(run.spectrum.eigenvalues)
     refined = None
     rec = screen.recorder
@@ -170,11 +178,12 @@ def run_job(screen: Any, now: float | None = None) -> Job | None:
     loss0 = float(hist_l[0]) if hist_l.size else None
 
     def fn() -> NarrationDone:
-        from core.narration import narrate_state
+        from core.narration import narrate_state, segment_phases
 
+        phases = segment_phases(t_seg, loss_seg, grad_seg, spectra, t0=t0, grad_tol=grad_tol)
         n = narrate_state(
             objective, teacher, t_seg, theta_seg, loss_seg, grad_seg, j,
-            history_t=hist_t, history_loss=hist_l, phases=phases, eigenvalues=eig,
+            history_t=t_seg, history_loss=loss_seg, phases=phases, eigenvalues=eig,
             refined=refined, loss0=loss0,
         )  # fmt: skip
         return NarrationDone(n)

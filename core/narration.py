@@ -431,7 +431,10 @@ def _refined_line(refined: Refined, loss0) -> str:
 def _tail_line(t, ht, hl, spectrum, facts) -> tuple[str, str]:
     """No phase holds t yet (a live run's tail, or the very start)."""
     if ht.size < 2 or t <= 0:
-        return "start", f"t = {t:.3g}: the flow has just started — too early to name a phase"
+        return (
+            "start",
+            f"t = {t:.3g}: too few states yet (since the start or a surgery) to name a phase",
+        )
     loss = float(hl[-1])
     start = _flat_since(ht, hl)
     if start is not None:

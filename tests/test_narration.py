@@ -78,7 +78,7 @@ def test_an_unclassified_flat_tail_says_what_it_might_be_and_that_it_is_unsure()
     falling = narrate(T[-1], T, np.geomspace(1.0, 1e-3, T.size), [])
     assert falling.kind == "falling" and "no phase detected yet" in falling.text
     start = narrate(0.0, [0.0], [1.0], [])
-    assert start.kind == "start" and "too early" in start.text
+    assert start.kind == "start" and "too few states yet" in start.text
 
 
 def test_refinement_at_t_is_reported_with_convergence():

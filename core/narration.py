@@ -398,7 +398,7 @@ def _phase_line(phase, prev, t, loss, spectrum, facts, loss0) -> str:
     # converged
     g = facts.grad_norm if facts is not None else float("nan")
     if idx is None:
-        what = "a critical point of unknown index (no Hessian recorded here)"
+        what = "a critical point, index unknown (no Hessian here yet)"
     elif idx == 0:
         what = "a minimum (index 0"
         if spectrum is not None and spectrum.n_zero:
@@ -431,10 +431,7 @@ def _refined_line(refined: Refined, loss0) -> str:
 def _tail_line(t, ht, hl, spectrum, facts) -> tuple[str, str]:
     """No phase holds t yet (a live run's tail, or the very start)."""
     if ht.size < 2 or t <= 0:
-        return (
-            "start",
-            f"t = {t:.3g}: too few states yet (since the start or a surgery) to name a phase",
-        )
+        return "start", f"t = {t:.3g}: too few states yet (since the start or a surgery)"
     loss = float(hl[-1])
     start = _flat_since(ht, hl)
     if start is not None:

@@ -29,12 +29,14 @@ SOLVERS = ("auto", *JAX_SOLVERS, *SCIPY_SOLVERS)
 #                                         Tsit5 t=39;
 #   P=601 (d=4, r=100, N=2000, t_max 100): LSODA 2.0 s, BDF 2.2 s; in 10 s Tsit5 t=8.6,
 #                                         Kvaerno5 t=0.014.
-# LSODA wins by 5-50× wherever measured: it reuses one Jacobian and LU over many steps
-# (njev/steps ≈ 0.1-0.8) and runs Adams steps (no Jacobian) where the flow is not stiff,
-# while an ESDIRK step costs a Hessian, a factorisation and ~18 ∇L evaluations.  Above
-# ~10³ parameters a dense P×P Hessian (N·P² work, 8·P² bytes) per Jacobian becomes the
-# cost and is unmeasured here, so auto keeps the Jacobian-free Tsit5 there
-# (MLPGradientFlow.jl switches to explicit solvers at 1024 too).
+#   P=997 (d=4, r=166, N=2000, t_max 100, load ≈8): LSODA 25 s; Tsit5 reached t=22.7 in
+#                                         40 s; at rtol 1e-8 in 40 s LSODA t=79, Tsit5 t=30.
+# LSODA wins wherever measured (5-50× up to P=601, ≥3× at P=997): it reuses one Jacobian
+# and LU over several steps (njev/steps ≈ 0.1-0.8) and runs Adams steps (no Jacobian)
+# where the flow is not stiff, while an ESDIRK step costs a Hessian, a factorisation and
+# ~18 ∇L evaluations.  Above ~10³ parameters the dense P×P Hessian per Jacobian (N·P²
+# work, 8·P² bytes) takes over and is unmeasured here, so auto keeps the Jacobian-free
+# Tsit5 there (MLPGradientFlow.jl switches to explicit solvers at 1024 too).
 AUTO_SCIPY_MAX_PARAMS = 1024
 AUTO_SCIPY_SOLVER = "lsoda"
 # scipy's LSODA keeps its state in the solver object (paused runs can interleave) from

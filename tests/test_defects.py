@@ -356,3 +356,60 @@ def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspec
             assert inspector.query_one("#inspector-table").row_count == 2
 
     asyncio.run(scenario())
+
+
+def test_replay_inspector_down_moves_the_selection_and_cells_say_what_they_hold():
+    """Down picks the next neuron without Tab; the norm column says it includes b; a keeps
+    its decimals; empty roles read "–"; the heatmap states its scale."""
+    import numpy as np
+
+    from core.analysis import RESPONSE_EXTENT, RESPONSE_POINTS_2D, neuron_response
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+    from explorer.widgets.inspector import NORM_WITH_BIAS, NeuronInspector
+
+    session = load_session(ROOT / "sessions" / "symmetry_saddle")
+    app = ExplorerApp(replay=session)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.problem is not None, 60, "problem")
+            await pilot.press("home", "i")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            await pilot.pause(0.2)
+            inspector = screen.query_one(NeuronInspector)
+            table = inspector.query_one("#inspector-table")
+            assert not table.has_focus and table.cursor_row == 0
+            await pilot.press("down")
+            await pilot.pause(0.2)
+            assert table.cursor_row == 1
+            heat = str(inspector.query_one("#inspector-heatmap").render())
+            assert heat.startswith("neuron 1:")
+            grid = np.linspace(-RESPONSE_EXTENT, RESPONSE_EXTENT, RESPONSE_POINTS_2D)
+            points = np.stack(np.meshgrid(grid, grid), axis=-1)
+            seg = session.segments[0]
+            r = neuron_response(seg.spec, seg.theta[0], 1, points)
+            assert f"densest = |v| {np.max(np.abs(r)):.3g}; range {r.min():.3g}…" in heat
+            labels = [str(c.label) for c in table.columns.values()]
+            assert NORM_WITH_BIAS in labels and "‖w‖" not in labels
+            a_cell = str(table.get_cell_at((0, labels.index("a"))))
+            assert "." in a_cell
+            roles = [str(table.get_cell_at((k, labels.index("role")))) for k in range(2)]
+            assert all(roles)
+            await pilot.press("up")
+            await pilot.pause(0.1)
+            assert table.cursor_row == 0
+
+    asyncio.run(scenario())
+
+
+def test_neuron_cells_keep_decimals_and_name_an_empty_role():
+    from core.analysis import NeuronInfo
+    from explorer.widgets.inspector import COLUMNS, neuron_row
+
+    n = NeuronInfo(0, [1.0, -2.0], 0.5, [12.0], 2.0, None, None, "")
+    cells = dict(zip(COLUMNS, neuron_row(n), strict=True))
+    assert cells["a"] == "12.0" and cells["‖w‖"] == "2.00" and cells["role"] == "–"
+    assert neuron_row(NeuronInfo(1, [0.3], None, [1.0], 0.3, 0, 1.0, "copy"))[3] == "1.00"

@@ -59,6 +59,10 @@ class ReplayScreen(TrajectoryScreen):
         Binding("i", "inspect", "Inspect", id="replay.inspect"),
         # Opened from another screen (the sweep view's Enter): Esc / b return to it.
         Binding("escape,b", "back", "Back to the list", id="replay.to-list"),
+        # ↑/↓ pick the inspector's neuron without first focusing its table (Tab); a
+        # focused table takes them itself.
+        Binding("down", "neuron(1)", "Next neuron", id="replay.neuron-next", show=False),
+        Binding("up", "neuron(-1)", "Previous neuron", id="replay.neuron-prev", show=False),
         Binding("c", "branch", "Continue from here (branch)", id="replay.branch", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
@@ -247,6 +251,16 @@ class ReplayScreen(TrajectoryScreen):
         if action == "back":
             return self._opened_from_a_screen()  # no "Back" key without a way back
         return True
+
+    def action_neuron(self, d: int) -> None:
+        """Move the inspector's neuron selection (its response plot follows)."""
+        from textual.widgets import DataTable
+
+        if self.query_one(TabbedContent).active != "tab-inspector":
+            return
+        table = self.query_one(NeuronInspector).query_one(DataTable)
+        if table.row_count:
+            table.move_cursor(row=int(np.clip(table.cursor_row + d, 0, table.row_count - 1)))
 
     def action_back(self) -> None:
         """Back to the screen that opened this replay (the sweep's table of runs)."""

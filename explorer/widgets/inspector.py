@@ -17,6 +17,47 @@ from textual.widgets import DataTable, Static
 from explorer.widgets.plots import HEAT_LEGEND, LinePlot, Series, heatmap_text
 
 COLUMNS = ("#", "w", "b", "a", "‖w‖", "teacher", "cos", "role")
+#: The norm column's label when the neurons have a bias: the norm is of (w, b)
+#: (core.analysis.NeuronInfo.norm), not of w alone.
+NORM_WITH_BIAS = "‖(w,b)‖"
+
+
+def columns(neurons: list[Any]) -> tuple[str, ...]:
+    """The table's column labels for these neurons (the norm's says what it includes)."""
+    if any(n.b is not None for n in neurons):
+        return tuple(NORM_WITH_BIAS if c == "‖w‖" else c for c in COLUMNS)
+    return COLUMNS
+
+
+def role_text(role: str) -> str:
+    """A neuron's role as shown: "–" when it has none (no copy, average, channel or dead)."""
+    return role or "–"
+
+
+def neuron_row(n: Any) -> tuple[str, ...]:
+    """The table cells of a :class:`core.analysis.NeuronInfo` (in :data:`COLUMNS` order)."""
+    a = np.atleast_1d(np.asarray(n.a, float))
+    return (
+        str(n.index),
+        _vec(n.w),
+        _num(n.b, ".2f"),
+        # "#" keeps the decimals: 12.0 and 1.00, not 12 and 1 (3 significant digits).
+        _vec(a) if a.size > 1 else f"{a[0]:#.3g}",
+        f"{n.norm:#.3g}",
+        "–" if n.nearest_teacher is None else str(n.nearest_teacher),
+        _num(n.cosine, ".3f"),
+        role_text(n.role),
+    )
+
+
+def heat_scale(values: np.ndarray) -> str:
+    """The heatmap's scale: the densest glyph stands for max |value| (the ramp of
+    :func:`explorer.widgets.plots.heatmap_text` is relative), and the values' range."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return "no finite values"
+    return f"densest = |v| {np.max(np.abs(v)):.3g}; range {v.min():.3g}…{v.max():.3g}"
 
 
 def _vec(v: Any, digits: int = 2) -> str:
@@ -80,24 +121,12 @@ class NeuronInspector(Vertical):
         self.result = result
         table = self.query_one(DataTable)
         row = table.cursor_row
-        rows = []
-        for n in result.neurons:
-            a = np.atleast_1d(np.asarray(n.a, float))
-            rows.append((
-                str(n.index),
-                _vec(n.w),
-                _num(n.b, ".2f"),
-                _vec(a) if a.size > 1 else f"{a[0]:.3g}",
-                f"{n.norm:.3g}",
-                "–" if n.nearest_teacher is None else str(n.nearest_teacher),
-                _num(n.cosine, ".3f"),
-                n.role or "",
-            ))  # fmt: skip
+        rows = [neuron_row(n) for n in result.neurons]
         # Explicit column widths: auto-width columns are re-measured only when the table
         # gets an idle moment, and a table filled while its tab is hidden kept the label
         # widths (one character for w, b, a) on its first showing.
         table.clear(columns=True)
-        for j, label in enumerate(COLUMNS):
+        for j, label in enumerate(columns(result.neurons)):
             table.add_column(label, width=max([len(label), *(len(r[j]) for r in rows)]))
         table.add_rows(rows)
         if table.row_count:
@@ -143,7 +172,10 @@ class NeuronInspector(Vertical):
             # size of its previous content (one line) when the heatmap is first drawn.
             size = self.query_one("#inspector-response-box").content_size
             w = max(size.width, 20)
-            h = max(size.height - 1, 6)
-            text = Text(f"neuron {i}: a·σ(w·x+b) on [-3,3]²: {HEAT_LEGEND}\n")
+            # Title with the glyph legend, then the scale: two header lines (the ramp
+            # is relative to max |v|, so the numbers are what the glyphs mean).
+            header = f"neuron {i}: a·σ(w·x+b) on [-3,3]²: {HEAT_LEGEND}\n{heat_scale(r)}\n"
+            h = max(size.height - 2, 6)
+            text = Text(header)
             text.append_text(heatmap_text(r, w, h))
             heat.update(text)

@@ -439,7 +439,7 @@ def _tail_line(t, ht, hl, spectrum, facts) -> tuple[str, str]:
             tail = "index unknown (no Hessian recorded yet): plateau or convergence, unclear"
         elif spectrum.index >= 1:
             words = _index_words(spectrum, None)
-            tail = f"Hessian {words}: near a saddle (a plateau, if the flow escapes)"
+            tail = f"{words}: near a saddle, a plateau so far"
         else:
             tail = f"Hessian {_index_words(spectrum, None)}: converging, or a slow stretch"
         return "flat", f"loss flat since t ≈ {start:.3g} at L = {loss:.4g}; {tail}"

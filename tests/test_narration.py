@@ -74,7 +74,7 @@ def test_an_unclassified_flat_tail_says_what_it_might_be_and_that_it_is_unsure()
     assert flat.kind == "flat" and "loss flat since t ≈ 1" in flat.text
     assert "unclear" in flat.text  # no Hessian yet
     saddle = narrate(T[-1], T, loss, [], eigenvalues=[-0.2, 1.0])
-    assert "near a saddle (a plateau, if the flow escapes)" in saddle.text
+    assert "index 1 (λmin = -0.2): near a saddle, a plateau so far" in saddle.text
     falling = narrate(T[-1], T, np.geomspace(1.0, 1e-3, T.size), [])
     assert falling.kind == "falling" and "no phase detected yet" in falling.text
     start = narrate(0.0, [0.0], [1.0], [])

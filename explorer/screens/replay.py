@@ -5,7 +5,9 @@ space plays/pauses (advancing about 1 % of the run per frame at 5 Hz).  The time
 show the whole run with a cursor at the replayed time; the spectrum, weights and
 inspector show the replayed point.  The inspector (i) analyses θ at the current point
 with :mod:`core.analysis`, in a worker, and is refreshed automatically when the
-scrubber rests.  Plot keys, tabs and help come from
+scrubber rests.  ``c`` continues a new live run from the replayed state (a branch,
+:mod:`explorer.branch`).  The narration line (:mod:`explorer.widgets.narration`) says
+what the flow does at the replayed time.  Plot keys, tabs and help come from
 :class:`~explorer.screens.trajectory.TrajectoryScreen`.
 """
 

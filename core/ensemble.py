@@ -87,11 +87,10 @@ def _vmapped(objective: Objective, settings: DynamicsSettings):
     key = (id(init), id(advance))
     hit = _VMAPPED.get(key)
     if hit is None:
-        # The objective's data (``consts``) are shared by all members: not mapped.
+        # The objective's data (``consts``) are shared by all members: not mapped.  Each
+        # member has its own next save times and count of them (it may be ahead).
         vinit = jax.jit(jax.vmap(init.fn, in_axes=(None, None, 0, None, None)))
-        vadvance = jax.jit(
-            jax.vmap(advance.fn, in_axes=(0, None, None, None, None, None, None, None))
-        )
+        vadvance = jax.jit(jax.vmap(advance.fn, in_axes=(0, 0, 0, None, None, None, None, None)))
         hit = _VMAPPED[key] = (
             BoundConsts(vinit, init.consts),
             BoundConsts(vadvance, advance.consts),
@@ -110,8 +109,11 @@ def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> En
     are cheap to run one by one); ``solver="auto"`` resolves as
     ``core.flow.resolve_solver(..., jax_only=True)`` does.
     Stops when every member has stopped (t_max, converged, max_steps, non-finite, solver
-    error) or after ``settings.max_seconds`` (checked between chunks of save times;
-    members still running then get ``reason="max_seconds"``).
+    error) or after ``settings.max_seconds``: each chunk's loop budget follows the
+    measured cost per iteration (~CHUNK_SECONDS, at most half the remaining budget), so
+    the run stops within about a chunk of it, and members still running then get
+    ``reason="max_seconds"``.  Each member keeps its own position on the save grid; the
+    budget decides only where chunks end, never a member's steps.
     """
     if settings.method != "flow":
         raise ValueError(
@@ -131,56 +133,65 @@ def run_ensemble(objective: Objective, thetas, settings: DynamicsSettings) -> En
     carry = vinit(0.0, float(grid[0]), thetas, tauinv)
 
     loss0, g0 = jax.vmap(objective.value_and_grad)(thetas)
-    ts = [np.zeros(1)]
-    ys = [np.asarray(thetas)[:, None, :]]
-    ls = [np.asarray(loss0)[:, None]]
-    gs = [np.max(np.abs(np.asarray(g0)), axis=1)[:, None]]
-    per = flow.SAVES_PER_CHUNK
-    pos = 0
-    timed_out = False
-    while pos < len(grid):
-        targets = grid[pos : pos + per]
-        n_valid = len(targets)
-        padded = np.full(per, targets[-1])
-        padded[:n_valid] = targets
-        # Unbounded attempt budget: every running member reaches the chunk's last save.
+    n_members, n_grid, per = thetas.shape[0], len(grid), flow.SAVES_PER_CHUNK
+    # Rows 0 (the start) and 1 + j (save time grid[j]); NaN where a member has no state.
+    ys = np.full((n_members, 1 + n_grid, p), np.nan)
+    ls = np.full((n_members, 1 + n_grid), np.nan)
+    gs = np.full((n_members, 1 + n_grid), np.nan)
+    ys[:, 0], ls[:, 0] = np.asarray(thetas), np.asarray(loss0)
+    gs[:, 0] = np.max(np.abs(np.asarray(g0)), axis=1)
+    pos = np.zeros(n_members, np.int64)  # saves recorded per member
+    budget = flow.FIRST_BUDGET
+    while True:
+        status = np.asarray(carry["status"])
+        active = (status == RUNNING) & (pos < n_grid)
+        if not active.any():
+            break
+        padded = np.empty((n_members, per))
+        n_valid = np.zeros(n_members, np.int64)
+        for s in range(n_members):
+            chunk = grid[pos[s] : pos[s] + per] if active[s] else grid[-1:]
+            padded[s] = chunk[-1]
+            padded[s, : len(chunk)] = chunk
+            n_valid[s] = len(chunk) if active[s] else 0
+        tic = time.perf_counter()
         carry, out, final = vadvance(
             carry,
             jnp.asarray(padded),
-            n_valid,
-            settings.max_steps + 10**6,
+            jnp.asarray(n_valid),
+            budget,
             settings.max_steps,
             settings.grad_tol,
             tauinv,
         )
         n = np.asarray(out["n"])  # (S,) saves recorded per member
-        rec = np.arange(n_valid)[None, :] < n[:, None]  # (S, n_valid)
-        nan = np.where(rec, 0.0, np.nan)
-        ts.append(targets)
-        ys.append(np.asarray(out["y"])[:, :n_valid] + nan[..., None])
-        ls.append(np.asarray(out["loss"])[:, :n_valid] + nan)
-        gs.append(np.asarray(out["gnorm"])[:, :n_valid] + nan)
-        pos += n_valid
-        if bool(np.all(np.asarray(carry["status"]) != RUNNING)):
+        y, loss, gnorm = np.asarray(out["y"]), np.asarray(out["loss"]), np.asarray(out["gnorm"])
+        for s in np.nonzero(n)[0]:
+            rows = slice(1 + pos[s], 1 + pos[s] + n[s])
+            ys[s, rows], ls[s, rows], gs[s, rows] = y[s, : n[s]], loss[s, : n[s]], gnorm[s, : n[s]]
+        pos += n
+        now = time.perf_counter()
+        remaining = settings.max_seconds - (now - start)
+        cost = max(now - tic, 1e-6) / max(int(np.max(np.asarray(out["attempts"]))), 1)
+        if remaining < cost:  # not one more iteration fits: "max_seconds" for the running
             break
-        if time.perf_counter() - start > settings.max_seconds:
-            timed_out = True
-            break
+        want = min(flow.CHUNK_SECONDS, 0.5 * remaining) / cost
+        budget = int(np.clip(min(want, 4.0 * budget), 1, 10**6))
 
     status = np.asarray(carry["status"])
     reasons = []
-    for code in status:
+    for code, done in zip(status, pos >= n_grid, strict=True):
         reason = StopReason.from_code(int(code))
         if reason is None:
-            reason = StopReason.MAX_SECONDS if timed_out else StopReason.T_MAX
+            reason = StopReason.T_MAX if done else StopReason.MAX_SECONDS
         reasons.append(reason)
-    t = np.concatenate(ts)
-    last = int(np.max(np.nonzero(np.any(np.isfinite(np.concatenate(ls, axis=1)), axis=0))[0]))
+    t = np.concatenate([np.zeros(1), grid])
+    last = int(np.max(pos))
     return EnsembleResult(
         t=t[: last + 1],
-        theta=np.concatenate(ys, axis=1)[:, : last + 1],
-        loss=np.concatenate(ls, axis=1)[:, : last + 1],
-        grad_norm=np.concatenate(gs, axis=1)[:, : last + 1],
+        theta=ys[:, : last + 1],
+        loss=ls[:, : last + 1],
+        grad_norm=gs[:, : last + 1],
         final_theta=np.asarray(final["y"]),
         final_t=np.asarray(final["t"]),
         steps=np.asarray(carry["steps"]),

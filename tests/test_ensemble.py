@@ -77,3 +77,29 @@ def test_bad_input_is_named(small_problem):
         run_ensemble(obj, thetas, DynamicsSettings(method="adam"))
     with pytest.raises(ValueError, match=r"dynamics\.solver"):  # scipy runs on the host
         run_ensemble(obj, thetas, DynamicsSettings(solver="lsoda"))
+
+
+def test_chunking_does_not_change_members_and_max_seconds_is_honoured(small_problem, monkeypatch):
+    """Chunks of ~0.1 ms (each member at its own save position) give bit-identical members;
+    a budget far shorter than the run stops within 10 % of it with "max_seconds"."""
+    import time
+
+    from core import flow
+
+    obj, thetas = small_problem
+    settings = DynamicsSettings(solver="tsit5", t_max=50.0, n_saves=12, rtol=1e-9, atol=1e-11)
+    whole = run_ensemble(obj, thetas, settings)
+    monkeypatch.setattr(flow, "CHUNK_SECONDS", 1e-4)
+    small = run_ensemble(obj, thetas, settings)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(small.theta, whole.theta)
+    np.testing.assert_array_equal(small.final_theta, whole.final_theta)
+    assert small.reason == whole.reason == ("t_max",) * 4
+    long = DynamicsSettings(
+        solver="tsit5", t_max=1e10, n_saves=12, rtol=1e-9, atol=1e-11, grad_tol=0, max_seconds=3
+    )
+    tic = time.perf_counter()
+    cut = run_ensemble(obj, thetas, long)
+    assert time.perf_counter() - tic < 1.1 * long.max_seconds
+    assert cut.reason == ("max_seconds",) * 4
+    assert np.all(cut.final_t < 1e10) and np.all(np.isfinite(cut.final_theta))

@@ -5,11 +5,11 @@ S members θ_s(0) = θ0_s follow the same dynamics (``settings``) on the same ob
     dθ_s/dt = −τ⁻¹ ⊙ ∇L(θ_s),      s = 1…S,
 
 each with its own adaptive step size, solver and controller state: the flow's jitted
-chunk function of :mod:`core.flow` (one member) is mapped over a leading member axis.
-Under ``vmap`` the inner
-``lax.while_loop`` runs until every member has reached the chunk's last save time
-(members that are done idle, masked), and the per-step operations of S members become
-one batched operation.
+chunk function of :mod:`core.flow` (one member) is mapped over a leading member axis,
+each member with its own next save times.  Under ``vmap`` the inner ``lax.while_loop``
+runs until every member has reached its chunk's last save time or the chunk's iteration
+budget (set from the wall clock) is spent (members that are done idle, masked), and the
+per-step operations of S members become one batched operation.
 
 What that buys depends on the hardware: on a GPU, S members cost little more than one.
 On a CPU a batched ∇L costs as much per member as a single one (the work is exp/log1p

@@ -84,6 +84,13 @@ class RefineDone(Message):
 
 
 @dataclass(eq=False)
+class CompareDone(Message):
+    """A :class:`core.compare.Comparison`: flow vs GD/SGD/Adam from the run's θ₀."""
+
+    comparison: Any
+
+
+@dataclass(eq=False)
 class SurgeryDone(Message):
     """Surgery ``op`` ("merge" | "split" | "perturb") with ``params`` produced a new point.
 

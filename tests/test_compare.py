@@ -149,3 +149,63 @@ def test_cli_compare_records_a_loadable_validated_comparison(tiny_config_path, t
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(SessionError, match=r"methods\[0\]\.method"):
         load_session(out)
+
+
+def test_app_k_compares_methods_shows_both_plots_saves_and_replays(tmp_path):
+    """The run screen's k: the comparison of core.compare from the run's θ₀ to its t, in
+    plots 9 (loss) and 0 (distance), saved with s and shown again in replay."""
+    import asyncio
+    import time
+
+    from core.compare import compare_methods as reference
+    from core.runner import dynamics_settings
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+    from explorer.screens.run import RunScreen
+
+    cfg = parse_config(tomllib.loads(TINY_CONFIG.replace("t_max = 100.0", "t_max = 2.0")), "tiny")
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def wait_for(pilot, cond, what, timeout=120.0):
+        start = time.monotonic()
+        while not cond():
+            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "done", "the run")
+            await pilot.press("k")
+            await wait_for(pilot, lambda: screen.comparison is not None, "compare")
+            cmp = screen.comparison
+            assert cmp.methods == ("gd", "sgd", "adam") and cmp.t_max == screen.run.t
+            problem = screen.problem
+            settings = dataclasses.replace(
+                dynamics_settings(cfg.dynamics, problem.spec.n_params), t_max=cmp.t_max
+            )
+            ref = reference(problem.objective, problem.theta0, settings, ("gd",))
+            np.testing.assert_allclose(cmp.traces[0].distance, ref.traces[0].distance)
+            await pilot.pause(0.5)
+            loss_plot = screen.query_one("#plot-compare-loss")
+            labels = [s.label for s in loss_plot.plot.series]
+            assert labels == ["flow", "gd lr=0.01", "sgd lr=0.01", "adam lr=0.01"]
+            await pilot.press("0")
+            await pilot.pause(0.5)
+            dist_plot = screen.query_one("#plot-compare-distance")
+            assert [s.label for s in dist_plot.plot.series] == ["gd", "sgd", "adam"]
+            assert "interpolated at" in dist_plot.plot.title
+            assert screen.unsaved
+            screen.save_to(tmp_path / "s")
+            saved = load_session(tmp_path / "s")
+            assert saved.comparison is not None and saved.comparison.methods == cmp.methods
+            app.push_screen(ReplayScreen(saved))
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay")
+            await pilot.press("9")
+            await pilot.pause(0.5)
+            replayed = app.screen.query_one("#plot-compare-loss")
+            assert [s.label for s in replayed.plot.series] == labels
+
+    asyncio.run(scenario())

@@ -176,7 +176,12 @@ class ReplayScreen(TrajectoryScreen):
         """The whole session, the cursor at the replayed point, its events and phases."""
         state = self.state_at(self.position)
         return TrajectoryView(
-            state, state.t, self.session.events, self._session_phases(), self.problem
+            state,
+            state.t,
+            self.session.events,
+            self._session_phases(),
+            self.problem,
+            self.session.comparison,
         )
 
     def _session_phases(self) -> list:

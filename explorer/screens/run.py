@@ -18,6 +18,7 @@ come from :class:`~explorer.screens.trajectory.TrajectoryScreen`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ from textual.worker import get_current_worker
 from explorer.messages import (
     BuildDone,
     ChunkArrived,
+    CompareDone,
     FlowFailed,
     FlowStopped,
     InspectDone,
@@ -60,6 +62,8 @@ REDRAW_HZ = 5
 #: While the flow runs, phases (plot markers) are re-detected at most this often (seconds).
 PHASES_SECONDS = 3.0
 IDLE_STATES = ("paused", "done", "error")
+#: Wall-clock budget of each method's run in a comparison (k): a cut run says so.
+COMPARE_SECONDS = 30.0
 LIVE_STATES = ("compiling", "running", "pausing")
 
 
@@ -74,6 +78,7 @@ class RunScreen(TrajectoryScreen):
         Binding("x", "split", "Split", id="run.split", show=False),
         Binding("e", "perturb", "Perturb", id="run.perturb", show=False),
         Binding("s", "save", "Save", id="run.save"),
+        Binding("k", "compare", "Compare methods", id="run.compare", show=False),
         Binding("w", "toggle_watch", "What to watch", id="run.watch", show=False),
         Binding("b", "back", "Back to setup", id="run.back", show=False),
         Binding("question_mark", "app.help", "Help", id="run.help"),
@@ -111,6 +116,7 @@ class RunScreen(TrajectoryScreen):
         self._prev_state = "paused"
         self.last_refine: Any = None
         self.last_inspection: Any = None  # a core.analysis.Inspection
+        self.comparison: Any = None  # a core.compare.Comparison (k)
 
     # -- layout -----------------------------------------------------------------
 
@@ -564,6 +570,52 @@ class RunScreen(TrajectoryScreen):
         self.unsaved = True
         self._reinspect()
 
+    # compare methods ----------------------------------------------------------------
+
+    def action_compare(self) -> None:
+        """Flow vs GD (and SGD with data) and Adam from the run's θ₀ up to the time the run
+        reached (:func:`core.compare.compare_methods`), each method within
+        :data:`COMPARE_SECONDS`; shown in plots 9 and 0 and saved with the session."""
+        if not self._require_idle("compare methods", self.action_compare):
+            return
+        from core.compare import default_methods
+        from core.runner import dynamics_settings as settings_of
+
+        problem = self.problem
+        cfg = self.config.dynamics
+        t_max = self.run.t if self.run.t > 0 else cfg.t_max
+        settings = settings_of(cfg, problem.spec.n_params)
+        settings = replace(
+            settings, t_max=t_max, max_seconds=min(settings.max_seconds, COMPARE_SECONDS)
+        )
+        methods = default_methods(problem.objective.data is not None)
+        seed = int(self.config.seed)
+
+        def job():
+            from core.compare import compare_methods
+
+            theta0 = np.asarray(problem.theta0)
+            return CompareDone(
+                compare_methods(problem.objective, theta0, settings, methods, seed=seed)
+            )
+
+        self._start_task(
+            "compare", job, f"compare flow vs {', '.join(methods)} from θ₀ to t={t_max:.4g}"
+        )
+
+    def on_compare_done(self, message: CompareDone) -> None:
+        from core.compare import comparison_summary
+
+        self._task_finished()
+        self.comparison = message.comparison
+        if self.recorder is not None:
+            self.recorder.comparison = message.comparison
+        for line in comparison_summary(message.comparison):
+            self.log_event(line)
+        self.unsaved = True
+        self.touch()
+        self.action_show_plot(len(self.PLOT_TABS) - 2)  # the comparison's loss plot
+
     # save -------------------------------------------------------------------------
 
     def action_save(self) -> None:
@@ -666,7 +718,9 @@ class RunScreen(TrajectoryScreen):
         if self.run is None:
             return None
         events = self.recorder.events if self.recorder is not None else []
-        return TrajectoryView(self.run, None, events, self._run_phases(), self.problem)
+        return TrajectoryView(
+            self.run, None, events, self._run_phases(), self.problem, self.comparison
+        )
 
     def _run_phases(self) -> list:
         run = self.run

@@ -20,12 +20,13 @@ from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 from explorer.screens.dialogs import PromptScreen
+from explorer.widgets.compare import COMPARE_TABS
 from explorer.widgets.panels import TRAJECTORY_PLOTS, PlotTab, TrajectoryView
 from explorer.widgets.plots import MARKER_GLYPHS, LinePlot, Marker
 from explorer.widgets.views import VIEW_TABS
 
 #: The plot tabs of both screens, in key order (1–9, then 0).  Add new ones here.
-PLOT_TABS: tuple[PlotTab, ...] = TRAJECTORY_PLOTS + VIEW_TABS
+PLOT_TABS: tuple[PlotTab, ...] = TRAJECTORY_PLOTS + VIEW_TABS + COMPARE_TABS
 PLOT_KEYS = "1234567890"
 #: Marker colours per kind (events of the session log; phase boundaries are "phase").
 MARKER_COLORS = {"refine": "green", "surgery": "magenta", "pause": "yellow", "resume": "yellow"}

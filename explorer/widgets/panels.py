@@ -37,6 +37,7 @@ class TrajectoryView:
         events: session events (dicts with "kind" and "t": pause, resume, refine, surgery).
         phases: :class:`core.phases.Phase` list of the trajectory (empty when unknown).
         problem: the :class:`core.problem.Problem` (teacher, data), or None until built.
+        comparison: a :class:`core.compare.Comparison` (flow vs GD/Adam), or None.
     """
 
     run: Any
@@ -44,6 +45,7 @@ class TrajectoryView:
     events: Sequence[dict] = ()
     phases: Sequence[Any] = ()
     problem: Any = None
+    comparison: Any = None
 
 
 @dataclass(frozen=True)

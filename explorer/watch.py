@@ -80,15 +80,17 @@ class Explanation:
         at = self.text.find("Watch")
         return "" if at < 0 else self.text[:at].strip()
 
-    def render(self) -> str:
+    def render(self, keys_first: bool = False) -> str:
         """Plain text, most useful first (a short screen clips the end): the title, the
-        what-to-watch part, one "key  when" line per key, then the background."""
+        what-to-watch part and one "key  when" line per key (keys first on the run screen,
+        where they are what one needs), then the background."""
         keys = "\n".join(f"  {k:<5} {what}" for k, what in self.keys)
-        parts = [
-            self.title,
-            self.watch,
-            f"Keys on the run screen (w there shows / hides this):\n{keys}",
-        ]
+        head = (
+            f"Keys on the run screen ({'w hides this' if keys_first else 'w there toggles this'}):"
+        )
+        parts = [self.title, f"{head}\n{keys}", self.watch]
+        if not keys_first:
+            parts[1], parts[2] = parts[2], parts[1]
         if self.background:
             parts.append(self.background)
         return "\n".join(parts)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -123,7 +124,7 @@ class RunScreen(TrajectoryScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("", id="status")
         yield NarrationLine(lambda: run_job(self), id="narration")
-        yield WatchPanel(explanation(self.config_path), id="watch")
+        yield WatchPanel(explanation(self.config_path), keys_first=True, id="watch")
         yield from trajectory_tabs(self.PLOT_TABS, log_max_lines=2000)
         yield Footer()
 
@@ -250,7 +251,7 @@ class RunScreen(TrajectoryScreen):
         elif message.reason in ("nonfinite", "solver_error"):
             self.state = "error"
             self.error = f"{message.reason}: {message.message}".strip(": ")
-            self.log_event(f"[red]stopped: {self.error}[/red] (last finite state kept)")
+            self.log_event(f"[red]stopped: {escape(self.error)}[/red] (last finite state kept)")
             self.notify(self.error, severity="error", timeout=8)
         else:
             self.state = "done"
@@ -264,7 +265,7 @@ class RunScreen(TrajectoryScreen):
             return
         self.state = "error"
         self.error = message.error
-        self.log_event(f"[red]error: {message.error}[/red] (last finite state kept)")
+        self.log_event(f"[red]error: {escape(message.error)}[/red] (last finite state kept)")
         self.notify(message.error, title="flow failed", severity="error", timeout=8)
         self.touch()
 
@@ -327,7 +328,7 @@ class RunScreen(TrajectoryScreen):
         else:
             self._task_finished()
         self.error = message.error
-        self.log_event(f"[red]{message.job} failed: {message.error}[/red]")
+        self.log_event(f"[red]{message.job} failed: {escape(message.error)}[/red]")
         self.notify(message.error, title=f"{message.job} failed", severity="error", timeout=8)
         self.touch()
 
@@ -652,7 +653,7 @@ class RunScreen(TrajectoryScreen):
             out = Path(self.recorder.save(path))
         except (SessionError, OSError, ValueError) as exc:
             self.notify(str(exc), title="save failed", severity="error", timeout=8)
-            self.log_event(f"[red]save failed: {exc}[/red]")
+            self.log_event(f"[red]save failed: {escape(str(exc))}[/red]")
             return
         self.saved_to = out
         self.unsaved = False
@@ -754,7 +755,10 @@ class RunScreen(TrajectoryScreen):
         run = self.run
         state = self.state
         if state == "error" and self.error:
-            state = f"error ({self.error[:40]})"
+            # One status line cannot hold a long message: its start here, the whole of it
+            # in the Log tab (every error path logs it in full) and the notification.
+            head = escape(self.error if len(self.error) <= 40 else self.error[:39] + "…")
+            state = f"error ({head}" + (" — l: full text in Log)" if len(self.error) > 40 else ")")
         if run is None:
             text = format_status(state, 0.0, float("nan"), float("nan"), 0, None, self._frame)
         else:

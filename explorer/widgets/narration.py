@@ -219,16 +219,17 @@ class WatchPanel(Static):
     :meth:`toggle` (the run screen's ``w``) or :meth:`show_for` (the setup screen, on
     loading a preset).  Layout in app.tcss: ``.watch``; class ``-shown`` displays it."""
 
-    def __init__(self, explanation: Any = None, **kwargs: Any) -> None:
+    def __init__(self, explanation: Any = None, *, keys_first: bool = False, **kwargs: Any):
         super().__init__("", markup=False, classes="watch", **kwargs)
         self.explanation = explanation
+        self.keys_first = keys_first
         if explanation is not None:
-            self.update(explanation.render())
+            self.update(explanation.render(keys_first))
 
     def show_for(self, explanation: Any) -> None:
         """Show ``explanation`` (an :class:`explorer.watch.Explanation`; None hides)."""
         self.explanation = explanation
-        self.update("" if explanation is None else explanation.render())
+        self.update("" if explanation is None else explanation.render(self.keys_first))
         self.set_class(explanation is not None, "-shown")
 
     def toggle(self) -> bool:

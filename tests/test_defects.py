@@ -413,3 +413,69 @@ def test_neuron_cells_keep_decimals_and_name_an_empty_role():
     cells = dict(zip(COLUMNS, neuron_row(n), strict=True))
     assert cells["a"] == "12.0" and cells["‖w‖"] == "2.00" and cells["role"] == "–"
     assert neuron_row(NeuronInfo(1, [0.3], None, [1.0], 0.3, 0, 1.0, "copy"))[3] == "1.00"
+
+
+def test_setup_validates_a_teacher_file_on_entry(tmp_path):
+    """teacher.kind = "file" with a path to a file that is no teacher: the field says so at
+    once and Run stays disabled (it used to fail only after Run)."""
+    from textual.widgets import Button, Input, Select
+
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import SetupScreen, error_id, widget_id
+
+    not_npz = tmp_path / "notes.txt"
+    not_npz.write_text("not a teacher")
+    app = ExplorerApp()
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), 10, "setup")
+            screen = app.screen
+            screen.query_one("#" + widget_id("teacher.kind"), Select).value = "file"
+            await pilot.pause(0.1)
+            screen.query_one("#" + widget_id("teacher.path"), Input).value = str(not_npz)
+            await pilot.pause(0.2)
+            error = str(screen.query_one("#" + error_id("teacher.path")).render())
+            assert "not an .npz archive" in error
+            assert screen.query_one("#run", Button).disabled
+            screen.query_one("#" + widget_id("teacher.path"), Input).value = str(
+                tmp_path / "missing.npz"
+            )
+            await pilot.pause(0.2)
+            assert "file not found" in str(
+                screen.query_one("#" + error_id("teacher.path")).render()
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_long_error_is_whole_in_the_log_and_the_status_says_where():
+    from textual.widgets import RichLog
+
+    from explorer.app import ExplorerApp
+    from explorer.messages import FlowFailed
+    from explorer.screens.run import RunScreen
+
+    cfg = parse_config(TINY_APP, "tiny")
+    app = ExplorerApp(config=cfg, show_clock=False, autostart=False)
+    long = "solver failure at t = 12.5: " + "the step size underflowed " * 8 + "[end]"
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            app.start_run(cfg)
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "paused", 60, "build")
+            screen.post_message(FlowFailed(long, "", screen._segment))
+            await wait_for(pilot, lambda: screen.state == "error", 10, "error")
+            await pilot.pause(0.3)
+            status = str(screen.query_one("#status").render())
+            assert "l: full text in Log" in status and long not in status
+            await pilot.press("l")  # the Log tab
+            await pilot.pause(0.3)
+            log = screen.query_one("#event-log", RichLog)
+            text = " ".join("".join(seg.text for seg in line) for line in log.lines)
+            assert "[end]" in text and "underflowed the step" in text.replace("  ", " ")
+
+    asyncio.run(scenario())

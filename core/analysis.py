@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax.numpy as jnp
 import numpy as np
@@ -683,6 +683,35 @@ def inspect_point(objective: Objective, theta, teacher: Teacher | None, t: float
     return Inspection(t, note, neurons, channels, grid, responses, response_note)
 
 
+#: The role of a neuron in a pair that a later state confirms as a channel (see
+#: :func:`mark_forming_channels`).
+FORMING_CHANNEL_ROLE = "channel (forming)"
+
+
+def mark_forming_channels(
+    inspection: Inspection, ahead: Sequence[Channel], t_ahead: float
+) -> Inspection:
+    """``inspection`` of a state inside a channel phase (:mod:`core.phases`), with the
+    neurons of ``ahead`` — :func:`detect_channels` at the later state t_ahead that ends the
+    phase — marked :data:`FORMING_CHANNEL_ROLE` where they have no role yet.
+
+    Why: the static criteria (``CHANNEL_EPS_REL``, ``CHANNEL_RATIO``…) confirm a pair only
+    once ε is small against ‖w‖, long after the trajectory has entered the channel; the
+    pair is the same one, on its way in.  Nothing is guessed: without a channel ahead, or
+    when this state already has its own channels, the inspection is returned unchanged.
+    """
+    if inspection.channels or not ahead:
+        return inspection
+    pairs = {n for ch in ahead for n in ch.neurons}
+    neurons = [
+        replace(n, role=FORMING_CHANNEL_ROLE) if n.index in pairs and not n.role else n
+        for n in inspection.neurons
+    ]
+    names = " and ".join(f"{i}+{j}" for i, j in (ch.neurons for ch in ahead))
+    note = f"{inspection.note}; neurons {names} form the channel confirmed at t={t_ahead:.4g}"
+    return replace(inspection, neurons=neurons, note=note)
+
+
 # ---------------------------------------------------------------------------------------
 # Helpers
 
@@ -720,6 +749,7 @@ __all__ = [
     "glu_function",
     "hessian_spectrum",
     "inspect_point",
+    "mark_forming_channels",
     "neuron_response",
     "neuron_table",
     "neuron_weights",

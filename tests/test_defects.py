@@ -479,3 +479,39 @@ def test_a_long_error_is_whole_in_the_log_and_the_status_says_where():
             assert "[end]" in text and "underflowed the step" in text.replace("  ", " ")
 
     asyncio.run(scenario())
+
+
+def test_replay_inside_a_channel_phase_names_the_forming_pair():
+    """channel_to_infinity: from t ≈ 264 the phase is a channel (core.phases), but the
+    static criteria confirm the pair only near the end; in between the inspector gave the
+    two neurons an empty role."""
+    import numpy as np
+
+    from core.analysis import FORMING_CHANNEL_ROLE, Inspection, mark_forming_channels
+    from core.phases import session_phases
+    from explorer.app import ExplorerApp
+    from explorer.screens.replay import ReplayScreen
+
+    session = load_session(ROOT / "sessions" / "channel_to_infinity")
+    (channel,) = [p for p in session_phases(session) if p.kind == "channel"]
+    seg = session.segments[0]
+    k = int(np.searchsorted(seg.t, 1e4))  # inside the phase, before the static criteria hold
+    assert channel.t_start < seg.t[k] < 1e7
+    app = ExplorerApp(replay=session)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.problem is not None, 60, "problem")
+            screen.position = k
+            screen.action_inspect()
+            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            ins = screen.last_inspection
+            assert not ins.channels
+            assert [n.role for n in ins.neurons] == [FORMING_CHANNEL_ROLE] * 2
+            assert "form the channel confirmed at t=1e+09" in ins.note
+
+    asyncio.run(scenario())
+    empty = Inspection(0.0, "t=0", [], [])
+    assert mark_forming_channels(empty, [], 1.0) is empty  # nothing ahead: unchanged

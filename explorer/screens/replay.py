@@ -292,12 +292,26 @@ class ReplayScreen(TrajectoryScreen):
         spec, theta, t = seg.spec, np.asarray(seg.theta[j]), float(seg.t[j])
         self._inspected = self.position
         problem = self.problem
+        # Inside a channel phase, the channel its last state confirms (core.phases).
+        in_channel = any(
+            p.kind == "channel" and p.t_start <= t <= p.t_end for p in self._session_phases()
+        )
+        last_theta, t_last = np.asarray(seg.theta[-1]), float(seg.t[-1])
 
         def job():
-            from core.analysis import inspect_point
+            from core.analysis import (
+                analysis_inputs,
+                detect_channels,
+                inspect_point,
+                mark_forming_channels,
+            )
 
             objective = problem.objective_for(spec)
-            return InspectDone(inspect_point(objective, theta, problem.teacher, t))
+            inspection = inspect_point(objective, theta, problem.teacher, t)
+            if in_channel and not inspection.channels:
+                ahead = detect_channels(spec, last_theta, analysis_inputs(objective))
+                inspection = mark_forming_channels(inspection, ahead, t_last)
+            return InspectDone(inspection)
 
         self._task_worker("inspect", job)
 

@@ -140,6 +140,24 @@ def explanation(path: str | Path | None) -> Explanation | None:
     return Explanation(name, title, text, PRESET_KEYS.get(name, GENERIC_KEYS))
 
 
+def session_explanation(session) -> Explanation | None:
+    """The explanation of the preset a session was made from: its folder bears the preset's
+    name (as the shipped sessions/ do) and its config is the preset's, table for table."""
+    from core.config import config_to_dict, load_config
+
+    path = getattr(session, "path", None)
+    if path is None:
+        return None
+    preset = PRESET_DIR / f"{Path(path).name}.toml"
+    if not preset.is_file():
+        return None
+    try:
+        same = config_to_dict(load_config(preset)) == config_to_dict(session.config)
+    except ValueError:  # a preset that no longer loads explains nothing
+        return None
+    return explanation(preset) if same else None
+
+
 __all__ = [
     "GENERIC_KEYS",
     "PRESET_DIR",
@@ -147,5 +165,6 @@ __all__ = [
     "Explanation",
     "explanation",
     "preset_name",
+    "session_explanation",
     "watch_text",
 ]

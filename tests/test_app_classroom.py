@@ -213,6 +213,35 @@ async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
 
 
 @_sync
+async def test_w_in_the_replay_of_a_shipped_session_shows_its_presets_text(tmp_path):
+    from explorer.app import ExplorerApp
+    from explorer.watch import PRESET_KEYS
+    from explorer.widgets.narration import WatchPanel
+
+    app = ExplorerApp(replay=load_session(SESSIONS / "channel_to_infinity"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        watch = app.screen.query_one(WatchPanel)
+        assert not watch.has_class("-shown")
+        await pilot.press("w")
+        await pilot.pause()
+        assert watch.has_class("-shown") and watch.region.height > 0
+        text = str(watch.render())
+        key, what = PRESET_KEYS["channel_to_infinity"][0]
+        assert text.index(f"{key:<5} {what}") < text.index("Watch:")  # keys first
+    # a session whose config is not its folder's preset's gets no text
+    from core.branch import branch_session
+    from core.session import save_session
+
+    other = branch_session(load_session(SESSIONS / "symmetry_saddle"), 10.0)
+    save_session(tmp_path / "channel_to_infinity", other)
+    app = ExplorerApp(replay=load_session(tmp_path / "channel_to_infinity"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("w")
+        await pilot.pause()
+        assert not app.screen.query_one(WatchPanel).has_class("-shown")
+
+
+@_sync
 async def test_w_without_a_preset_says_there_is_no_text(tiny_config_path):
     from core.config import load_config
     from explorer.app import ExplorerApp

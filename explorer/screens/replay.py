@@ -24,8 +24,9 @@ from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent
 from core.analysis import closest_pair_distance, neuron_weights
 from explorer.messages import BuildDone, InspectDone, TaskFailed
 from explorer.screens.trajectory import TrajectoryScreen
+from explorer.watch import session_explanation
 from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.narration import NarrationLine, replay_job
+from explorer.widgets.narration import NarrationLine, WatchPanel, replay_job
 from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import RunState, Segment, one_hidden_layer, run_task
@@ -66,6 +67,7 @@ class ReplayScreen(TrajectoryScreen):
         Binding("down", "neuron(1)", "Next neuron", id="replay.neuron-next", show=False),
         Binding("up", "neuron(-1)", "Previous neuron", id="replay.neuron-prev", show=False),
         Binding("c", "branch", "Continue from here (branch)", id="replay.branch", show=False),
+        Binding("w", "toggle_watch", "What to watch", id="replay.watch", show=False),
         Binding("question_mark", "app.help", "Help", id="replay.help"),
         Binding("q", "app.quit", "Quit", id="replay.quit"),
     ]
@@ -92,6 +94,7 @@ class ReplayScreen(TrajectoryScreen):
         yield StatusLine("", id="status")
         yield ProgressBar(total=max(len(self.index) - 1, 1), show_eta=False, id="scrubber")
         yield NarrationLine(lambda: replay_job(self), id="narration")
+        yield WatchPanel(session_explanation(self.session), keys_first=True, id="watch")
         yield from trajectory_tabs(self.PLOT_TABS)
         yield Footer()
 
@@ -274,6 +277,10 @@ class ReplayScreen(TrajectoryScreen):
         if self._opened_from_a_screen():
             self.playing = False
             self.app.pop_screen()
+
+    def action_toggle_watch(self) -> None:
+        if not self.query_one(WatchPanel).toggle():
+            self.notify("no what-to-watch text: this session is not a preset's", timeout=3)
 
     def action_branch(self) -> None:
         """A new live run from the state at the cursor (:mod:`explorer.branch`)."""

@@ -175,6 +175,38 @@ async def test_live_narration_on_the_run_screen(tiny_config_path):
         assert f"{screen.run.loss:.3g}" in text or f"{screen.run.loss:.4g}" in text
 
 
+@_sync
+async def test_live_narration_on_the_symmetry_saddles_plateau():
+    """The preset stopped at t = 100, still on its plateau: the live narration (the run so
+    far, no escape yet) says the loss is flat near a saddle of index 1, a plateau so far,
+    and names the split pair."""
+    from core.config import config_to_dict, load_config, parse_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+    from explorer.widgets.narration import NarrationLine
+
+    table = config_to_dict(load_config(PRESETS / "symmetry_saddle.toml"))
+    table["dynamics"]["t_max"] = 100.0
+    table["refine"] = {"method": "none"}
+    app = ExplorerApp(config=parse_config(table, "symmetry_saddle, t_max = 100"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+r")
+        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        screen = app.screen
+        await _wait(pilot, lambda: screen.state == "done", "run finished", 180)
+        line = screen.query_one(NarrationLine)
+        await _wait(
+            pilot,
+            lambda: line.narration is not None and line.narration.t == screen.run.t,
+            "narration of the final state",
+        )
+        text = line.narration.text
+        assert line.narration.kind == "flat"
+        assert "loss flat since t ≈ 0.01 at L = 0.001385" in text
+        assert "index 1 (λmin = -0.01): near a saddle, a plateau so far" in text
+        assert "neurons 0 and 1 are a split pair" in text and "μ = 0.50" in text
+
+
 # ----------------------------------------------------------------------------- explanations
 
 

@@ -82,7 +82,7 @@ class PointFacts:
         t, loss, grad_norm: time, L(θ) and ‖∇L(θ)‖∞ at the state.
         w: (k, d′) augmented first-layer input weights w̃_i (bias last when present), or
             None for nets without neuron analysis (no hidden layer, > 1 hidden layer).
-        a: (k,) first output weight a_i of each neuron (W2[0, i]), or None.
+        a: (k,) output weight a_i = W2[0, i] of each neuron (scalar output), else None.
         roles: per neuron "copy" | "average" | "channel" | "dead" | "" (see
             :func:`core.analysis.neuron_table`); empty without a teacher network.
         nearest: per neuron the nearest teacher neuron (None without one).
@@ -169,7 +169,8 @@ def point_facts(
     return PointFacts(
         **base,
         w=w,
-        a=np.asarray(w2[0], dtype=np.float64),
+        # scalar output only: a split pair's μ and a channel's ±a are defined for it
+        a=np.asarray(w2[0], dtype=np.float64) if spec.output_dim == 1 else None,
         roles=tuple(n.role for n in table),
         nearest=tuple(n.nearest_teacher for n in table),
         cosines=tuple(n.cosine for n in table),
@@ -479,7 +480,7 @@ def _neuron_line(kind, facts, earlier, spectrum) -> str:
         return _rank_words(facts)
     if facts.w is None:
         return ""
-    pair = _split_pair(facts)
+    pair = _split_pair(facts) if facts.a is not None else None
     if pair is not None:
         i, j, rel, mu = pair
         return (

@@ -252,3 +252,12 @@ def test_segment_phases_are_the_sessions_and_shift_with_the_segment_start():
     )
     assert [(p.kind, p.index) for p in shifted] == [(p.kind, p.index) for p in mine]
     assert np.allclose([p.t_start for p in shifted], [p.t_start + 50.0 for p in mine])
+
+
+def test_a_multi_output_net_gets_no_split_pair_from_its_first_output_alone():
+    spec = make_spec(2, [2], "softplus", bias=False, output_dim=2)
+    w = [[1.0, 0.5], [1.0, 0.5001]]
+    th = np.asarray(flatten(spec, {"w1": w, "w2": [[1.0, 1.0], [1.0, -1.0]]}))
+    f = _facts(spec, th)
+    assert f.a is None and f.w is not None
+    assert "split pair" not in narrate(1.0, T, np.ones(T.size), [], f).text

@@ -911,7 +911,14 @@ NEURON_SCHEMA = {
     "cosine": "num?",
     "role": "str?",
 }
-POINT_SCHEMA = {"t": "num?", "loss!": "num?", "grad_inf_norm!": "num?", "params": "params"}
+POINT_SCHEMA = {
+    "t": "num?",
+    "loss!": "num?",
+    "grad_inf_norm!": "num?",
+    "params": "params",
+    "rmse": "num?",  # core.problem.Problem.fit_metrics, beside the loss (format_report reads it)
+    "accuracy": "num?",
+}
 REFINED_POINT_SCHEMA = {
     **POINT_SCHEMA,
     "iterations": "count?",
@@ -942,7 +949,7 @@ REPORT_SCHEMA = {
     "config": "obj",
     "partial": "bool",
     "phases": ["obj"],
-    "analysed": {"point": "str", "t": "num?", "note": "str"},
+    "analysed": {"point!": "str", "t": "num?", "note": "str"},
 }
 REFINED_SCHEMA = {
     "segment": "count",

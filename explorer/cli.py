@@ -517,9 +517,9 @@ def format_report(report: dict) -> str:
     """A short human-readable summary of a report."""
     fin = report["final"]
     which = report.get("analysed") or {}
+    of = f"  (of the {which.get('point')} point at t = {which.get('t') or 0:.6g})" if which else ""
     lines = [
-        f"classification: {report.get('classification')}"
-        + (f"  (of the {which['point']} point at t = {which.get('t') or 0:.6g})" if which else ""),
+        f"classification: {report.get('classification')}{of}",
         f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}{_fit(fin)}  "
         f"|∇L|∞ = {_g(fin['grad_inf_norm'])}",
     ]

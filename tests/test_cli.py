@@ -327,8 +327,6 @@ def test_run_outcome_does_not_depend_on_the_wall_clock(tmp_path, monkeypatch):
     """`explorer run` twice, the second time with a wall clock running 20× fast (what a
     loaded machine looks like to every timer): other chunks, the same hand-over, end point,
     classification and refine event."""
-    import core.flow
-
     cfg_path = tmp_path / "ts.toml"
     cfg_path.write_text(TEACHER_STUDENT)
     cfg = load_config(cfg_path)
@@ -348,7 +346,6 @@ def test_run_outcome_does_not_depend_on_the_wall_clock(tmp_path, monkeypatch):
 
     monkeypatch.setattr(time, "perf_counter", fast)
     monkeypatch.setattr(time, "monotonic", fast)
-    monkeypatch.setattr(core.flow, "_clock", fast, raising=False)
     busy, busy_events, busy_seg = outcome(tmp_path / "busy")
     monkeypatch.undo()
 

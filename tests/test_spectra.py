@@ -124,13 +124,13 @@ def test_live_worker_records_the_headless_spectra(tmp_path: Path, tiny_config_pa
 def test_spectra_do_not_depend_on_machine_load(tmp_path: Path, monkeypatch, tiny_config_path):
     """A wall clock running 50× fast makes every chunk look slow (more, shorter chunks
     with off-grid progress rows): the spectra's times and values stay the same."""
-    import core.flow
+    import core.flow.driver
 
     config = load_config(tiny_config_path)
     fast, _, chunks_fast = _headless_and_live(config, tmp_path / "a")
-    real = core.flow._clock
+    real = core.flow.driver._clock
     start = real()
-    monkeypatch.setattr(core.flow, "_clock", lambda: start + 50 * (real() - start))
+    monkeypatch.setattr(core.flow.driver, "_clock", lambda: start + 50 * (real() - start))
     slow, _, chunks_slow = _headless_and_live(config, tmp_path / "b")
     assert chunks_slow > chunks_fast  # the fast clock did change the chunking
     assert [t for t, _ in fast] == [t for t, _ in slow]

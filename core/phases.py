@@ -260,7 +260,52 @@ def session_phases(session) -> list[Phase]:
                 dataclasses.replace(p, t_start=back(p.t_start), t_end=back(p.t_end)) for p in phases
             ]
         out.extend(phases)
+    handover = _handover_phase(session, out)
+    if handover is not None:
+        if out and out[-1].kind == "channel":
+            # The tail's slow fall looked like a channel only because the trajectory stops
+            # at the hand-over; the driver hands over only where λmax has settled and the
+            # Hessian is positive definite, which a channel (λmax ~ 1/ε²) never passes.
+            tail = out.pop()
+            if out and out[-1].kind == "descent":
+                head = out[-1].note.rsplit(" to ", 1)[0]
+                out[-1] = dataclasses.replace(
+                    out[-1], t_end=tail.t_end, loss=tail.loss, note=f"{head} to {tail.loss:.3g}"
+                )
+            else:
+                out.append(dataclasses.replace(tail, kind="descent", note="slow descent"))
+        out.append(handover)
     return out
+
+
+def _handover_phase(session, phases: list[Phase]) -> Phase | None:
+    """The "converged" phase of a run that core.fixed_point handed over to refinement.
+
+    The driver hands over only once the flow has entered the basin of the point that
+    refinement then lands on (Hessian positive definite at two checks, the refined point
+    inside the flow's quadratic model), so the flow's end point is that refined point:
+    the trajectory stops before ‖∇L‖∞ reaches the tolerance by itself, and the run's
+    convergence is dated at the hand-over.  None when the run was not handed over, the
+    refinement did not converge, or the trajectory already ends converged.
+    """
+    refined = session.refined or {}
+    last = len(session.segments) - 1
+    if not (refined.get("handed_over") and refined.get("converged")):
+        return None
+    if refined.get("segment", last) != last or (phases and phases[-1].kind == "converged"):
+        return None
+    t = float(refined.get("t", session.segments[-1].t[-1]))
+    index = None
+    at_refined = [sp for sp in session.spectra if sp.label == "refined" and sp.segment == last]
+    if at_refined:
+        ev = np.asarray(at_refined[-1].eigenvalues, dtype=np.float64)
+        tol = default_eigen_tol(float(np.max(np.abs(ev))), ev.size) if ev.size else 0.0
+        index = int(np.sum(ev < -tol))
+    loss = float(refined.get("loss", float("nan")))
+    grad = refined.get("grad_inf_norm")
+    exact = f" (‖∇L‖∞ = {float(grad):.1e})" if grad is not None else ""
+    note = f"handed over to refinement at t ≈ {t:.3g}: the flow's end point, L = {loss:.4g}{exact}"
+    return Phase("converged", t, t, loss, index, note)
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each preset is run headless exactly as a user would run it,
 
-    explorer run explorer/presets/<preset>.toml --out sessions/<preset>
+    explorer run explorer/presets/<preset>.toml --out sessions/<preset> --force
 
 (in a fresh ``python -m explorer`` process, so the wall time printed is what a teacher
 demoing the preset waits, start-up and compilation included), and its report is checked
@@ -95,7 +95,7 @@ def run_preset(name: str, out_root: Path) -> dict:
     """Run one preset in a fresh process; returns a summary row."""
     out = out_root / name
     cmd = [sys.executable, "-m", "explorer", "run", str(PRESETS / f"{name}.toml")]
-    cmd += ["--out", str(out), "--quiet"]
+    cmd += ["--out", str(out), "--quiet", "--force"]  # regenerating replaces the old one
     tic = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - tic

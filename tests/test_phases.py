@@ -447,3 +447,21 @@ def test_partial_report_of_an_interrupted_session_has_phases():
     report = session_report(dataclasses.replace(session, report=None))
     assert report["partial"] is True
     assert report["phases"] == [p.to_json() for p in session_phases(session)]
+
+
+def test_a_handed_over_run_ends_converged_and_its_tail_is_no_channel():
+    """copy_or_average stops where core.fixed_point hands over (t ≈ 608, loss still
+    falling slowly): the tail is a descent, not a channel, and convergence is dated at the
+    hand-over with the refined point's loss and index."""
+    session = load_session(SESSIONS / "copy_or_average")
+    assert session.refined["handed_over"] and session.refined["converged"]
+    phases = session_phases(session)
+    assert [p.kind for p in phases] == ["descent", "converged"]
+    end = phases[-1]
+    assert end.t_start == end.t_end == session.segments[-1].t[-1]
+    assert end.loss == session.refined["loss"] and end.index == 0
+    # Without the hand-over record the same trajectory's slow tail reads as a channel.
+    import dataclasses
+
+    bare = dataclasses.replace(session, refined=None)
+    assert "channel" in [p.kind for p in session_phases(bare)]

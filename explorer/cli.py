@@ -254,9 +254,7 @@ def closing_summary(summary: dict) -> str:
     """stop reason, classification and the loss *of the analysed point* (the refined one
     when there is one, as in the report), saying which, and the wall time."""
     refined = summary.get("refined_loss")
-    loss, which = (
-        (summary.get("final_loss"), "flow") if refined is None else (refined, "refined")
-    )
+    loss, which = (summary.get("final_loss"), "flow") if refined is None else (refined, "refined")
     loss_text = "n/a" if loss is None else f"{loss:.6g}"
     return (
         f"{summary.get('stop_reason')}, {summary.get('classification')}, "

@@ -52,7 +52,10 @@ def make_recorder(n_chunks=3, seed=0) -> SessionRecorder:
     rec.add_spectrum(t0 + 1.0, rng.normal(size=spec5.n_params), "refined")
     rec.set_refined(rng.normal(size=spec5.n_params), converged=True, iterations=4)
     rec.summary["classification"] = "saddle"
-    rec.analysis = {"classification": "saddle", "spectrum": {"eigenvalues": [-1.0, 2.0], "index": 1}}
+    rec.analysis = {
+        "classification": "saddle",
+        "spectrum": {"eigenvalues": [-1.0, 2.0], "index": 1},
+    }
     rec.report = {"final": {"t": t0 + 1.0, "loss": 0.05, "grad_inf_norm": 1e-4}, "x": [1.0, None]}
     return rec
 

@@ -116,8 +116,9 @@ ATTEMPT_MAX_ITER = 50
 MODEL_FACTOR = 10.0
 #: Largest change of λ_max from the flow state to the refined point.
 CURVATURE_RATIO = 2.0
-#: After a max_seconds stop, the final trust region gets this share of max_seconds.
-FINAL_SECONDS_SHARE = 0.1
+#: After a max_seconds stop, the final refinement gets this share of max_seconds (the
+#: analysis and the save after it take the rest of the 10 % that max_seconds allows).
+FINAL_SECONDS_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -392,15 +393,23 @@ class FixedPointRun:
         flow is not in the quadratic basin yet, and Newton would only cost more.
         """
         cap = min(ATTEMPT_MAX_ITER * 2 ** len(self.attempts), self.max_iter)
+        # Iteration caps decide every attempt; the wall budget can only cut one short when
+        # the run is about to be cut short by max_seconds anyway (and then says so).
+        left = self._seconds_left
         if self.method == "newton":
-            res = newton(self.objective, theta, self.gtol, cap)
+            res = newton(self.objective, theta, self.gtol, cap, max_seconds=left())
         else:
-            res = trust_region(self.objective, theta, self.gtol, cap)
+            res = trust_region(self.objective, theta, self.gtol, cap, max_seconds=left())
             if self.method == "auto" and not res.converged and res.grad_inf_norm < POLISH_BELOW:
-                res = then_newton(res, newton(self.objective, res.theta, self.gtol, cap))
+                second = newton(self.objective, res.theta, self.gtol, cap, max_seconds=left())
+                res = then_newton(res, second)
         if self.method != "trust-region" and res.converged:
             res = polish(self.objective, res, self.gtol)
         return res
+
+    def _seconds_left(self) -> float:
+        """Wall seconds left of ``max_seconds`` (never below a millisecond)."""
+        return max(self.settings.max_seconds - (time.perf_counter() - self._start), 1e-3)
 
     def _verdict(self, theta_f, loss_f, lmax_f, step, decrease, res) -> str | None:
         """Why the refinement ``res`` from the flow state θ_f is rejected, or None."""
@@ -431,9 +440,9 @@ class FixedPointRun:
             why = f"cut short by max_seconds = {self.settings.max_seconds:g} at t = {t:.6g}"
         if self.method == "none":
             return self._finish(last, None, chunk.steps, chunk.reason, why)
-        seconds = None
-        if chunk.reason == "max_seconds":
-            seconds = FINAL_SECONDS_SHARE * self.settings.max_seconds
+        # The final refinement gets what is left of the budget, and after a max_seconds
+        # stop FINAL_SECONDS_SHARE of it, so a run ends within ~5 % of max_seconds.
+        seconds = max(self._seconds_left(), FINAL_SECONDS_SHARE * self.settings.max_seconds)
         tic = time.perf_counter()
         try:
             res = refine(self.objective, theta, self.method, self.gtol, self.max_iter, seconds)

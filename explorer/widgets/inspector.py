@@ -145,6 +145,12 @@ class NeuronInspector(Vertical):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_response()
 
+    def on_resize(self) -> None:
+        # The heatmap is drawn to the response box's size: redraw when the layout settles
+        # on another one (the first draw may see the box before its final layout).
+        if self.result is not None:
+            self._show_response()
+
     def selected_neuron(self) -> int:
         return max(self.query_one(DataTable).cursor_row, 0)
 
@@ -174,8 +180,10 @@ class NeuronInspector(Vertical):
             w = max(size.width, 20)
             # Title with the glyph legend, then the scale: two header lines (the ramp
             # is relative to max |v|, so the numbers are what the glyphs mean).
-            header = f"neuron {i}: a·σ(w·x+b) on [-3,3]²: {HEAT_LEGEND}\n{heat_scale(r)}\n"
-            h = max(size.height - 2, 6)
-            text = Text(header)
+            header = f"neuron {i}: a·σ(w·x+b) on [-3,3]²: {HEAT_LEGEND}\n{heat_scale(r)}"
+            # Header rows as wrapped at this width, so the map never runs past the box.
+            rows = sum(max(1, -(-len(line) // w)) for line in header.split("\n"))
+            h = max(size.height - rows, 6)
+            text = Text(header + "\n")
             text.append_text(heatmap_text(r, w, h))
             heat.update(text)

@@ -75,6 +75,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import core  # noqa: F401  (float64)
+from core.flow import StopReason
 from core.objectives import Objective
 from core.refine import (
     METHODS,
@@ -87,7 +88,7 @@ from core.refine import (
 )
 
 #: ``Chunk.reason`` / ``stop_reason`` of a run that ended by an accepted hand-over.
-HANDED_OVER = "refined"
+HANDED_OVER = StopReason.REFINED
 #: Refinement is considered only once ‖∇L‖∞ is below this (absolute, like gtol): above
 #: it the flow is still far from any critical point, and each check costs a Hessian.
 SWITCH_GRAD = 1e-3

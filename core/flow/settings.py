@@ -75,8 +75,6 @@ NONFINITE_STREAK = 12
 # it says nothing about the cost of a step; later budgets follow the measured cost).
 FIRST_BUDGET = 8
 
-# The wall clock of the driver (a module attribute so that tests can slow it down).
-
 
 class StopReason(enum.StrEnum):
     """Why a run stopped.  The values are stored in sessions and reports: never rename.
@@ -91,6 +89,9 @@ class StopReason(enum.StrEnum):
     MAX_STEPS = "max_steps"
     NONFINITE = "nonfinite"
     SOLVER_ERROR = "solver_error"
+    #: Set by :mod:`core.fixed_point`, never inside a loop: the flow entered the basin of
+    #: the point refinement landed on, and the run was handed over there.
+    REFINED = "refined"
 
     @property
     def code(self) -> int:
@@ -116,6 +117,8 @@ class StopReason(enum.StrEnum):
             return f"stopped after {settings.max_seconds:g} s"
         if self is StopReason.MAX_STEPS:
             return f"reached max_steps = {settings.max_steps} at t = {t:.6g}"
+        if self is StopReason.REFINED:
+            return f"handed over to refinement at t = {t:.6g}"
         if self is StopReason.NONFINITE:
             return (
                 f"the next state after t = {t:.6g} (step {steps}) is NaN/Inf or has a "
@@ -142,6 +145,7 @@ _DESCRIPTIONS = {
     StopReason.MAX_STEPS: "the run took max_steps solver steps / iterations",
     StopReason.NONFINITE: "the next state or its loss is NaN/Inf; the last finite one is kept",
     StopReason.SOLVER_ERROR: "the solver failed (step size underflow or failed implicit solve)",
+    StopReason.REFINED: "the flow was handed over to refinement inside its end point's basin",
 }
 
 

@@ -108,12 +108,14 @@ def stream_flow(
                 break
         fixed = gen.result
         if fixed is not None and fixed.refine is not None:
-            from core.analysis import classify
+            from core.analysis import analyze
 
             res = fixed.refine
-            spectrum = hessian_spectrum(np.asarray(objective.hessian(res.theta)))
-            kind = classify(spectrum, res.grad_inf_norm, [], cfg.gtol * 1e4)  # as the app's r
-            post(RefineDone(res, spectrum, kind))
+            # The report's classification (core.runner.finish), channels included, as the
+            # app's r: a channel refined "to a minimum" must still read "channel".
+            point = res.theta if np.all(np.isfinite(np.asarray(res.theta))) else fixed.theta
+            analysis = analyze(objective, point)
+            post(RefineDone(res, analysis.spectrum, analysis.classification))
     except Exception as exc:  # shown in the app; the run stays inspectable
         post(FlowFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), segment))
         return

@@ -228,6 +228,32 @@ def test_refine_banner_uses_the_reports_classification_and_says_not_converged():
     asyncio.run(scenario())
 
 
+def test_a_live_runs_own_refinement_is_classified_as_the_report_does():
+    """The channel preset run live (ctrl+r): the flow's own refinement at its end arrives as
+    the refine banner, which must say "channel" as `explorer report` does (it classified
+    without the channel check, so "minimum", before)."""
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    demo = load_session(ROOT / "sessions" / "channel_to_infinity")
+    assert demo.report["classification"] == "channel"
+    cfg = load_config(ROOT / "explorer" / "presets" / "channel_to_infinity.toml")
+    app = ExplorerApp(config=cfg, show_clock=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refinement")
+            _, _, kind = screen.last_refine
+            assert kind == "channel"
+            assert "channel" in str(screen.query_one("#inspector-refine").render())
+
+    asyncio.run(scenario())
+
+
 def test_ctrl_q_and_ctrl_c_never_quit_an_unsaved_run_without_asking():
     from explorer.app import ExplorerApp
     from explorer.screens.dialogs import ConfirmScreen

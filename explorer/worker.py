@@ -30,27 +30,6 @@ from explorer.messages import (
 )
 
 
-def dynamics_settings(dynamics_cfg: Any, **overrides: Any) -> Any:
-    """A :class:`core.flow.DynamicsSettings` from the config's dynamics table.
-
-    Copies every field the two have in common (so new config keys flow through
-    without touching the UI), then applies ``overrides``.
-    """
-    import dataclasses
-
-    from core.flow import DynamicsSettings
-
-    names = {f.name for f in dataclasses.fields(DynamicsSettings)}
-    values = {}
-    for name in names:
-        if hasattr(dynamics_cfg, name):
-            v = getattr(dynamics_cfg, name)
-            if v is not None or name == "tauinv":
-                values[name] = tuple(v) if isinstance(v, list) else v
-    values.update(overrides)
-    return DynamicsSettings(**values)
-
-
 def stream_flow(
     objective: Any,
     theta0: np.ndarray,

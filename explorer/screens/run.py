@@ -52,7 +52,6 @@ from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
 from explorer.worker import (
     RunState,
-    dynamics_settings,
     elapsed_text,
     one_hidden_layer,
     run_task,
@@ -187,12 +186,14 @@ class RunScreen(TrajectoryScreen):
 
     def start_flow(self) -> None:
         """Start (or resume) the flow from the current point."""
+        from core.runner import dynamics_settings
+
         if self.run is None or self.state not in IDLE_STATES:
             return
         cfg = self.config.dynamics
         t0 = self.run.t
         t_max = cfg.t_max if t0 < cfg.t_max * (1 - 1e-12) else t0 + cfg.t_max
-        settings = dynamics_settings(cfg, t_max=t_max)
+        settings = replace(dynamics_settings(cfg, self.run.spec.n_params), t_max=t_max)
         self._segment += 1
         self.state = "compiling" if not self.run.segments[-1].t else "running"
         self.error = None
@@ -580,12 +581,12 @@ class RunScreen(TrajectoryScreen):
         if not self._require_idle("compare methods", self.action_compare):
             return
         from core.compare import default_methods
-        from core.runner import dynamics_settings as settings_of
+        from core.runner import dynamics_settings
 
         problem = self.problem
         cfg = self.config.dynamics
         t_max = self.run.t if self.run.t > 0 else cfg.t_max
-        settings = settings_of(cfg, problem.spec.n_params)
+        settings = dynamics_settings(cfg, problem.spec.n_params)
         settings = replace(
             settings, t_max=t_max, max_seconds=min(settings.max_seconds, COMPARE_SECONDS)
         )

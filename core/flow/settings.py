@@ -4,10 +4,8 @@ stopped (:class:`StopReason`): the part of :mod:`core.flow` every other part use
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from dataclasses import dataclass
-from importlib import metadata
 
 import numpy as np
 
@@ -39,19 +37,8 @@ SOLVERS = ("auto", *JAX_SOLVERS, *SCIPY_SOLVERS)
 # Tsit5 there (MLPGradientFlow.jl switches to explicit solvers at 1024 too).
 AUTO_SCIPY_MAX_PARAMS = 1024
 AUTO_SCIPY_SOLVER = "lsoda"
-# scipy's LSODA keeps its state in the solver object (paused runs can interleave) from
-# scipy 1.17 on (the C rewrite, scipy PR 23914); before, in Fortran common blocks, so
-# auto falls back to the (pure-Python) BDF there.
-LSODA_REENTRANT_SCIPY = (1, 17)
-
-
-@functools.cache
-def _auto_scipy_solver() -> str:
-    try:
-        version = tuple(int(part) for part in metadata.version("scipy").split(".")[:2])
-    except (metadata.PackageNotFoundError, ValueError):
-        return "bdf"
-    return AUTO_SCIPY_SOLVER if version >= LSODA_REENTRANT_SCIPY else "bdf"
+# LSODA keeps its state in the solver object (paused runs can interleave) from scipy 1.17
+# on (the C rewrite, scipy PR 23914), which pyproject.toml requires.
 
 
 # Where a jitted (diffrax) solver is required (core.ensemble's vmap), "auto" means
@@ -214,7 +201,7 @@ class DynamicsSettings:
 def resolve_solver(settings: DynamicsSettings, n_params: int, *, jax_only: bool = False) -> str:
     """The concrete solver name.
 
-    ``auto`` → lsoda (bdf with scipy < 1.17) if P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` else
+    ``auto`` → lsoda if P ≤ :data:`AUTO_SCIPY_MAX_PARAMS` else
     tsit5.  With ``jax_only`` (a caller that needs the jitted solver, e.g.
     :mod:`core.ensemble`): ``auto`` → kvaerno5 if P ≤ :data:`AUTO_STIFF_MAX_PARAMS` else
     tsit5, and a scipy solver is an error.  The constants' comments hold the measurements
@@ -223,7 +210,7 @@ def resolve_solver(settings: DynamicsSettings, n_params: int, *, jax_only: bool 
     if settings.solver == "auto":
         if jax_only:
             return AUTO_STIFF_SOLVER if n_params <= AUTO_STIFF_MAX_PARAMS else "tsit5"
-        return _auto_scipy_solver() if n_params <= AUTO_SCIPY_MAX_PARAMS else "tsit5"
+        return AUTO_SCIPY_SOLVER if n_params <= AUTO_SCIPY_MAX_PARAMS else "tsit5"
     if jax_only and settings.solver in SCIPY_SOLVERS:
         raise ValueError(
             f"dynamics.solver: {settings.solver!r} runs on the host (scipy); choose one of "

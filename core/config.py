@@ -65,6 +65,14 @@ def per_layer_activations(
     return [(activation or "softplus",) * k for k in widths]
 
 
+def _linear(
+    widths: Sequence[int], activation: str | tuple[str, ...] | None, activations
+) -> bool:
+    """Whether every hidden activation is the identity (a deep linear network)."""
+    layers = per_layer_activations(widths, activation, activations)
+    return all(a == "identity" for layer in layers for a in layer)
+
+
 class ConfigError(ValueError):
     """A configuration problem; ``str()`` is ``"<file>: <field>: <problem>"`` on one line."""
 
@@ -720,19 +728,36 @@ class _Validator:
                     "data.kind",
                     f"'gaussian-infinite' needs a network teacher, not kind = {t.kind!r}",
                 )
-            if len(t.widths) != 1 or t.bias:
+            two_layer = len(t.widths) == 1 and not t.bias and t.output_dim == 1
+            two_layer = two_layer and len(s.widths) == 1 and not s.bias
+            if not two_layer and _linear(s.widths, s.activation, s.activations):
+                # a deep linear student (core.linear_gaussian): any depth, outputs, biases
+                if not _linear(t.widths, t.activation, t.activations):
+                    raise self.fail(
+                        "teacher.activations" if t.activations else "teacher.activation",
+                        "a linear student (every activation 'identity') on 'gaussian-infinite' "
+                        "data needs a linear teacher: set 'identity' (or use finite data)",
+                    )
+                if data.loss != "mse":
+                    raise self.fail(
+                        "data.loss",
+                        f"a deep linear student on 'gaussian-infinite' data needs 'mse', not "
+                        f"{data.loss!r} (−E[f g] of a linear net is unbounded below)",
+                    )
+            elif len(t.widths) != 1 or t.bias:
                 raise self.fail(
                     "data.kind",
                     "'gaussian-infinite' needs a bias-free one-hidden-layer teacher "
                     "(teacher.bias = false, one entry in teacher.widths)",
                 )
-            if len(s.widths) != 1 or s.bias:
+            elif len(s.widths) != 1 or s.bias:
                 raise self.fail(
                     "data.kind",
                     "'gaussian-infinite' needs a bias-free one-hidden-layer student "
-                    "(student.bias = false, one entry in student.widths)",
+                    "(student.bias = false, one entry in student.widths) unless every student "
+                    "activation is 'identity' (a deep linear net)",
                 )
-            if t.output_dim != 1:
+            elif t.output_dim != 1:
                 raise self.fail("data.kind", "'gaussian-infinite' needs teacher.output_dim = 1")
             if dyn.method == "sgd":
                 raise self.fail(

@@ -10,7 +10,8 @@
   ``gaussian-infinite``;
 * the objective: finite-data MSE (:func:`core.objectives.mse_objective`), cross-entropy of
   softmax outputs (:func:`core.crossentropy.crossentropy_objective`) or the exact
-  Gaussian expectation (:func:`core.gaussian.gaussian_objective`);
+  Gaussian expectation (:func:`core.gaussian.gaussian_objective`; for deep linear students
+  :func:`core.linear_gaussian.linear_gaussian_objective`);
 * θ₀ (P,): the explicit ``student.params`` or ``init_params(spec, k_S, init_scale)``,
 
 where (k_T, k_S) = split(PRNGKey(seed)).
@@ -162,11 +163,25 @@ def make_objective(
     if data is not None:
         return mse_objective(spec, data, maxnorm=maxnorm)
     from core.gaussian import gaussian_objective
+    from core.linear_gaussian import is_linear, linear_gaussian_objective
 
     try:
+        if is_linear(spec) and not _two_layer_pair(spec, teacher):
+            return linear_gaussian_objective(spec, teacher, maxnorm=maxnorm)
         return gaussian_objective(spec, teacher, loss=config.data.loss, maxnorm=maxnorm)
     except (ValueError, NotImplementedError) as e:
         raise ConfigError(config.source, "data.kind", f"'gaussian-infinite': {e}") from None
+
+
+def _two_layer_pair(spec: NetworkSpec, teacher: Teacher) -> bool:
+    """Whether student and teacher are both bias-free, one-hidden-layer, scalar-output nets:
+    :func:`core.gaussian.gaussian_objective`'s pair kernels cover them (any activations);
+    other linear students go to :func:`core.linear_gaussian.linear_gaussian_objective`."""
+
+    def two_layer(s: NetworkSpec | None) -> bool:
+        return s is not None and len(s.widths) == 1 and not any(s.bias) and s.output_dim == 1
+
+    return two_layer(spec) and two_layer(teacher.spec)
 
 
 def initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:

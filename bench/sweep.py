@@ -52,8 +52,7 @@ def main() -> None:
     ap.add_argument("--keep", help="folder to keep the outputs in (default: a temp folder)")
     args = ap.parse_args()
 
-    from core.sweep import load_sweep, settings_table_text
-    from explorer.sweep_runner import ClusterOptions, execute_run, run_sweep
+    from core.sweep import ClusterOptions, execute_run, load_sweep, run_sweep, settings_table_text
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="sweep-bench-"))
     root.mkdir(parents=True, exist_ok=True)

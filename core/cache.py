@@ -6,9 +6,10 @@ executables are stored on disk keyed by a hash of the program (shapes, constants
 compiler flags), so the second launch of the same problem skips compilation.
 
 Call :func:`enable_compilation_cache` once, early (before the first jit runs), from an
-entry point; the folder is, in order: the ``path`` argument, ``$LANDSCAPE_JAX_CACHE``
-(an empty value disables the cache), ``$XDG_CACHE_HOME/landscape-explorer/jax``, or
-``~/.cache/landscape-explorer/jax``.
+entry point: the app, sweep workers (:mod:`core.sweep.execute`), the test session
+(``tests/conftest.py``) and benchmarks all set the cache up through it.  The folder is,
+in order: the ``path`` argument, ``$LANDSCAPE_JAX_CACHE`` (an empty value disables the
+cache), ``$XDG_CACHE_HOME/landscape-explorer/jax``, or ``~/.cache/landscape-explorer/jax``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -232,19 +232,27 @@ def default_config() -> Config:
     )
 
 
+def read_toml_mapping(path: str | Path, error: Callable[[str], ConfigError]) -> dict[str, Any]:
+    """The TOML mapping of a config-like file (configs, sweeps, a sweep's base).
+
+    Bounded, regular files only, nesting capped (:func:`core.files.read_toml`); any
+    problem ("file not found", "not a file", "invalid TOML: …") raises ``error(problem)``,
+    an exception worded by the caller (which file, which field).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error("file not found" if not p.exists() else "not a file")
+    try:
+        return read_toml(p)
+    except FileReadError as e:
+        raise error(str(e)) from None
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file; raise :class:`ConfigError` on any problem."""
-    p = Path(path)
     src = str(path)
-    if not p.exists():
-        raise ConfigError(src, None, "file not found")
-    if not p.is_file():
-        raise ConfigError(src, None, "not a file")
-    try:  # bounded, regular files only, nesting capped (core.files)
-        mapping = read_toml(p)
-    except FileReadError as e:
-        raise ConfigError(src, None, str(e)) from None
-    return parse_config(mapping, src, base_dir=p.parent)
+    mapping = read_toml_mapping(path, lambda problem: ConfigError(src, None, problem))
+    return parse_config(mapping, src, base_dir=Path(path).parent)
 
 
 def parse_config(

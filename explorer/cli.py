@@ -342,8 +342,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a sweep; print the per-setting table.  Exit 0, or 1 if some run failed
     (their rows in summary.csv say why; rerunning retries them), 130 on Ctrl-C."""
     import core  # noqa: F401
-    from core.sweep import settings_table_text
-    from explorer.sweep_runner import ClusterOptions, run_sweep
+    from core.sweep import ClusterOptions, run_sweep, settings_table_text
 
     names = ("scheduler", "jobqueue", "workers", "queue", "account", "walltime", "cores")
     options = ClusterOptions(**{k: getattr(args, k) for k in (*names, "memory", "jobs")})

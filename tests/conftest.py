@@ -11,17 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import jax
 import pytest
 
-_cache = os.environ.get(
-    "LANDSCAPE_JAX_CACHE", str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache")
-)
-if _cache:
-    jax.config.update("jax_compilation_cache_dir", _cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+from core.cache import ENV_VAR, enable_compilation_cache
 
-import core  # noqa: E402,F401  (float64 on)
+# Exported, so that subprocesses (CLI tests, sweep workers) share the session's cache.
+os.environ.setdefault(ENV_VAR, str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache"))
+enable_compilation_cache()
 
 TINY_CONFIG = """\
 seed = 3

@@ -42,7 +42,7 @@ method = "newton"
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory) -> tuple[Path, object]:
-    from explorer.sweep_runner import run_sweep
+    from core.sweep import run_sweep
 
     folder = tmp_path_factory.mktemp("sweep")
     (folder / "base.toml").write_text(BASE)

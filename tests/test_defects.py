@@ -68,7 +68,7 @@ def test_run_out_makes_missing_parents_but_not_through_a_file(tmp_path, capsys):
 
 
 def test_sweep_out_makes_missing_parents(tmp_path):
-    from explorer.sweep_runner import run_sweep
+    from core.sweep import run_sweep
 
     (tmp_path / "base.toml").write_text(SWEEP_BASE)
     sweep = tmp_path / "sweep.toml"

@@ -24,21 +24,23 @@ from core.config import ConfigError, load_config
 from core.session import load_session
 from core.sweep import (
     OUTCOMES,
+    ClusterOptions,
     SweepError,
     expand_grid,
     flatten_grid,
     load_sweep,
+    make_cluster,
     outcome,
     parse_sweep,
     read_summary_csv,
     run_name,
     run_names,
     run_row,
+    run_sweep,
     set_dotted,
     summarize,
     write_text_atomic,
 )
-from explorer.sweep_runner import ClusterOptions, make_cluster, run_sweep
 
 BASE = """\
 seed = 1
@@ -251,7 +253,7 @@ def test_cluster_option_errors_name_the_flag(options, flag):
 
 def test_slurm_job_script_carries_queue_options():
     pytest.importorskip("dask_jobqueue")
-    from explorer.sweep_runner import _jobqueue_cluster
+    from core.sweep.execute import _jobqueue_cluster
 
     opts = ClusterOptions(
         jobqueue="slurm",

@@ -1,4 +1,4 @@
-"""Execute a sweep (:mod:`core.sweep`) on dask.distributed: one task per run.
+"""Execute a sweep (:mod:`core.sweep.spec`) on dask.distributed: one task per run.
 
 Where the runs go (:class:`ClusterOptions`):
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import tempfile
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -41,23 +40,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.sweep import (
-    LOCKS_DIR,
+from core.sweep.results import (
     SETTINGS_CSV,
     SUMMARY_CSV,
-    Sweep,
-    SweepError,
-    SweepRun,
     csv_text,
     finished_session,
-    load_sweep,
     run_columns,
     run_row,
     setting_columns,
     summarize,
     write_text_atomic,
 )
+from core.sweep.spec import Sweep, SweepError, SweepRun, load_sweep
 
+LOCKS_DIR = ".locks"
 JOBQUEUES = ("slurm", "pbs")
 #: XLA on the CPU: one intra-op thread per worker (workers = cores already fills the box).
 WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -130,18 +126,14 @@ _WORKER_READY = False
 
 
 def _worker_setup() -> None:
-    """Once per process: JAX's persistent compilation cache, then float64 (``import core``)."""
+    """Once per process: JAX's persistent compilation cache (:mod:`core.cache`, the same
+    folder as the app's, so a sweep reuses what earlier runs compiled), then float64."""
     global _WORKER_READY
     if _WORKER_READY:
         return
-    cache = os.environ.get(
-        "LANDSCAPE_JAX_CACHE", str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache")
-    )
-    import jax
+    from core.cache import enable_compilation_cache
 
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    enable_compilation_cache()
     import core  # noqa: F401  (float64 on)
 
     _WORKER_READY = True
@@ -163,7 +155,7 @@ def _run_lock(out: Path, name: str):
 def execute_run(run: SweepRun, out: str) -> dict:
     """Run one grid point into ``out/run.name`` unless it is finished; return its row.
 
-    The row (:func:`core.sweep.run_row`) carries ``"status"``: "done" (ran now) or
+    The row (:func:`core.sweep.results.run_row`) carries ``"status"``: "done" (ran now) or
     "skipped" (a finished session was there, e.g. written by an earlier attempt).
     """
     _worker_setup()

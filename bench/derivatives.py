@@ -1,7 +1,15 @@
 """Benchmark: our structured Hessian and closed-form gradient vs PyTorch, single-threaded.
 
-    python bench/derivatives.py [--quick]
+    python bench/derivatives.py [--quick] [--torch-site DIR]
+    python bench/derivatives.py --crossentropy [--quick] [--torch-site DIR]
     python bench/derivatives.py --numpy      # ∇L against numpy only (no torch needed)
+
+torch is not a dependency of the project.  Install a CPU build in a separate venv
+(``python3 -m venv /work/torchenv && /work/torchenv/bin/pip install torch``) and pass its
+site-packages as ``--torch-site``: the folder is *appended* to ``sys.path``, so torch comes
+from there and everything else (numpy, jax) from the project's environment.  Without
+torch the script still runs: our columns are timed and the torch columns print "—",
+with one line saying so.
 
 Grid: d = 2, one hidden layer of k ∈ {10, 50, 100} softplus neurons with biases, scalar
 output, N ∈ {100, 1000, 10000} Gaussian inputs with random targets, float64, ONE thread for
@@ -24,6 +32,15 @@ against our previous softplus path (σ and σ′ evaluated separately with XLA's
 Peak memory of our Hessian at k = 100, N = 10⁴ is measured in a fresh subprocess
 (the VmHWM high-water mark after − RSS before the first call, so it includes XLA
 compilation).
+
+``--crossentropy``: the same grid's shape with K = 3 softmax outputs and integer labels,
+L = −(1/N) Σ_n log softmax(f(x_n))[c_n] — ours is ``crossentropy_objective(...,
+gauge=False)`` (the bare cross-entropy; the gauge term is a constant matrix MᵀM/K),
+torch's ``F.cross_entropy`` (mean reduction) on the same flat θ.  Before any timing the
+loss, ∇L and ∇²L are compared with torch's (relative max difference, must be < 1e-10).
+Timing is *interleaved*: each repeat calls ours, then torch's t.a.f.H, then torch.func.H,
+so a change of load hits all of them alike; medians over the repeats, ratios of medians.
+Load average (1 min) is printed before and after.
 """
 
 from __future__ import annotations
@@ -113,9 +130,35 @@ def torch_problem(spec, theta, x, y):
     return loss_flat, grad_step, torch.tensor(np.asarray(theta))
 
 
-def bench_point(k: int, n: int, repeats: int) -> dict:
-    import torch
+def load_torch(site: str | None):
+    """torch (one thread), or None with a line saying why; ``site`` is appended to sys.path."""
+    if site:
+        if not Path(site).is_dir():
+            sys.exit(f"--torch-site: {site} is not a folder")
+        sys.path.append(site)
+    try:
+        import torch
+    except ImportError as exc:
+        print(
+            f'torch not importable ({exc}): torch columns skipped ("—"). Install a CPU torch'
+            " in a separate venv and pass its site-packages with --torch-site.",
+            flush=True,
+        )
+        return None
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    return torch
 
+
+def torch_func_rows(P: int, n: int, k: int) -> int:
+    """Largest N′ ≤ n (n/10^j) whose batched (P, N′, k) torch.func intermediate fits."""
+    n_sub = n
+    while P * n_sub * k * 8 > TORCH_FUNC_BYTES and n_sub > 1:
+        n_sub //= 10
+    return n_sub
+
+
+def bench_point(k: int, n: int, repeats: int, torch=None) -> dict:
     spec = make_spec(2, [k], "softplus", bias=True)
     P = spec.n_params
     keys = jax.random.split(jax.random.PRNGKey(k * 100_003 + n), 4)
@@ -130,6 +173,8 @@ def bench_point(k: int, n: int, repeats: int) -> dict:
     row["ours_h"], _ = timed(jax_call(obj.hessian, theta), repeats)
     row["floor"], _ = timed(jax_call(floor_fn, jmat), repeats)
     row["ours_g"], _ = timed(jax_call(obj.grad, theta), max(repeats, 20))
+    if torch is None:
+        return row
 
     loss_flat, grad_step, th_t = torch_problem(spec, theta, x, y)
     h_taf = torch.autograd.functional.hessian(loss_flat, th_t)
@@ -138,9 +183,7 @@ def bench_point(k: int, n: int, repeats: int) -> dict:
     row["taf_h"], row["taf_reps"] = timed(
         lambda: torch.autograd.functional.hessian(loss_flat, th_t), repeats
     )
-    n_sub = n
-    while P * n_sub * k * 8 > TORCH_FUNC_BYTES and n_sub > 1:
-        n_sub //= 10
+    n_sub = torch_func_rows(P, n, k)
     if n_sub == n:
         hfn = torch.func.hessian(loss_flat)
         row["tfunc_h"], row["tfunc_reps"] = timed(lambda: hfn(th_t), repeats)
@@ -220,6 +263,15 @@ def table(rows: list[dict]) -> str:
     )
     lines = [head, "|" + "---|" * 14]
     for r in rows:
+        if "taf_h" not in r:  # no torch
+            lines.append(
+                f"| {r['k']} | {r['N']} | {r['P']} | {fmt_ms(r['ours_h'])} | {fmt_ms(r['floor'])}"
+                f" | {r['ours_h'] / r['floor']:.2f} |"
+                + " — |" * 4
+                + f" {fmt_ms(r['ours_g'])} |"
+                + " — |" * 3
+            )
+            continue
         taf = fmt_ms(r["taf_h"]) + ("" if r["taf_reps"] >= 5 else f" ({r['taf_reps']} rep)")
         tf = fmt_ms(r["tfunc_h"])
         if r["tfunc_extrapolated_from"]:
@@ -235,6 +287,178 @@ def table(rows: list[dict]) -> str:
             f" | {r['max_abs_diff_vs_torch']:.1e} |"
         )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------- cross-entropy rows
+
+CE_CLASSES = 3  # K softmax outputs of the cross-entropy rows
+
+
+def torch_ce_problem(torch, spec, theta, x, labels):
+    """Torch cross-entropy on flat θ (for the Hessians) and on leaf tensors (for ∇L).
+
+    Logits f = W₂ softplus(W₁x + b₁) + b₂ (any depth of softplus layers, spec's layout),
+    L = F.cross_entropy(f, c) = −(1/N) Σ_n log softmax(f_n)[c_n].
+    """
+    fn = torch.nn.functional
+    xt = torch.tensor(np.asarray(x))
+    ct = torch.tensor(np.asarray(labels), dtype=torch.long)
+    off, shapes = spec.offsets(), spec.shapes
+
+    def logits(get):
+        h = xt
+        for layer in range(1, spec.n_layers + 1):
+            h = h @ get(f"w{layer}").T
+            if f"b{layer}" in shapes:
+                h = h + get(f"b{layer}")
+            if layer < spec.n_layers:
+                h = fn.softplus(h)
+        return h
+
+    def loss_flat(th):
+        def get(name):
+            return th[off[name]].reshape(shapes[name])
+
+        return fn.cross_entropy(logits(get), ct)
+
+    leaves = {
+        name: torch.tensor(np.asarray(theta)[off[name]].reshape(shape), requires_grad=True)
+        for name, shape in shapes.items()
+    }
+
+    def grad_step():
+        for t in leaves.values():
+            t.grad = None
+        fn.cross_entropy(logits(leaves.__getitem__), ct).backward()
+        return leaves["w1"].grad
+
+    def flat_grad():
+        grad_step()
+        return np.concatenate([leaves[name].grad.numpy().ravel() for name in shapes])
+
+    return loss_flat, grad_step, flat_grad
+
+
+def timed_interleaved(fns: dict, repeats: int = 5, slow_s: float = 1.0) -> dict:
+    """{name: (median CPU s, repeats)}: one warm-up each, then rounds that call every ``fns``
+    entry once, in order, so that a change of machine load hits all of them alike.
+
+    Rounds: ``repeats``, or 3 / 1 when the slowest first call took > ``slow_s`` / > 10 ``slow_s``.
+    """
+    for f in fns.values():
+        f()  # warm-up: compilation / tracing
+    times: dict = {name: [] for name in fns}
+    rounds = repeats
+    r = 0
+    while r < rounds:
+        for name, f in fns.items():
+            t0 = time.process_time()
+            f()
+            times[name].append(time.process_time() - t0)
+        if r == 0:
+            slowest = max(ts[0] for ts in times.values())
+            rounds = 1 if slowest > 10 * slow_s else 3 if slowest > slow_s else repeats
+        r += 1
+    return {name: (float(np.median(ts)), len(ts)) for name, ts in times.items()}
+
+
+def rel_diff(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
+
+
+def ce_point(k: int, n: int, repeats: int, torch=None) -> dict:
+    """One cross-entropy row: value check against torch first, then interleaved timings."""
+    from core.crossentropy import crossentropy_objective
+
+    spec = make_spec(2, [k], "softplus", bias=True, output_dim=CE_CLASSES)
+    P = spec.n_params
+    keys = jax.random.split(jax.random.PRNGKey(k * 100_003 + n + 7), 4)
+    theta = init_params(spec, keys[0])
+    x = jax.random.normal(keys[1], (n, 2))
+    labels = np.asarray(jax.random.randint(keys[2], (n,), 0, CE_CLASSES))
+    obj = crossentropy_objective(spec, Dataset(x, jnp.asarray(labels)), gauge=False)
+    jmat = jax.random.normal(keys[3], (n * CE_CLASSES, P))
+    floor_fn = jax.jit(lambda j: j.T @ j)
+    row: dict = {"k": k, "N": n, "P": P}
+    ours = {"ours_h": jax_call(obj.hessian, theta), "floor": jax_call(floor_fn, jmat)}
+    ours_g = {"ours_g": jax_call(obj.grad, theta)}
+    if torch is not None:
+        loss_flat, grad_step, flat_grad = torch_ce_problem(torch, spec, theta, x, labels)
+        th_t = torch.tensor(np.asarray(theta))
+        h_t = torch.autograd.functional.hessian(loss_flat, th_t).numpy()
+        row["diff_loss"] = rel_diff(obj.loss(theta), loss_flat(th_t).item())
+        row["diff_grad"] = rel_diff(obj.grad(theta), flat_grad())
+        row["diff_h"] = rel_diff(obj.hessian(theta), h_t)
+        worst = max(row["diff_loss"], row["diff_grad"], row["diff_h"])
+        if not worst < 1e-10:
+            sys.exit(f"cross-entropy k={k} N={n}: ours differs from torch by {worst:.1e}")
+        n_sub = torch_func_rows(P, n, k)
+        row["tfunc_extrapolated_from"] = None if n_sub == n else n_sub
+        sub_loss = loss_flat
+        if n_sub < n:
+            sub_loss = torch_ce_problem(torch, spec, theta, x[:n_sub], labels[:n_sub])[0]
+        hfn = torch.func.hessian(sub_loss)
+        ours["taf_h"] = lambda: torch.autograd.functional.hessian(loss_flat, th_t)
+        ours["tfunc_h"] = lambda: hfn(th_t)
+        ours_g["torch_g"] = grad_step
+    for name, (med, reps) in timed_interleaved(ours, repeats).items():
+        row[name], row[f"{name}_reps"] = med, reps
+    for name, (med, reps) in timed_interleaved(ours_g, max(repeats, 20)).items():
+        row[name], row[f"{name}_reps"] = med, reps
+    if torch is not None and row["tfunc_extrapolated_from"]:
+        row["tfunc_h"] *= n / row["tfunc_extrapolated_from"]
+    return row
+
+
+def ce_table(rows: list[dict]) -> str:
+    head = (
+        "| k | N | P | ours H (ms) | floor JᵀJ (ms) | ours/floor | t.a.f.H (ms) | t.a.f./ours"
+        " | t.func.H (ms) | t.func/ours | ours grad (ms) | torch grad (ms) | torch/ours grad"
+        " | rel. diff L, ∇L, H vs torch | rounds H, grad |"
+    )
+    lines = [head, "|" + "---|" * 15]
+    for r in rows:
+        cells = [str(r["k"]), str(r["N"]), str(r["P"]), fmt_ms(r["ours_h"]), fmt_ms(r["floor"])]
+        cells.append(f"{r['ours_h'] / r['floor']:.2f}")
+        if "taf_h" in r:
+            tf = fmt_ms(r["tfunc_h"])
+            if r["tfunc_extrapolated_from"]:
+                n_sub = r["tfunc_extrapolated_from"]
+                tf = f"~{tf} (N′={n_sub}×{r['N'] // n_sub})"
+            cells += [
+                fmt_ms(r["taf_h"]),
+                f"{r['taf_h'] / r['ours_h']:.1f}",
+                tf,
+                f"{r['tfunc_h'] / r['ours_h']:.1f}",
+                fmt_ms(r["ours_g"]),
+                fmt_ms(r["torch_g"]),
+                f"{r['torch_g'] / r['ours_g']:.2f}",
+                f"{r['diff_loss']:.0e}, {r['diff_grad']:.0e}, {r['diff_h']:.0e}",
+            ]
+        else:
+            cells += ["—"] * 4 + [fmt_ms(r["ours_g"])] + ["—"] * 3
+        cells.append(f"{r['ours_h_reps']}, {r['ours_g_reps']}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ce_rows(quick: bool, torch) -> str:
+    """The ``--crossentropy`` table, with the load average before and after."""
+    ks = (10,) if quick else (10, 50)
+    ns = (100, 1000) if quick else (1000, 10_000)
+    load0 = os.getloadavg()[0]
+    rows = []
+    for k in ks:
+        for n in ns:
+            rows.append(ce_point(k, n, repeats=5, torch=torch))
+            print(f"  done cross-entropy k={k} N={n}", file=sys.stderr, flush=True)
+    load1 = os.getloadavg()[0]
+    nproc = os.cpu_count()
+    return (
+        f"Cross-entropy, K = {CE_CLASSES} classes, d = 2, softplus, biases; load average (1 min)"
+        f" {load0:.2f} before, {load1:.2f} after, on {nproc} cores\n" + ce_table(rows)
+    )
 
 
 def numpy_softplus_grad(k: int, d: int, x: np.ndarray, y: np.ndarray, w: np.ndarray):
@@ -298,6 +522,12 @@ def main() -> None:
     parser.add_argument("--peak-child", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--numpy", action="store_true", help="only ∇L against numpy")
+    parser.add_argument(
+        "--crossentropy", action="store_true", help="only the cross-entropy rows (K = 3)"
+    )
+    parser.add_argument(
+        "--torch-site", help="a separate venv's site-packages holding torch (appended to sys.path)"
+    )
     args = parser.parse_args()
     if args.numpy:
         print(f"jax {jax.__version__}, numpy {np.__version__}, 1 thread, float64")
@@ -307,17 +537,18 @@ def main() -> None:
         peak_memory_child(*args.peak_child)
         return
 
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    torch = load_torch(args.torch_site)
+    version = f"torch {torch.__version__}" if torch is not None else "no torch"
+    print(f"jax {jax.__version__}, {version}, 1 thread each, float64", flush=True)
+    if args.crossentropy:
+        print(ce_rows(args.quick, torch))
+        return
     ks = (10,) if args.quick else (10, 50, 100)
     ns = (100, 1000) if args.quick else (100, 1000, 10_000)
-    print(f"jax {jax.__version__}, torch {torch.__version__}, 1 thread each, float64", flush=True)
     rows = []
     for k in ks:
         for n in ns:
-            rows.append(bench_point(k, n, repeats=5))
+            rows.append(bench_point(k, n, repeats=5, torch=torch))
             print(f"  done k={k} N={n}", file=sys.stderr, flush=True)
     print(table(rows))
 

@@ -16,6 +16,16 @@ Function space.  Inputs x ~ N(0, I_d) in every shipped problem, so the views loo
   hide the others.
 * :func:`function_grid` (d = 2): f, g and f − g on an n × n grid of [−extent, extent]².
 
+Classification (softmax outputs, ``data.loss = "crossentropy"``): the student's class at x is
+ĉ(x) = argmax_o p_o(x) = argmax_o f_o(x) (softmax is monotone in each logit) and the
+teacher's c(x) = argmax_o g_o(x), the labels of the data (:func:`core.crossentropy.class_labels`).
+
+* :func:`function_line` with ``probabilities=True``: p = softmax(f) along the line, beside
+  the teacher's class as a one-hot vector (what the cross-entropy fits p to) and both classes.
+* :func:`class_regions` (d = 2): ĉ and c on the n × n grid, where they disagree, and the
+  training points with their labels and the student's class.  Ties (equal logits, measure
+  zero) go to the lowest class index, as ``numpy.argmax`` does.
+
 Weight space (:func:`weight_vectors`, one hidden layer, d = 2): the input weights w_i = W1[i]
 of each student neuron and their output-weight norms ‖a_i‖ = ‖W2[:, i]‖, and the same for a
 one-hidden-layer teacher network; the picture draws w_i ‖a_i‖ (a neuron's contribution to f
@@ -87,6 +97,12 @@ def _target(teacher: Teacher | None, x: np.ndarray) -> np.ndarray | None:
     return y.reshape(x.shape[0], -1)
 
 
+def _softmax(f: np.ndarray) -> np.ndarray:
+    """p = softmax(f) along the last axis, (…, K) → (…, K), stable for any logits."""
+    z = np.exp(f - np.max(f, axis=-1, keepdims=True))
+    return z / np.sum(z, axis=-1, keepdims=True)
+
+
 def function_line(
     spec: NetworkSpec,
     theta,
@@ -95,24 +111,34 @@ def function_line(
     n: int = 201,
     seed: int = 0,
     extent: float = DEFAULT_EXTENT,
+    probabilities: bool = False,
 ) -> dict:
     """Student and teacher along the line x(s) = s u, s ∈ [−extent, extent] (n points).
 
     Returns ``{"s": (n,), "x": (n, d), "direction": u (d,), "student": f (n, K),
     "teacher": g (n, K) or None}``; u is the seeded unit direction of the module docstring.
+    With ``probabilities`` (softmax outputs, K ≥ 2): ``"student"`` is p = softmax(f) (n, K),
+    ``"teacher"`` the one-hot vector of the teacher's class c = argmax g (n, K), and
+    ``"student_class"`` ĉ = argmax f (n,), ``"teacher_class"`` c (n,) or None are added.
     """
     if n < 2:
         raise ValueError(f"n must be ≥ 2, got {n}")
     u = _direction(spec.input_dim, seed)
     s = np.linspace(-extent, extent, n)
     x = s[:, None] * u[None, :]
-    return {
-        "s": s,
-        "x": x,
-        "direction": u,
-        "student": _student(spec, theta, x),
-        "teacher": _target(teacher, x),
-    }
+    f, g = _student(spec, theta, x), _target(teacher, x)
+    out = {"s": s, "x": x, "direction": u, "student": f, "teacher": g}
+    if probabilities:
+        if spec.output_dim < 2:
+            raise ValueError(f"class probabilities need output_dim ≥ 2, got {spec.output_dim}")
+        c = None if g is None else np.argmax(g, axis=1)
+        out.update(
+            student=_softmax(f),
+            teacher=None if c is None else np.eye(spec.output_dim)[c],
+            student_class=np.argmax(f, axis=1),
+            teacher_class=c,
+        )
+    return out
 
 
 def function_grid(
@@ -141,6 +167,66 @@ def function_grid(
     t = _target(teacher, pts)
     t = None if t is None else t[:, output].reshape(n, n)
     return {"x": g, "y": g, "student": f, "teacher": t, "diff": None if t is None else f - t}
+
+
+def class_regions(
+    spec: NetworkSpec,
+    theta,
+    teacher: Teacher | None,
+    *,
+    n: int = 41,
+    extent: float = DEFAULT_EXTENT,
+    points=None,
+    labels=None,
+) -> dict:
+    """d = 2, K ≥ 2 classes: the student's and the teacher's class on the grid [−extent, extent]².
+
+    ĉ = argmax_o f_o and c = argmax_o g_o (see the module docstring) at the grid points of
+    :func:`function_grid` (rows indexed by y, columns by x).  ``points`` (M, 2) with
+    ``labels`` (M,) integer classes or (M, K) one-hot rows (the training data) adds the
+    student's class at those points.
+
+    Returns ``{"x": (n,), "y": (n,), "student": ĉ (n, n) int, "teacher": c (n, n) int or
+    None, "disagree": ĉ ≠ c (n, n) bool or None, "agreement": fraction of grid points with
+    ĉ = c or None, "n_classes": K, "points": (M, 2) or None, "labels": (M,) int or None,
+    "predicted": ĉ at the points (M,) int or None, "accuracy": mean of predicted = labels
+    or None}``.
+    """
+    if spec.input_dim != 2:
+        raise ValueError(f"class regions need input_dim = 2, got {spec.input_dim}")
+    k = spec.output_dim
+    if k < 2:
+        raise ValueError(f"class regions need output_dim ≥ 2 classes, got {k}")
+    g = np.linspace(-extent, extent, n)
+    xx, yy = np.meshgrid(g, g)  # (n, n): rows = y
+    pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    mine = np.argmax(_student(spec, theta, pts), axis=1).reshape(n, n)
+    t = _target(teacher, pts)
+    theirs = None if t is None else np.argmax(t, axis=1).reshape(n, n)
+    out = {
+        "x": g,
+        "y": g,
+        "student": mine,
+        "teacher": theirs,
+        "disagree": None if theirs is None else mine != theirs,
+        "agreement": None if theirs is None else float(np.mean(mine == theirs)),
+        "n_classes": k,
+        "points": None,
+        "labels": None,
+        "predicted": None,
+        "accuracy": None,
+    }
+    if points is not None:
+        xp = np.asarray(points, dtype=np.float64)
+        if xp.ndim != 2 or xp.shape[1] != 2:
+            raise ValueError(f"points must have shape (M, 2), got {xp.shape}")
+        lab = np.asarray(labels)
+        lab = np.argmax(lab, axis=1) if lab.ndim == 2 else lab.astype(np.int64)
+        if lab.shape != (xp.shape[0],):
+            raise ValueError(f"labels must hold {xp.shape[0]} classes, got shape {lab.shape}")
+        pred = np.argmax(_student(spec, theta, xp), axis=1)
+        out.update(points=xp, labels=lab, predicted=pred, accuracy=float(np.mean(pred == lab)))
+    return out
 
 
 def _first_layer(spec: NetworkSpec, theta) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -310,6 +396,7 @@ def why_not(view: str, spec: NetworkSpec, teacher: Teacher | None = None) -> str
 
 __all__ = [
     "VIEWS",
+    "class_regions",
     "function_grid",
     "function_line",
     "loss_slice",

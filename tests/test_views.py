@@ -18,6 +18,7 @@ from core.problem import build_problem
 from core.teachers import glu_teacher, orthonormal_teacher, random_teacher
 from core.views import (
     VIEWS,
+    class_regions,
     function_grid,
     function_line,
     loss_slice,
@@ -120,6 +121,107 @@ def test_function_grid_orientation_and_difference(softplus_pair) -> None:
         assert out["diff"][i, j] == pytest.approx(f - t, rel=1e-10, abs=1e-12)
     with pytest.raises(ValueError, match="input_dim = 2"):
         function_grid(make_spec(3, [2]), np.zeros(make_spec(3, [2]).n_params), None)
+
+
+# ------------------------------------------------------------------ class regions
+
+
+@pytest.fixture(scope="module")
+def three_class_pair():
+    """Student and random teacher, d = 2, K = 3 outputs, softplus with biases."""
+    spec = make_spec(2, [3], "softplus", bias=True, output_dim=3)
+    tspec = make_spec(2, [4], "softplus", bias=True, output_dim=3)
+    teacher = random_teacher(tspec, jax.random.PRNGKey(11))
+    theta = np.asarray(init_params(spec, jax.random.PRNGKey(5)))
+    return spec, theta, teacher
+
+
+def test_class_regions_are_the_argmax_of_a_numpy_forward(three_class_pair) -> None:
+    spec, theta, teacher = three_class_pair
+    out = class_regions(spec, theta, teacher, n=13, extent=2.5)
+    g = np.linspace(-2.5, 2.5, 13)
+    xx, yy = np.meshgrid(g, g)
+    pts = np.stack([xx.ravel(), yy.ravel()], axis=1)  # row i is y = g[i], column j is x = g[j]
+    ps, pt = unflatten(spec, theta), unflatten(teacher.spec, np.asarray(teacher.theta))
+    mine = np.argmax(_one_hidden_numpy(ps, pts, _softplus), axis=1).reshape(13, 13)
+    theirs = np.argmax(_one_hidden_numpy(pt, pts, _softplus), axis=1).reshape(13, 13)
+    np.testing.assert_array_equal(out["student"], mine)
+    np.testing.assert_array_equal(out["teacher"], theirs)
+    np.testing.assert_array_equal(out["disagree"], mine != theirs)
+    assert out["agreement"] == pytest.approx(np.mean(mine == theirs))
+    assert out["n_classes"] == 3 and out["points"] is None
+    # Both classifications are non-trivial here (so the comparison could fail).
+    assert len(np.unique(theirs)) >= 2 and 0 < out["agreement"] < 1
+    # Training points: labels as integers or one-hot give the same predictions and accuracy.
+    x = np.asarray(make_dataset(teacher, "gaussian", 200, 3).x)
+    labels = np.argmax(_one_hidden_numpy(pt, x, _softplus), axis=1)
+    pred = np.argmax(_one_hidden_numpy(ps, x, _softplus), axis=1)
+    a = class_regions(spec, theta, teacher, n=5, points=x, labels=labels)
+    b = class_regions(spec, theta, teacher, n=5, points=x, labels=np.eye(3)[labels])
+    for r in (a, b):
+        np.testing.assert_array_equal(r["labels"], labels)
+        np.testing.assert_array_equal(r["predicted"], pred)
+        assert r["accuracy"] == pytest.approx(np.mean(pred == labels))
+    # No teacher: the student's regions alone.
+    alone = class_regions(spec, theta, None, n=13, extent=2.5)
+    np.testing.assert_array_equal(alone["student"], mine)
+    assert alone["teacher"] is None and alone["disagree"] is None and alone["agreement"] is None
+
+
+def test_class_regions_of_the_three_classes_teacher_are_its_sectors() -> None:
+    """The preset's teacher: softplus neurons at 90°, 210°, 330°, output o = neuron o, so its
+    class at x is the neuron nearest in angle (softplus is increasing): three 120° sectors."""
+    problem = build_problem(load_config(PRESETS / "three_classes.toml"))
+    out = class_regions(problem.spec, problem.theta0, problem.teacher, n=21)
+    xx, yy = np.meshgrid(out["x"], out["y"])
+    angle = np.degrees(np.arctan2(yy, xx))
+    gap = [np.abs((angle - a + 180.0) % 360.0 - 180.0) for a in (90.0, 210.0, 330.0)]
+    sector = np.argmin(np.stack(gap), axis=0)
+    off_boundary = np.min(np.abs(np.stack(gap) - 60.0), axis=0) > 1.0  # not on a boundary
+    off_boundary &= np.hypot(xx, yy) > 0
+    np.testing.assert_array_equal(out["teacher"][off_boundary], sector[off_boundary])
+    # Training labels are the teacher's classes at the data points (core.crossentropy).
+    data = problem.data
+    regions = class_regions(
+        problem.spec, problem.theta0, problem.teacher, n=5, points=data.x, labels=data.y
+    )
+    pa = np.degrees(np.arctan2(regions["points"][:, 1], regions["points"][:, 0]))
+    nearest = np.argmin(
+        np.stack([np.abs((pa - a + 180.0) % 360.0 - 180.0) for a in (90.0, 210.0, 330.0)]), 0
+    )
+    np.testing.assert_array_equal(regions["labels"], nearest)
+
+
+def test_class_regions_reject_bad_input(three_class_pair) -> None:
+    spec, theta, teacher = three_class_pair
+    with pytest.raises(ValueError, match="input_dim = 2"):
+        three = make_spec(3, [2], output_dim=3)
+        class_regions(three, np.zeros(three.n_params), None)
+    with pytest.raises(ValueError, match="output_dim ≥ 2"):
+        one = make_spec(2, [2])
+        class_regions(one, np.zeros(one.n_params), None)
+    with pytest.raises(ValueError, match="points must have shape"):
+        class_regions(spec, theta, teacher, points=np.zeros((4, 3)), labels=np.zeros(4))
+    with pytest.raises(ValueError, match="labels must hold 4"):
+        class_regions(spec, theta, teacher, points=np.zeros((4, 2)), labels=np.zeros(3))
+
+
+def test_function_line_probabilities_are_softmax_and_the_teacher_one_hot(
+    three_class_pair,
+) -> None:
+    spec, theta, teacher = three_class_pair
+    out = function_line(spec, theta, teacher, n=31, probabilities=True)
+    ps, pt = unflatten(spec, theta), unflatten(teacher.spec, np.asarray(teacher.theta))
+    f = _one_hidden_numpy(ps, out["x"], _softplus)
+    g = _one_hidden_numpy(pt, out["x"], _softplus)
+    p = np.exp(f) / np.exp(f).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out["student"], p, rtol=1e-12)
+    np.testing.assert_array_equal(out["teacher"], np.eye(3)[np.argmax(g, axis=1)])
+    np.testing.assert_array_equal(out["student_class"], np.argmax(f, axis=1))
+    np.testing.assert_array_equal(out["teacher_class"], np.argmax(g, axis=1))
+    one = make_spec(2, [2])
+    with pytest.raises(ValueError, match="output_dim ≥ 2"):
+        function_line(one, np.zeros(one.n_params), None, probabilities=True)
 
 
 # ------------------------------------------------------------------- weight space

@@ -31,16 +31,11 @@ its session first and exits with 128 + the signal number.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
-import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 SUBCOMMANDS = ("run", "replay", "report", "export", "plot", "sweep", "compare")
 EXIT_USAGE = 2
@@ -217,23 +212,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     import core  # noqa: F401
     from core.config import load_config
     from core.runner import RunInterrupted, run_config
-    from core.session import check_writable_target, load_session, session_target
+    from core.session import check_writable_target, load_session
 
     if args.from_t is not None and not args.resume:
         raise CliError("--from-t needs --resume SESSION (the session to branch from)")
     cfg = load_config(args.config)
     out = Path(args.out)
     check_writable_target(out)
-    target = session_target(out)
     continuing = args.resume and args.from_t is None  # a branch is a new session
-    if target.is_dir() and any(target.iterdir()) and not (args.force or continuing):
+    if is_nonempty_dir(out) and not (args.force or continuing):
         raise CliError(
             f"{out}: already holds a session; refusing to replace it "
             "(--force replaces it, --resume continues it)"
         )
     if args.resume:
         load_session(args.resume)  # validate before any work
-    bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
+    bar = None if args.quiet else _progress_bar(cfg.dynamics.t_max)
     try:
         path = run_config(cfg, out, progress=bar, resume=args.resume, from_t=args.from_t)
     except RunInterrupted as e:
@@ -243,23 +237,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return e.exit_code
     if bar:
         bar.close()
-    from core.session import load_session as _load
+    from core.export import closing_summary
 
-    summary = _load(path).summary
+    summary = load_session(path).summary
     print(f"saved {path}  ({closing_summary(summary)})", file=sys.stderr)
     return 0
-
-
-def closing_summary(summary: dict) -> str:
-    """stop reason, classification and the loss *of the analysed point* (the refined one
-    when there is one, as in the report), saying which, and the wall time."""
-    refined = summary.get("refined_loss")
-    loss, which = (summary.get("final_loss"), "flow") if refined is None else (refined, "refined")
-    loss_text = "n/a" if loss is None else f"{loss:.6g}"
-    return (
-        f"{summary.get('stop_reason')}, {summary.get('classification')}, "
-        f"loss {loss_text} ({which}), {summary.get('wall_seconds', 0):.1f} s"
-    )
 
 
 def replay_app(folder: str | Path) -> Any:
@@ -293,6 +275,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
+        from core.export import format_report
+
         sys.stdout.write(format_report(report))
         if session.comparison is not None:
             from core.compare import comparison_summary
@@ -303,22 +287,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """:func:`core.export.write_session_csv` (all files or none, nothing overwritten)."""
     import core  # noqa: F401
+    from core.export import ExportError, write_session_csv
     from core.session import load_session
 
     session = load_session(args.session)
-    targets = export_targets(Path(args.csv))
-    tables = session_tables(session)
-    # Render everything first: nothing is written unless all of it can be.
-    texts = {name: _csv_text(*tables[name]) for name in targets}
-    from core.files import write_new_files
-
-    next(iter(targets.values())).parent.mkdir(parents=True, exist_ok=True)
-    try:  # all files or none; never through a link or over anything already there
-        write_new_files({path: texts[name].encode("utf-8") for name, path in targets.items()})
-    except FileExistsError as e:
-        raise CliError(f"{e.filename}: exists; refusing to overwrite") from None
-    print(" ".join(str(p) for p in targets.values()), file=sys.stderr)
+    try:
+        paths = write_session_csv(session, args.csv)
+    except ExportError as e:
+        raise CliError(str(e)) from None
+    print(" ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
 
@@ -404,7 +383,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_writable_target(out)  # missing parents are made when saving
     if is_nonempty_dir(out) and not args.force:
         raise CliError(f"{out}: already holds a session; refusing to replace it (--force)")
-    bar = None if args.quiet else ProgressBar(cfg.dynamics.t_max, sys.stderr)
+    bar = None if args.quiet else _progress_bar(cfg.dynamics.t_max)
     path = run_config(cfg, out, progress=bar)
     if bar:
         bar.close()
@@ -442,6 +421,12 @@ def sweep_loss_text(row: dict) -> str:
     return text
 
 
+def _progress_bar(t_max: float) -> Any:
+    from explorer.progress import ProgressBar
+
+    return ProgressBar(t_max, sys.stderr)
+
+
 _COMMANDS = {
     "compare": cmd_compare,
     "run": cmd_run,
@@ -451,186 +436,3 @@ _COMMANDS = {
     "plot": cmd_plot,
     "sweep": cmd_sweep,
 }
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-class ProgressBar:
-    """One-line progress on a stream: t, loss, ‖∇L‖∞, elapsed, and a bar in log t.
-
-    Redraws at most 10 times a second on a terminal (``\\r``), or prints a line every
-    5 s otherwise (logs stay short).
-    """
-
-    def __init__(self, t_max: float, stream: TextIO, width: int = 24) -> None:
-        self.t_max = t_max
-        self.stream = stream
-        self.width = width
-        self.start = time.monotonic()
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._last = -math.inf
-        self._drawn = False
-
-    def fraction(self, t: float) -> float:
-        """Progress in log(1 + t) / log(1 + t_max) (flows spend most time at large t)."""
-        if t <= 0:
-            return 0.0
-        return min(1.0, math.log1p(t) / math.log1p(self.t_max))
-
-    def line(self, t: float, loss: float, gnorm: float) -> str:
-        f = self.fraction(t)
-        filled = round(f * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        elapsed = time.monotonic() - self.start
-        return f"[{bar}] t={t:.3e} loss={loss:.6e} |∇L|∞={gnorm:.3e} elapsed={elapsed:.1f}s"
-
-    def __call__(self, chunk: Any) -> None:
-        if not len(chunk.t):
-            return
-        now = time.monotonic()
-        interval = 0.1 if self.tty else 5.0
-        if not chunk.done and now - self._last < interval:
-            return
-        self._last = now
-        text = self.line(float(chunk.t[-1]), float(chunk.loss[-1]), float(chunk.grad_norm[-1]))
-        if self.tty:
-            self.stream.write("\r" + text + "\x1b[K")
-            self._drawn = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-# ----------------------------------------------------------------------------- report text
-
-
-def format_report(report: dict) -> str:
-    """A short human-readable summary of a report."""
-    fin = report["final"]
-    which = report.get("analysed") or {}
-    of = f"  (of the {which.get('point')} point at t = {which.get('t') or 0:.6g})" if which else ""
-    lines = [
-        f"classification: {report.get('classification')}{of}",
-        f"final:   t = {fin['t']:.6g}  loss = {_g(fin['loss'])}{_fit(fin)}  "
-        f"|∇L|∞ = {_g(fin['grad_inf_norm'])}",
-    ]
-    ref = report.get("refined")
-    if ref:
-        lines.append(
-            f"refined: loss = {_g(ref['loss'])}{_fit(ref)}  |∇L|∞ = {_g(ref['grad_inf_norm'])}  "
-            f"({ref.get('method')}, {ref.get('iterations')} it, converged={ref.get('converged')})"
-        )
-    spec = report.get("spectrum") or {}
-    eig = [e for e in spec.get("eigenvalues", []) if e is not None]
-    if eig:
-        lines.append(
-            f"spectrum: index {spec.get('index')}  λ_min = {min(eig):.3e}  λ_max = {max(eig):.3e}"
-        )
-    for ch in report.get("channels", []):
-        lines.append(f"channel: neurons {ch['neurons']}  ε = {_g(ch.get('epsilon'))}")
-    if which.get("note"):
-        lines.append(f"note: {which['note']}")
-    lines.append(f"wall: {report.get('wall_seconds', 0):.2f} s")
-    return "\n".join(lines) + "\n"
-
-
-def _g(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.6e}"
-
-
-def _fit(point: dict) -> str:
-    """The ``rmse = …`` / ``accuracy = …`` fragments of a report point that has them."""
-    out = ""
-    if point.get("rmse") is not None:
-        out += f"  rmse = {_g(point['rmse'])}"
-    if point.get("accuracy") is not None:
-        out += f"  accuracy = {point['accuracy']:.4f}"
-    return out
-
-
-# ----------------------------------------------------------------------------- CSV export
-
-
-def export_targets(out: Path) -> dict[str, Path]:
-    """File per table for ``export --csv OUT`` (see the module docstring); refuses to clobber."""
-    if out.suffix.lower() == ".csv":
-        stem = out.with_suffix("")
-        targets = {
-            "loss": out,
-            "spectrum": stem.parent / f"{stem.name}_spectrum.csv",
-            "neurons": stem.parent / f"{stem.name}_neurons.csv",
-        }
-        if not out.parent.is_dir():
-            raise CliError(f"{out}: folder {out.parent} does not exist")
-    else:
-        if out.is_symlink():
-            raise CliError(f"{out}: is a symbolic link; refusing to write through it")
-        if out.exists() and not out.is_dir():
-            raise CliError(f"{out}: exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()):
-            raise CliError(f"{out}: folder is not empty; refusing to overwrite")
-        targets = {name: out / f"{name}.csv" for name in ("loss", "spectrum", "neurons")}
-    for path in targets.values():
-        if os.path.lexists(path):  # a dangling link too
-            raise CliError(f"{path}: exists; refusing to overwrite")
-    return targets
-
-
-def session_tables(session: Any) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    """(header, rows) of the loss curve, the spectrum snapshots and first-layer neurons.
-
-    * loss: segment, t, loss, grad_inf_norm — one row per saved state.
-    * spectrum: snapshot, label, segment, t, k, eigenvalue — ascending k per snapshot.
-    * neurons: segment, t, neuron, w_0..w_{d−1}, b (empty without bias), a_0..a_{k−1}
-      — the first hidden layer's input weights w_i = W1[i], bias, and outgoing weights
-      a_i = W2[:, i], for every saved state.
-    """
-    import numpy as np
-
-    from core.networks import unflatten
-
-    loss_rows: list[list[Any]] = []
-    for i, seg in enumerate(session.segments):
-        for t, lo, g in zip(seg.t, seg.loss, seg.grad_norm, strict=True):
-            loss_rows.append([i, repr(float(t)), repr(float(lo)), repr(float(g))])
-    spec_rows: list[list[Any]] = []
-    for k, snap in enumerate(session.spectra):
-        for j, ev in enumerate(snap.eigenvalues):
-            spec_rows.append([k, snap.label, snap.segment, repr(snap.t), j, repr(float(ev))])
-    d = session.segments[0].spec.input_dim
-    k_out = 0
-    neuron_rows: list[list[Any]] = []
-    for i, seg in enumerate(session.segments):
-        spec = seg.spec
-        if not spec.widths:
-            continue
-        nxt = spec.widths[1] if len(spec.widths) > 1 else spec.output_dim
-        k_out = max(k_out, nxt)
-        for t, th in zip(seg.t, seg.theta, strict=True):
-            p = unflatten(spec, np.asarray(th))
-            for n in range(spec.widths[0]):
-                b = repr(float(p["b1"][n])) if "b1" in p else ""
-                row = [i, repr(float(t)), n, *(repr(float(v)) for v in p["w1"][n]), b]
-                row += [repr(float(v)) for v in p["w2"][:, n]]
-                neuron_rows.append(row)
-    neuron_header = ["segment", "t", "neuron", *(f"w_{j}" for j in range(d)), "b"]
-    neuron_header += [f"a_{j}" for j in range(k_out)]
-    return {
-        "loss": (["segment", "t", "loss", "grad_inf_norm"], loss_rows),
-        "spectrum": (["snapshot", "label", "segment", "t", "k", "eigenvalue"], spec_rows),
-        "neurons": (neuron_header, neuron_rows),
-    }
-
-
-def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()

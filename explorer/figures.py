@@ -36,9 +36,8 @@ model L(θ) + ½λs²).  A view that does not apply says why in one line.
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -175,44 +174,29 @@ def write_figure(
 ) -> Path:
     """Render ``view`` of ``session`` and write it to ``path`` atomically; return the path.
 
-    The format comes from the extension (.png, .svg, .pdf).  The figure is written into a
-    temporary sibling ``.NAME.tmp-…`` and then linked (no ``force``: fails if ``path``
-    appeared meanwhile, nothing is clobbered) or renamed (``force``) into place.
+    The format comes from the extension (.png, .svg, .pdf).  The whole file is rendered
+    first, then written the way every output file is (:mod:`core.files`): without
+    ``force`` created through a temporary sibling and a hard link, which fails if ``path``
+    appeared meanwhile (nothing is clobbered); with ``force`` replaced atomically.
     """
+    from core.files import write_bytes_atomic, write_new_files
+
     p = Path(path)
     fmt = check_target(p, force=force)
     with rc_context(_RC):
         fig = session_figure(session, view, t=t)
-        tmp = p.parent / f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "xb") as f:
-                fig.savefig(f, format=fmt, dpi=200, metadata=_metadata(fmt))
-                f.flush()
-                os.fsync(f.fileno())
-            _move_into_place(tmp, p, force)
-        except OSError as e:
-            raise FigureError(f"{p}: cannot write ({e.strerror or e})") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    return p
-
-
-def _move_into_place(tmp: Path, path: Path, force: bool) -> None:
-    """Rename ``tmp`` to ``path`` (``force``), or hard-link it there, which fails if ``path``
-    exists — so a file that appeared since the check is kept.  Where the file system has no
-    hard links, a last existence check and a rename."""
-    if force:
-        os.replace(tmp, path)
-        return
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=200, metadata=_metadata(fmt))
     try:
-        os.link(tmp, path)
+        if force:
+            write_bytes_atomic(p, buf.getvalue())
+        else:
+            write_new_files({p: buf.getvalue()})
     except FileExistsError:
-        raise FigureError(f"{path}: exists; refusing to overwrite (use --force)") from None
-    except OSError:
-        if path.exists():
-            raise FigureError(f"{path}: exists; refusing to overwrite (use --force)") from None
-        os.replace(tmp, path)
+        raise FigureError(f"{p}: exists; refusing to overwrite (use --force)") from None
+    except OSError as e:
+        raise FigureError(f"{p}: cannot write ({e.strerror or e})") from None
+    return p
 
 
 def _metadata(fmt: str) -> dict:

@@ -33,11 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.config import ConfigError, load_config, parse_config
+from core.export import format_report
 from core.files import MAX_TOML_DEPTH, load_json, load_toml, short
 from core.runner import run_config
 from core.session import SessionError, is_session_dir, load_session, save_session
 from core.sweep import MAX_RUNS, SweepError, parse_sweep
-from explorer.cli import format_report, main
+from explorer.cli import main
 
 ROOT = Path(__file__).parent.parent
 #: A run that lasts: many save points over a long horizon (killed or signalled before t_max).

@@ -32,6 +32,11 @@ PRESET_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("2", "Hessian: λmin < 0 on each plateau (a saddle), index 0 at the end"),
         ("7", "singular values of W3W2W1: 3, 1, 0.3 learned one at a time"),
     ),
+    "deep_linear_infinite": (
+        ("1", "loss: plateaus at exactly 5.045, 0.545, 0.045 (½ Σ_{i>r} s_i²), sharp drops"),
+        ("7", "singular values of W3W2W1: 3, 1, 0.3 learned one at a time"),
+        ("2", "Hessian: λmin < 0 on each plateau (a saddle), index 0 at the end"),
+    ),
     "channel_to_infinity": (
         ("1", "loss: falls ever more slowly — no plateau, no convergence"),
         ("2", "Hessian: λmax keeps growing (like 1/ε²)"),

@@ -42,6 +42,7 @@ EXPECTED = {
     "copy_or_average": "classification minimum, roles include copy and average",
     "symmetry_saddle": "starts at index ≥ 1, final loss ≪ start loss",
     "saddle_to_saddle": "≥ 3 loss plateaus, ends at a minimum",
+    "deep_linear_infinite": "plateaus at ½ Σ_{i>r} s_i², r = 0, 1, 2 in turn; refined loss < 1e-20",
     "three_classes": "starts at log 3, classification minimum, training accuracy 0.9–0.995",
 }
 
@@ -83,6 +84,15 @@ def check_report(name: str, report: dict, loss: list[float]) -> list[str]:
     elif name == "saddle_to_saddle":
         need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
         need(loss[-1] < 1e-12 * loss[0], f"final loss {loss[-1]:.3g} not ≈ 0")
+    elif name == "deep_linear_infinite":
+        levels = [0.5 * (9 + 1 + 0.09), 0.5 * (1 + 0.09), 0.5 * 0.09]  # ½ Σ_{i>r} s_i²
+        plateaus = [p["loss"] for p in report.get("phases", []) if p["kind"] == "plateau"]
+        close = len(plateaus) == 3 and all(
+            abs(p / v - 1) < 1e-4 for p, v in zip(plateaus, levels, strict=True)
+        )
+        need(close, f"plateaus {plateaus}, expected {levels}")
+        need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
+        need(refined.get("loss", 1.0) < 1e-20, f"refined loss {refined.get('loss')} ≥ 1e-20")
     elif name == "three_classes":
         acc = (refined or report["final"]).get("accuracy")
         need(abs(loss[0] - math.log(3)) < 1e-2, f"start loss {loss[0]:.4g}, expected ≈ log 3")

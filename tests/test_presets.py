@@ -38,6 +38,7 @@ PROMISED = {
     "copy_or_average",
     "symmetry_saddle",
     "saddle_to_saddle",
+    "deep_linear_infinite",
 }
 MAX_SESSIONS_BYTES = 2 * 1024 * 1024
 
@@ -257,6 +258,43 @@ def test_symmetry_saddle_starts_at_a_split_saddle_and_escapes():
     # the escape is a plateau then a drop: the first third of the (log-spaced) saves is flat
     n = len(seg.loss)
     assert np.all(np.abs(seg.loss[: n // 3] / seg.loss[0] - 1) < 1e-2)
+
+
+def test_deep_linear_infinite_visits_the_eckart_young_losses_in_turn():
+    """Infinite data: the plateaus are exactly ½ Σ_{i>r} s_i² (s from numpy's SVD of the
+    teacher's product), the stored losses are ½‖W3 W2 W1 − M‖²_F recomputed here with
+    numpy, each plateau's end-to-end map has rank r, and the run ends at the minimum."""
+    session = _session("deep_linear_infinite")
+    cfg = session.config
+    assert cfg.data.kind == "gaussian-infinite" and len(cfg.student.widths) >= 2
+    tp = params_dict(cfg.teacher.params)
+    M = tp["w2"] @ tp["w1"]
+    s = np.linalg.svd(M, compute_uv=False)
+    levels = [0.5 * float(np.sum(s[r:] ** 2)) for r in range(len(s))]
+    seg = session.final_segment
+    spec = seg.spec
+
+    def product(theta) -> np.ndarray:
+        q = unflatten(spec, np.asarray(theta))
+        a = np.asarray(q["w1"])
+        for layer in range(2, len(spec.widths) + 2):
+            a = np.asarray(q[f"w{layer}"]) @ a
+        return a
+
+    for i in np.linspace(0, len(seg.loss) - 1, 9).astype(int):
+        value = 0.5 * np.sum((product(seg.theta[i]) - M) ** 2)
+        np.testing.assert_allclose(seg.loss[i], value, rtol=1e-10, atol=1e-25)
+    times = []
+    for r, value in enumerate(levels):
+        on = np.flatnonzero(np.abs(seg.loss / value - 1) < 1e-4)
+        assert on.size >= 3, f"no plateau at the rank-{r} loss {value:.4g}"
+        sv = np.linalg.svd(product(seg.theta[on[on.size // 2]]), compute_uv=False)
+        assert int(np.sum(sv > 0.5 * s[-1])) == r
+        times.append(seg.t[on[0]])
+    assert times == sorted(times)
+    theta = _refined_theta(session)
+    assert 0.5 * np.sum((product(theta) - M) ** 2) < 1e-20
+    assert session_report(session)["classification"] == "minimum"
 
 
 def test_saddle_to_saddle_visits_the_best_rank_r_fits_in_turn():

@@ -105,3 +105,168 @@ def test_every_preset_loads_into_the_form_and_validates() -> None:
             assert screen.config == load_config(presets[0][1])
 
     asyncio.run(scenario())
+
+
+def _visible_field_ids(screen) -> list[str]:
+    """DOM ids of the form's input widgets whose rows are shown, in form order."""
+    from explorer.screens.setup import widget_id
+
+    ids = []
+    for f in screen._fields:
+        row = screen.query_one("#" + widget_id(f.key) + "-row")
+        if row.display:
+            ids.append(widget_id(f.key))
+    return ids
+
+
+def test_tab_goes_field_to_field_without_a_stop_on_the_scroll_container() -> None:
+    """Tab from the preset menu visits Run, then exactly the shown fields in order, then
+    wraps to the preset menu (the form's scroll container used to take a Tab stop of its
+    own between Run and the first field, where nothing visible looked focused)."""
+    from textual.widgets import Button, Checkbox, Input, Select, TextArea
+
+    from explorer.app import ExplorerApp
+
+    app = ExplorerApp(autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            for kind in ("random", "glu", "explicit"):
+                screen.query_one("#f-teacher--kind").value = kind
+                await pilot.pause()
+                run = [] if screen.query_one("#run").disabled else ["run"]  # glu: u, v unset
+                expected = [*run, *_visible_field_ids(screen), "preset"]
+                screen.query_one("#preset").focus()
+                await pilot.pause()
+                seen = []
+                for _ in expected:
+                    await pilot.press("tab")
+                    focused = screen.focused
+                    assert isinstance(focused, Input | Select | Checkbox | TextArea | Button), (
+                        focused
+                    )
+                    assert focused.region.height > 0  # on screen: scrolled into view
+                    seen.append(focused.id)
+                assert seen == expected, kind
+            # Shift+Tab goes back the same way.
+            await pilot.press("shift+tab")
+            assert screen.focused.id == expected[-2]
+
+    asyncio.run(scenario())
+
+
+def test_every_invalid_field_is_marked_and_listed() -> None:
+    """core.config stops at its first error; the form shows all of them at once."""
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import error_id, widget_id
+
+    app = ExplorerApp(autostart=False)
+    bad = {"teacher.input_dim": "x", "student.widths": "0", "dynamics.rtol": "abc"}
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            for key, text in bad.items():
+                screen.query_one("#" + widget_id(key)).value = text
+            await pilot.pause()
+            assert [e.field for e in screen.errors] == list(bad)
+            assert screen.error.field == "teacher.input_dim"
+            for key in bad:
+                assert screen.query_one("#" + error_id(key)).display, key
+            assert "must be an integer" in str(
+                screen.query_one("#" + error_id("teacher.input_dim")).render()
+            )
+            assert "positive integers" in str(
+                screen.query_one("#" + error_id("student.widths")).render()
+            )
+            general = str(screen.query_one("#form-error").render())
+            assert all(key in general for key in bad), general
+            assert screen.query_one("#run").disabled
+            # Fixing one leaves the others marked.
+            screen.query_one("#" + widget_id("student.widths")).value = "3"
+            await pilot.pause()
+            assert [e.field for e in screen.errors] == ["teacher.input_dim", "dynamics.rtol"]
+            assert not screen.query_one("#" + error_id("student.widths")).display
+            screen.query_one("#" + widget_id("teacher.input_dim")).value = "2"
+            screen.query_one("#" + widget_id("dynamics.rtol")).value = "1e-9"
+            await pilot.pause()
+            assert screen.errors == [] and not screen.query_one("#run").disabled
+            assert str(screen.query_one("#form-error").render()).strip() == ""
+
+    asyncio.run(scenario())
+
+
+def test_teacher_fields_that_do_not_apply_are_hidden_and_left_out() -> None:
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import widget_id
+
+    app = ExplorerApp(autostart=False)
+    shown = {
+        "random": {"widths", "activation", "bias", "output_dim"},
+        "orthonormal": {"widths", "activation"},
+        "glu": {"activation", "u", "v"},
+        "rosenbrock": set(),
+        "file": {"widths", "activation", "bias", "output_dim", "path"},
+        "explicit": {"widths", "activation", "bias", "output_dim", "params"},
+    }
+    optional = {"widths", "activation", "bias", "output_dim", "u", "v", "path", "params"}
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            for kind, keys in shown.items():
+                screen.query_one("#f-teacher--kind").value = kind
+                await pilot.pause()
+                visible = {
+                    k
+                    for k in optional
+                    if screen.query_one("#" + widget_id("teacher." + k) + "-row").display
+                }
+                assert visible == keys, kind
+            # Orthonormal: the hidden bias is left out, so core's default (bias-free)
+            # applies; it used to keep bias = true and fail on a field that is not shown.
+            screen.query_one("#f-teacher--kind").value = "orthonormal"
+            screen.query_one("#f-teacher--widths").value = "2"
+            await pilot.pause()
+            assert screen.error is None, screen.error
+            assert screen.config.teacher.kind == "orthonormal"
+            assert screen.config.teacher.bias is False
+            # Rosenbrock uses input_dim only.
+            screen.query_one("#f-teacher--kind").value = "rosenbrock"
+            await pilot.pause()
+            assert screen.error is None and screen.config.teacher.kind == "rosenbrock"
+
+    asyncio.run(scenario())
+
+
+def test_explicit_teacher_params_are_typed_as_toml_and_validated_by_core() -> None:
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import error_id, widget_id
+
+    app = ExplorerApp(autostart=False)
+    params = "w1 = [[1.0, -2.0]]\nb1 = [0.5]\nw2 = [[3.0]]\nb2 = [0.0]\n"
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            screen.query_one("#f-teacher--kind").value = "explicit"
+            screen.query_one("#f-teacher--widths").value = "1"
+            await pilot.pause()
+            area = screen.query_one("#" + widget_id("teacher.params"))
+            err = screen.query_one("#" + error_id("teacher.params"))
+            assert screen.error.field == "teacher.params" and err.display  # required
+            area.text = params.replace("[[3.0]]", "[[3.0, 1.0]]")  # wrong shape
+            await pilot.pause()
+            assert screen.error.field == "teacher.params.w2"
+            assert "expected [1, 1]" in str(err.render())
+            area.text = "w1 = [[1.0, -2.0]"  # not TOML: the form says so
+            await pilot.pause()
+            assert screen.error.field == "teacher.params" and "not TOML" in str(err.render())
+            area.text = params
+            await pilot.pause()
+            assert screen.error is None and not screen.query_one("#run").disabled
+            assert dict(screen.config.teacher.params)["w1"] == ((1.0, -2.0),)
+            assert dict(screen.config.teacher.params)["w2"] == ((3.0,),)
+
+    asyncio.run(scenario())

@@ -4,11 +4,19 @@ Every form field is named by its dotted TOML key (``student.widths``); the form
 builds the same mapping a TOML file would, so validation is exactly the CLI's.
 A :class:`core.config.ConfigError` names the field: its message is shown inline
 under that field and the Run button stays disabled until the form parses.
+
+:func:`core.config.parse_config` stops at the first error; to list them all,
+:func:`form_errors` puts the failing field back to its last valid value (the loaded
+config's) and parses again, until the form parses or an error repeats — every rule stays
+core's.  Fields that a teacher kind does not use are hidden (``Field.only_for``), and an
+explicit teacher's ``params`` are typed as the TOML of the ``[teacher.params]`` table.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static, TextArea
 
 from explorer.watch import explanation
 from explorer.widgets.narration import WatchPanel
@@ -34,8 +42,23 @@ class Field:
     label: str
     kind: str  # "input" | "select" | "check"
     choices: tuple[str, ...] = ()
-    value_type: str = "str"  # "int" | "float" | "str" | "ints" | "floats"
-    only_for: tuple[str, str] | None = None  # (key, value): shown only when key == value
+    value_type: str = "str"  # "int" | "float" | "str" | "ints" | "floats" | "toml"
+    #: (key, values): shown only when the field ``key`` holds one of ``values``.  A hidden
+    #: field keeps the loaded config's value while ``key`` keeps the loaded config's value;
+    #: after ``key`` changes it is left out (core's default for the new kind applies).
+    only_for: tuple[str, tuple[str, ...]] | None = None
+
+    def shown(self, selector_value: Any) -> bool:
+        """Whether the field applies when its ``only_for`` key holds ``selector_value``."""
+        return self.only_for is None or selector_value in self.only_for[1]
+
+
+#: Teacher kinds that are an MLP given by input_dim, widths, activation, bias, output_dim.
+_MLP_TEACHERS = ("random", "file", "explicit")
+
+
+def _teacher(*kinds: str) -> tuple[str, tuple[str, ...]]:
+    return ("teacher.kind", kinds)
 
 
 def _activations() -> tuple[str, ...]:
@@ -55,24 +78,38 @@ def form_fields() -> list[tuple[str, list[Field]]]:
             [
                 Field("teacher.kind", "kind", "select", TEACHER_KINDS),
                 Field("teacher.input_dim", "input dim d", "input", value_type="int"),
-                Field("teacher.widths", "widths", "input", value_type="ints"),
-                Field("teacher.activation", "activation", "select", acts),
-                Field("teacher.bias", "bias", "check"),
                 Field(
-                    "teacher.u",
-                    "GLU u",
+                    "teacher.widths",
+                    "widths",
                     "input",
-                    value_type="floats",
-                    only_for=("teacher.kind", "glu"),
+                    value_type="ints",
+                    only_for=_teacher(*_MLP_TEACHERS, "orthonormal"),
                 ),
                 Field(
-                    "teacher.v",
-                    "GLU v",
-                    "input",
-                    value_type="floats",
-                    only_for=("teacher.kind", "glu"),
+                    "teacher.activation",
+                    "activation",
+                    "select",
+                    acts,
+                    only_for=_teacher(*_MLP_TEACHERS, "orthonormal", "glu"),
                 ),
-                Field("teacher.path", "file (.npz)", "input", only_for=("teacher.kind", "file")),
+                Field("teacher.bias", "bias", "check", only_for=_teacher(*_MLP_TEACHERS)),
+                Field(
+                    "teacher.output_dim",
+                    "outputs",
+                    "input",
+                    value_type="int",
+                    only_for=_teacher(*_MLP_TEACHERS),
+                ),
+                Field("teacher.u", "GLU u", "input", value_type="floats", only_for=_teacher("glu")),
+                Field("teacher.v", "GLU v", "input", value_type="floats", only_for=_teacher("glu")),
+                Field("teacher.path", "file (.npz)", "input", only_for=_teacher("file")),
+                Field(
+                    "teacher.params",
+                    "params (TOML)",
+                    "text",
+                    value_type="toml",
+                    only_for=_teacher("explicit"),
+                ),
             ],
         ),
         (
@@ -162,20 +199,32 @@ def del_dotted(mapping: dict, key: str) -> None:
 
 
 def format_value(value: Any) -> str:
-    """A config value as the text a user types."""
+    """A config value as the text a user types (floats short, but never rounded)."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
         return ", ".join(format_value(v) for v in value)
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     return str(value)
+
+
+def format_params(params: Any) -> str:
+    """A ``[teacher.params]`` table as TOML lines, one array per line (``w1 = [[…], …]``);
+    JSON's number syntax is TOML's and keeps every digit (repr of each float)."""
+    if not isinstance(params, dict):
+        return ""
+    return "\n".join(f"{name} = {json.dumps(value)}" for name, value in params.items())
 
 
 def parse_text(text: str, value_type: str) -> Any:
     """Form text → TOML value.  Unparseable text is passed through as the raw
-    string so that :func:`core.config.parse_config` reports it with its reason."""
+    string so that :func:`core.config.parse_config` reports it with its reason; TOML text
+    (``value_type = "toml"``) that is no TOML raises :class:`tomllib.TOMLDecodeError`."""
     text = text.strip()
+    if value_type == "toml":
+        return tomllib.loads(text)  # a TOMLDecodeError is the form's to report
     try:
         if value_type == "int":
             return int(text)
@@ -188,6 +237,62 @@ def parse_text(text: str, value_type: str) -> Any:
     except ValueError:
         return text
     return text
+
+
+def form_errors(mapping: dict, source: str, fallback: dict, keys: set[str]) -> tuple[Any, list]:
+    """``(config, [])`` when ``mapping`` parses, else ``(None, errors)``: every
+    :class:`core.config.ConfigError` of the form, found one at a time.
+
+    :func:`core.config.parse_config` stops at the first error, so the failing form field
+    (the one of ``keys`` that encloses the error's field) gets its value from ``fallback``
+    (the last valid config's mapping; left out when it has none) and the mapping is parsed
+    again.  Stops when it parses, when the error names no form field, or when a field fails
+    again (that error is the fallback's and is not listed: a rule across fields that the
+    fallback still breaks, or a field whose fallback is absent and required).
+    The rules are core's alone; a later error may depend on a fallback value.
+    """
+    from core.config import ConfigError, parse_config
+
+    mapping = copy.deepcopy(mapping)
+    errors: list = []
+    tried: set[str] = set()
+    while True:
+        try:
+            cfg = parse_config(mapping, source)
+        except ConfigError as exc:
+            key = form_key(exc.field or "", keys)
+            if key in tried:  # the fallback's own error, not the form's
+                return None, errors
+            errors.append(exc)
+            if key is None:
+                return None, errors
+            tried.add(key)
+            value = get_dotted(fallback, key)
+            if value is None:
+                del_dotted(mapping, key)
+            else:
+                set_dotted(mapping, key, copy.deepcopy(value))
+        else:
+            return (None, errors) if errors else (cfg, [])
+
+
+def form_key(field: str, keys: set[str]) -> str | None:
+    """The form field that holds a config field (``teacher.params.w1`` → ``teacher.params``,
+    ``student.activation[2]`` → ``student.activation``), or None."""
+    probe = field
+    while probe:
+        base = probe.split("[")[0]
+        if base in keys:
+            return base
+        if "." not in probe:
+            return None
+        probe = probe.rsplit(".", 1)[0]
+    return None
+
+
+class FormScroll(VerticalScroll, can_focus=False):
+    """The form's scroll container: no Tab stop of its own (Tab goes field to field, and a
+    focused field scrolls itself into view)."""
 
 
 class SetupScreen(Screen):
@@ -206,8 +311,11 @@ class SetupScreen(Screen):
         self.base = config_to_dict(config)
         self.config = config
         self.config_path = config_path
-        self.error: Any = None
+        self.error: Any = None  # the first of ``errors``
+        self.errors: list = []  # every core.config.ConfigError of the form
         self._fields = [f for _, fs in form_fields() for f in fs]
+        self._keys = {f.key for f in self._fields}
+        self._text_errors: dict[str, str] = {}  # form key → why its text is not TOML
 
     def compose(self) -> ComposeResult:
         presets = list_presets()
@@ -221,7 +329,7 @@ class SetupScreen(Screen):
             yield Button("Run ▶", id="run", variant="success", disabled=True)
         yield Static("", id="form-error")
         yield WatchPanel(id="preset-watch")
-        with VerticalScroll(id="setup-form"):
+        with FormScroll(id="setup-form"):
             for title, fields in form_fields():
                 with Vertical(classes="form-section") as section:
                     section.border_title = title
@@ -234,6 +342,8 @@ class SetupScreen(Screen):
         classes = "field-row"
         if f.only_for is not None:
             classes += " conditional"
+        if f.kind == "text":
+            classes += " tall"
         with Horizontal(classes=classes, id=widget_id(f.key) + "-row"):
             yield Label(f.label, classes="field-label")
             if f.kind == "select":
@@ -250,6 +360,12 @@ class SetupScreen(Screen):
                 # The label spells the state: the check mark alone is told apart only by
                 # colour, which 16-colour terminals and screen readers lose.
                 yield Checkbox(check_label(bool(value)), value=bool(value), id=widget_id(f.key))
+            elif f.kind == "text":
+                yield TextArea(
+                    format_params(value),
+                    placeholder="w1 = [[…], …]  (one array per line)",
+                    id=widget_id(f.key),
+                )
             else:
                 yield Input(format_value(value), id=widget_id(f.key))
         yield Static("", id=error_id(f.key), classes="field-error")
@@ -261,27 +377,41 @@ class SetupScreen(Screen):
     # -- form <-> mapping --------------------------------------------------------
 
     def form_mapping(self) -> dict:
-        """The TOML mapping described by the form (base config + edited fields)."""
+        """The TOML mapping described by the form (base config + edited fields).
+
+        A hidden field (``Field.only_for``) keeps the base value while its selector keeps
+        the base's value, and is left out once the selector changed.  Text that is not
+        TOML is passed on as the raw string (core then refuses the field) and its reason
+        kept in ``_text_errors``.
+        """
         mapping = copy.deepcopy(self.base)
-        kind = self.query_one("#" + widget_id("teacher.kind"), Select).value
+        self._text_errors = {}
         for f in self._fields:
-            if f.only_for is not None and self._value_of(f.only_for[0]) != f.only_for[1]:
-                del_dotted(mapping, f.key)
-                continue
+            if f.only_for is not None:
+                selector = f.only_for[0]
+                value = self._value_of(selector)
+                if not f.shown(value):
+                    if value != get_dotted(self.base, selector):
+                        del_dotted(mapping, f.key)
+                    continue
             if f.key.endswith(".activation") and get_dotted(mapping, f.key + "s") is not None:
                 continue  # the config names one activation per layer (``activations``) instead
             widget = self.query_one("#" + widget_id(f.key))
             if isinstance(widget, (Select, Checkbox)):
                 value = widget.value
             else:
-                text = widget.value
-                if text.strip() == "" and get_dotted(self.base, f.key) is None:
+                text = widget.text if isinstance(widget, TextArea) else widget.value
+                if text.strip() == "" and (
+                    f.kind == "text" or get_dotted(self.base, f.key) is None
+                ):
                     del_dotted(mapping, f.key)
                     continue
-                value = parse_text(text, f.value_type)
+                try:
+                    value = parse_text(text, f.value_type)
+                except tomllib.TOMLDecodeError as exc:
+                    self._text_errors[f.key] = f"not TOML: {exc}"
+                    value = text
             set_dotted(mapping, f.key, value)
-        if kind != get_dotted(self.base, "teacher.kind"):
-            del_dotted(mapping, "teacher.params")  # inline weights belong to the old kind
         return mapping
 
     def _value_of(self, key: str) -> Any:
@@ -289,9 +419,7 @@ class SetupScreen(Screen):
         return widget.value  # type: ignore[attr-defined]
 
     def validate(self) -> Any:
-        """Parse the form; show the error inline; enable Run only when valid."""
-        from core.config import ConfigError, parse_config
-
+        """Parse the form; mark every invalid field inline; enable Run only when valid."""
         for f in self._fields:
             label = self.query_one("#" + error_id(f.key), Static)
             label.update("")
@@ -300,51 +428,49 @@ class SetupScreen(Screen):
         general.update("")
         source = str(self.config_path) if self.config_path else "form"
         try:
-            cfg = parse_config(self.form_mapping(), source)
-        except ConfigError as exc:
-            self.error = exc
-            cfg = None
+            cfg, errors = form_errors(self.form_mapping(), source, self.base, self._keys)
+        except Exception as exc:  # a builder bug must not freeze the form
+            self.error, self.errors = exc, [exc]
+            general.update(f"⚠ {type(exc).__name__}: {exc}")
+            self.query_one("#run", Button).disabled = True
+            return None
+        self.errors = errors
+        self.error = errors[0] if errors else None
+        if cfg is not None:
+            self.config = cfg
+        marked, unplaced = [], []
+        for exc in errors:
             field = getattr(exc, "field", "") or ""
             message = getattr(exc, "message", None) or str(exc)
-            target = self._error_target(field)
-            if target is not None:
-                target.update(f"⚠ {message}")
-                target.display = True
-                general.update(f"⚠ {field}: fix the marked field")
-            else:
-                general.update(f"⚠ {field}: {message}")
-        except Exception as exc:  # a builder bug must not freeze the form
-            self.error = exc
-            cfg = None
-            general.update(f"⚠ {type(exc).__name__}: {exc}")
-        else:
-            self.error = None
-            self.config = cfg
+            key = form_key(field, self._keys)
+            if key is None:
+                unplaced.append(f"{field}: {message}" if field else message)
+                continue
+            message = self._text_errors.get(key, message)
+            if key != field:
+                message = f"{field}: {message}"  # e.g. teacher.params.w1
+            target = self.query_one("#" + error_id(key), Static)
+            target.update(f"⚠ {message}", layout=True)
+            target.display = True
+            marked.append(key)
+        lines = [f"⚠ {line}" for line in unplaced]
+        if marked:
+            s = "s" if len(marked) != 1 else ""
+            lines.append(f"⚠ fix the marked field{s}: {', '.join(marked)}")
+        general.update("\n".join(lines))
         self.query_one("#run", Button).disabled = cfg is None
         return cfg
-
-    def _error_target(self, field: str) -> Static | None:
-        """The inline error label for a field, or for its closest enclosing form field."""
-        keys = {f.key for f in self._fields}
-        probe = field
-        while probe:
-            base = probe.split("[")[0]
-            if base in keys:
-                return self.query_one("#" + error_id(base), Static)
-            if "." not in probe:
-                break
-            probe = probe.rsplit(".", 1)[0]
-        return None
 
     def _update_conditional(self) -> None:
         for f in self._fields:
             if f.only_for is not None:
                 row = self.query_one("#" + widget_id(f.key) + "-row")
-                row.display = self._value_of(f.only_for[0]) == f.only_for[1]
+                row.display = f.shown(self._value_of(f.only_for[0]))
 
     # -- events -----------------------------------------------------------------
 
     @on(Input.Changed)
+    @on(TextArea.Changed)
     def _changed(self) -> None:
         self.validate()
 
@@ -373,7 +499,7 @@ class SetupScreen(Screen):
             return
         self.base = config_to_dict(cfg)
         self.config_path = path
-        with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
+        with self.prevent(Input.Changed, Select.Changed, Checkbox.Changed, TextArea.Changed):
             for f in self._fields:
                 value = get_dotted(self.base, f.key)
                 widget = self.query_one("#" + widget_id(f.key))
@@ -387,6 +513,8 @@ class SetupScreen(Screen):
                 elif isinstance(widget, Checkbox):
                     widget.value = bool(value)
                     widget.label = check_label(bool(value))
+                elif isinstance(widget, TextArea):
+                    widget.text = format_params(value)
                 else:
                     widget.value = format_value(value)
         self._update_conditional()
@@ -401,7 +529,7 @@ class SetupScreen(Screen):
     def action_run(self) -> None:
         cfg = self.validate()
         if cfg is None:
-            self.notify("fix the marked field first", severity="warning")
+            self.notify("fix the marked fields first", severity="warning")
             return
         self.app.start_run(cfg, self.config_path)  # type: ignore[attr-defined]
 

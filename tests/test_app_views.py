@@ -9,13 +9,11 @@ Update with ``pytest tests/test_app_views.py --snapshot-update`` after checking 
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import sync, wait_for
 
 from core.config import parse_config
 from core.session import load_session
@@ -26,29 +24,7 @@ VIEW_KEYS = {"function": "5", "weights": "6", "singular": "7", "slice": "8"}
 #: (t ≈ 95, loss 1.385e-3), the saddle-to-saddle's first plateau at 7 (t ≈ 140, loss 4.95).
 PLATEAU = {"symmetry_saddle": 5, "saddle_to_saddle": 7}
 
-
-def sync(test):
-    """Run an async pilot test with asyncio.run (as tests/test_app_run.py does)."""
-
-    @functools.wraps(test)
-    def wrapper() -> None:
-        asyncio.run(test())
-
-    return wrapper
-
-
-@pytest.fixture(autouse=True)
-def synchronous_plots(monkeypatch):
-    from explorer.widgets.plots import LinePlot
-
-    monkeypatch.setattr(LinePlot, "background", False)
-
-
-async def _wait(pilot, cond, what: str, timeout: float = 60.0) -> None:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
+pytestmark = pytest.mark.usefixtures("synchronous_plots")  # conftest.py
 
 
 def _settled(panel) -> bool:
@@ -64,11 +40,11 @@ async def settle_views(pilot) -> None:
     from explorer.widgets.views import ViewPanel
 
     screen = pilot.app.screen
-    await _wait(pilot, lambda: getattr(screen, "problem", None) is not None, "problem")
+    await wait_for(pilot, lambda: getattr(screen, "problem", None) is not None, "problem")
     await pilot.pause(0.3)
     panels = [p for p in screen.query(ViewPanel) if p.display and p.region.area > 0]
     for panel in panels:
-        await _wait(pilot, lambda p=panel: _settled(p), f"{panel.view} view")
+        await wait_for(pilot, lambda p=panel: _settled(p), f"{panel.view} view")
     await pilot.app.workers.wait_for_complete()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.2)
@@ -91,6 +67,7 @@ SNAPSHOTS_80 = [
     ("saddle_to_saddle", "singular"),  # the rank staircase, cursor on the first plateau
     ("channel_to_infinity", "slice"),  # the channel's flat valley along v_min
     ("copy_or_average", "weights"),  # d = 4: the view says why it does not apply
+    ("three_classes", "function"),  # softmax, d = 2: p along the line and the class regions
 ]
 #: The 2×2 page of views 5–8: all four on the saddle's plateau and on a deep linear net.
 SNAPSHOTS_120 = [
@@ -206,10 +183,10 @@ async def test_live_run_views_show_the_current_point() -> None:
     app = ExplorerApp(config=parse_config(LINEAR, "linear"), show_clock=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+r")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         screen = app.screen
         await pilot.press("5")
-        await _wait(pilot, lambda: screen.state == "done", "run finished", timeout=120)
+        await wait_for(pilot, lambda: screen.state == "done", "run finished", timeout=120)
         await settle_views(pilot)
         run, teacher = screen.run, screen.problem.teacher
         for view in ("function", "weights", "singular", "slice"):
@@ -255,6 +232,57 @@ async def test_views_that_do_not_apply_say_why() -> None:
         # d = 4: the function view has its line but no f − g heatmap.
         fn = _panel(app, "function")
         assert fn.result.reason is None and "grid" not in fn.result.data
+
+
+def test_class_regions_snapshot_monochrome_80x24(snap_compare, monkeypatch) -> None:
+    """NO_COLOR: classes 1 2 3 and the × of disagreement are glyphs, not colours alone."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def show(pilot) -> None:
+        await pilot.press("5")
+        await settle_views(pilot)
+
+    assert snap_compare(_replay_app("three_classes"), terminal_size=(80, 24), run_before=show)
+
+
+@sync
+async def test_softmax_function_view_shows_the_class_regions() -> None:
+    """three_classes (softmax, d = 2): the class map holds core.views.class_regions at the
+    replayed θ, draws the student's class digits and × where the teacher's class differs,
+    the f − g heatmap is hidden, and the line shows p = softmax(f) with the teacher's class."""
+    from core.views import class_regions, function_line
+    from explorer.widgets.views import CLASS_DISAGREE, ClassMap, SignHeatmap
+
+    app = _replay_app("three_classes")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await settle_views(pilot)
+        screen = app.screen
+        s, j = screen.index[screen.position]
+        seg = app.replay.segments[s]
+        panel = _panel(app, "function")
+        want = class_regions(seg.spec, seg.theta[j], screen.problem.teacher)
+        got = panel.result.data["classes"]
+        np.testing.assert_array_equal(got["student"], want["student"])
+        np.testing.assert_array_equal(got["disagree"], want["disagree"])
+        assert "grid" not in panel.result.data
+        assert not panel.query_one(SignHeatmap).display
+        class_map = panel.query_one(ClassMap)
+        assert class_map.display and class_map.region.area > 0
+        text = class_map.render().plain
+        body = text.splitlines()[1:-1]
+        assert {"1", "2", "3"} <= set("".join(body))  # all three sectors drawn
+        # The end state misclassifies a thin band along the boundaries: marked, not hidden.
+        assert 0 < 1 - want["agreement"] < 0.1 and CLASS_DISAGREE in "".join(body)
+        assert f"≠ teacher: {1 - want['agreement']:.0%}" in text.splitlines()[0]
+        assert "1 2 3 class" in text.splitlines()[-1]
+        # Top row is the largest y: the teacher's class 1 sector (its neuron points at 90°).
+        assert set(body[0]) <= {"1", CLASS_DISAGREE}
+        line = function_line(seg.spec, seg.theta[j], screen.problem.teacher, probabilities=True)
+        np.testing.assert_array_equal(panel.result.data["line"]["student"], line["student"])
+        np.testing.assert_allclose(line["student"].sum(axis=1), 1.0, rtol=1e-12)
+        note = str(panel.query_one(".view-note").render())
+        assert "p₁" in note and "teacher's class" in note
 
 
 # ------------------------------------------------------------------ figures without the app

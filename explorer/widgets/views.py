@@ -12,7 +12,10 @@ data version and size), by :func:`render_view`, which adds what these views need
 per series (so they differ without colour: NO_COLOR=1, 16-colour terminals), axis limits,
 reference lines and text labels.  The function view's f − g heatmap (:class:`SignHeatmap`)
 shows the sign by glyph (``+ * #`` above, ``- = ≡`` below, ``·`` about zero) as well as by
-colour.
+colour.  For a softmax student (cross-entropy loss) the line shows the class probabilities
+p = softmax(f) against the teacher's class, and for d = 2 a :class:`ClassMap` replaces the
+heatmap: the student's class per cell by digit (``1`` = output 1) and colour, ``×`` (in the
+student's class colour) where the teacher's class differs — readable without colour.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ HEATMAP_ZERO_REL = 1e-9
 #: Heatmap glyphs by sign and |v|/max|v|: below 1/8 "·"; then three equal bins.
 HEAT_POS, HEAT_NEG, HEAT_ZERO = ("+", "*", "#"), ("-", "=", "≡"), "·"
 HEAT_EDGES = (0.125, 0.125 + 0.875 / 3, 0.125 + 2 * 0.875 / 3)
+
+#: Class map: the glyph of class c (0-based) is CLASS_GLYPHS[c] (so "1" is output 1, as in
+#: the line's legend); "×" marks a cell whose teacher class differs from the student's.
+CLASS_GLYPHS = "123456789abcdefghijklmnopqrstuvwxyz"
+CLASS_DISAGREE = "×"
 
 #: Student outputs 1–3 of the function view: plotext marker and its legend glyph.
 OUTPUT_MARKERS = ("braille", "+", "x")
@@ -97,6 +105,8 @@ class ViewInputs:
         history_t, history_theta: the trajectory of the current segment, (m,) and (m, P),
             for the singular-value view (None otherwise).
         cursor: the time marked on time axes (the replayed or current t).
+        loss: the problem's ``data.loss``; "crossentropy" (softmax outputs) makes the function
+            view show class probabilities and, for d = 2, class regions.
     """
 
     spec: Any
@@ -107,6 +117,7 @@ class ViewInputs:
     history_t: np.ndarray | None = None
     history_theta: np.ndarray | None = None
     cursor: float | None = None
+    loss: str = "mse"
 
     def key(self, view: str) -> tuple:
         """Identifies the result: same key, same picture."""
@@ -121,6 +132,7 @@ class ViewInputs:
             hist,
             self.teacher is None,
             self.cursor,
+            self.loss,
         )
 
 
@@ -144,8 +156,11 @@ def compute_view(view: str, inputs: ViewInputs) -> ViewResult:
         return ViewResult(view, inputs.t, reason=reason)
     try:
         if view == "function":
-            data = {"line": views.function_line(spec, theta, teacher)}
-            if spec.input_dim == 2:
+            classes = inputs.loss == "crossentropy" and spec.output_dim >= 2
+            data = {"line": views.function_line(spec, theta, teacher, probabilities=classes)}
+            if spec.input_dim == 2 and classes:
+                data["classes"] = views.class_regions(spec, theta, teacher)
+            elif spec.input_dim == 2:
                 data["grid"] = views.function_grid(spec, theta, teacher)
         elif view == "weights":
             data = views.weight_vectors(spec, theta, teacher)
@@ -176,9 +191,37 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if math.isfinite(v) else str(v)
 
 
-def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
-    """f and g along the line, and the legend line."""
+def class_line_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """p = softmax(f) along the line against the teacher's class (one-hot), and the legend."""
     line = result.data["line"]
+    s, p, onehot = line["s"], line["student"], line["teacher"]
+    k_out = min(p.shape[1], 3)
+    teacher, student = [], []
+    for k in range(k_out):
+        student.append(
+            ViewSeries(s, p[:, k], f"p{k + 1}", PALETTE[2 * k % 6], marker=OUTPUT_MARKERS[k])
+        )
+        if onehot is not None:
+            teacher.append(ViewSeries(s, onehot[:, k], "", PALETTE[2 * k % 6], marker="·"))
+    u = ", ".join(f"{c:.2f}" for c in line["direction"][:4])
+    more = ", …" if line["direction"].size > 4 else ""
+    title = "p = softmax(f) along x = s·u"
+    if line["teacher_class"] is not None:
+        agree = float(np.mean(line["student_class"] == line["teacher_class"]))
+        title = f"p: {agree:.0%} = teacher"  # short: plotext cuts titles to the canvas
+    outs = "  ".join(f"{OUTPUT_GLYPHS[k]} p{'₁₂₃'[k]}" for k in range(k_out))
+    legend = f"{outs}  ·· teacher's class (0/1)  u = ({u}{more})"
+    if p.shape[1] > k_out:
+        legend += f"  (classes 1–{k_out} of {p.shape[1]})"
+    extra = {"ylim": (-0.05, 1.05)}
+    return PlotSpec(tuple(teacher + student), title, xlabel="s", extra=extra), legend
+
+
+def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
+    """f and g along the line, and the legend line (class probabilities for softmax)."""
+    line = result.data["line"]
+    if "student_class" in line:
+        return class_line_figure(result)
     s, f, g = line["s"], line["student"], line["teacher"]
     k_out = min(f.shape[1], 3)
     teacher, student = [], []
@@ -513,6 +556,70 @@ class SignHeatmap(Widget):
         return text
 
 
+def class_rows(
+    student: np.ndarray, disagree: np.ndarray | None, width: int, height: int
+) -> list[list]:
+    """Rows of (glyph, colour) cells, top row = largest y: the class grid (n_y, n_x)
+    resampled (nearest neighbour) to ``height`` × ``width``; class c is CLASS_GLYPHS[c] in
+    PALETTE[2c mod 6] (the colour of output c + 1's line), CLASS_DISAGREE where ``disagree``."""
+    c = np.asarray(student)
+    rows = np.linspace(0, c.shape[0] - 1, max(1, height)).round().astype(int)
+    cols = np.linspace(0, c.shape[1] - 1, max(1, width)).round().astype(int)
+    out = []
+    for r in rows[::-1]:
+        cells = []
+        for j in cols:
+            k = int(c[r, j])
+            glyph = CLASS_GLYPHS[k] if k < len(CLASS_GLYPHS) else "?"
+            if disagree is not None and disagree[r, j]:
+                glyph = CLASS_DISAGREE
+            cells.append((glyph, PALETTE[2 * k % 6]))
+        out.append(cells)
+    return out
+
+
+class ClassMap(Widget):
+    """Class regions on the d = 2 grid (softmax students): the student's class per cell,
+    × where the teacher's differs (rows = y, larger y on top), resampled to its size."""
+
+    DEFAULT_CSS = "ClassMap { height: 1fr; width: 1fr; }"
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.regions: dict | None = None
+        self.title = ""
+
+    def set_regions(self, regions: dict) -> None:
+        """``regions`` from :func:`core.views.class_regions`."""
+        self.regions = regions
+        extent = float(regions["x"][-1])
+        if regions["agreement"] is None:
+            self.title = f"class argmax f, |x|,|y|≤{extent:g}"
+        else:  # short: the map is half of a view's width
+            wrong = 1.0 - regions["agreement"]
+            self.title = f"class ≠ teacher: {wrong:.0%}, |x|,|y|≤{extent:g}"
+        self.refresh()
+
+    def render(self) -> Text:
+        if self.regions is None:
+            return Text("")
+        w, h = self.content_size.width, self.content_size.height
+        text = Text(no_wrap=True)
+        text.append(self.title[:w] + "\n", style="bold")
+        r = self.regions
+        for row in class_rows(r["student"], r["disagree"], w, max(1, h - 2)):
+            for glyph, color in row:
+                text.append(glyph, style=f"bold {color}" if glyph == CLASS_DISAGREE else color)
+            text.append("\n")
+        k = r["n_classes"]
+        names = " ".join(CLASS_GLYPHS[: min(k, len(CLASS_GLYPHS))])
+        legend = f"{names} class"
+        if r["disagree"] is not None:
+            legend += f"  {CLASS_DISAGREE} ≠ teacher"
+        text.append(legend[:w], style="dim")
+        return text
+
+
 class ViewPanel(Vertical):
     """One view: a note line (legend, or why the view does not apply) and its figure(s).
 
@@ -562,6 +669,7 @@ class ViewPanel(Vertical):
             yield ViewPlot(classes="view-plot")
             if self.view == "function":
                 yield SignHeatmap(classes="view-heatmap")
+                yield ClassMap(classes="view-classes")
 
     def request(self, inputs: ViewInputs, *, live: bool = False) -> None:
         """Ask for the view at ``inputs`` (main thread; cheap: the work is in a worker)."""
@@ -616,6 +724,11 @@ class ViewPanel(Vertical):
         note.update(Text(f"{self.header}: {legend}"))
         self.query_one(ViewPlot).set_figure(figure)
         if result.view == "function":
+            regions = result.data.get("classes")
+            class_map = self.query_one(ClassMap)
+            class_map.display = regions is not None
+            if regions is not None:
+                class_map.set_regions(regions)
             heat = self.query_one(SignHeatmap)
             grid = result.data.get("grid")
             heat.display = grid is not None and grid["diff"] is not None
@@ -669,6 +782,7 @@ def view_inputs(view_name: str, view: TrajectoryView) -> ViewInputs | None:
         None if history is None else history[0],
         None if history is None else history[1],
         view.cursor if view.cursor is not None else float(run.t),
+        problem.config.data.loss,
     )
 
 
@@ -698,6 +812,7 @@ VIEW_TABS: tuple[PlotTab, ...] = tuple(
 __all__ = [
     "FIGURES",
     "VIEW_TABS",
+    "ClassMap",
     "SignHeatmap",
     "ViewInputs",
     "ViewPanel",

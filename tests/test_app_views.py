@@ -274,7 +274,7 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
         assert {"1", "2", "3"} <= set("".join(body))  # all three sectors drawn
         # The end state misclassifies a thin band along the boundaries: marked, not hidden.
         assert 0 < 1 - want["agreement"] < 0.1 and CLASS_DISAGREE in "".join(body)
-        assert f"≠ teacher: {1 - want['agreement']:.0%}" in text.splitlines()[0]
+        assert f"≠teacher {1 - want['agreement']:.0%}," in text.splitlines()[0]
         assert "1 2 3 class" in text.splitlines()[-1]
         # Top row is the largest y: the teacher's class 1 sector (its neuron points at 90°).
         assert set(body[0]) <= {"1", CLASS_DISAGREE}

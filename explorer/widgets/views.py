@@ -597,7 +597,7 @@ class ClassMap(Widget):
             self.title = f"class argmax f, |x|,|y|≤{extent:g}"
         else:  # short: the map is half of a view's width
             wrong = 1.0 - regions["agreement"]
-            self.title = f"class ≠ teacher: {wrong:.0%}, |x|,|y|≤{extent:g}"
+            self.title = f"class≠teacher {wrong:.0%}, |x|,|y|≤{extent:g}"
         self.refresh()
 
     def render(self) -> Text:

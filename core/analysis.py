@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
 import numpy as np
@@ -36,6 +37,9 @@ from core.activations import Activation, apply_per_neuron, get_activation
 from core.networks import NetworkSpec, unflatten
 from core.objectives import Objective
 from core.teachers import Teacher
+
+if TYPE_CHECKING:
+    from core.phases import Phase
 
 # ---------------------------------------------------------------------------------------
 # Thresholds (documented here once; every one is relative, so results do not depend on
@@ -689,25 +693,42 @@ FORMING_CHANNEL_ROLE = "channel (forming)"
 
 
 def mark_forming_channels(
-    inspection: Inspection, ahead: Sequence[Channel], t_ahead: float
+    inspection: Inspection,
+    ahead: Sequence[Channel],
+    t_ahead: float,
+    *,
+    phases: Sequence[Phase],
 ) -> Inspection:
-    """``inspection`` of a state inside a channel phase (:mod:`core.phases`), with the
-    neurons of ``ahead`` — :func:`detect_channels` at the later state t_ahead that ends the
-    phase — marked :data:`FORMING_CHANNEL_ROLE` where they have no role yet.
+    """``inspection`` (at time t) with the neurons of ``ahead`` — :func:`detect_channels`
+    at the later state t_ahead — marked :data:`FORMING_CHANNEL_ROLE` where t and t_ahead lie
+    in one channel phase of ``phases`` (:func:`core.phases.session_phases`)
+    and the neuron has no role of its own at t.
 
     Why: the static criteria (``CHANNEL_EPS_REL``, ``CHANNEL_RATIO``…) confirm a pair only
-    once ε is small against ‖w‖, long after the trajectory has entered the channel; the
-    pair is the same one, on its way in.  Nothing is guessed: without a channel ahead, or
-    when this state already has its own channels, the inspection is returned unchanged.
+    once ε is small against ‖w‖, long after the trajectory has entered the channel; within
+    the phase the pair is the same one, on its way in.  A pair that this state already
+    confirms keeps its "channel" role; another pair of ``ahead`` that it does not yet
+    confirm is marked forming beside it.  Nothing is guessed: outside a channel phase, with
+    no channel ahead or when every pair ahead is confirmed here, the inspection is returned
+    unchanged.
     """
-    if inspection.channels or not ahead:
+    t = float(inspection.t)
+    inside = any(
+        p.kind == "channel" and p.t_start <= t <= p.t_end and p.t_start <= t_ahead <= p.t_end
+        for p in phases
+    )
+    here = {ch.neurons for ch in inspection.channels}
+    forming = [ch for ch in ahead if ch.neurons not in here]
+    if not inside or not forming:
         return inspection
-    pairs = {n for ch in ahead for n in ch.neurons}
+    pairs = {n for ch in forming for n in ch.neurons}
     neurons = [
         replace(n, role=FORMING_CHANNEL_ROLE) if n.index in pairs and not n.role else n
         for n in inspection.neurons
     ]
-    names = " and ".join(f"{i}+{j}" for i, j in (ch.neurons for ch in ahead))
+    if neurons == inspection.neurons:
+        return inspection
+    names = " and ".join(f"{i}+{j}" for i, j in (ch.neurons for ch in forming))
     note = f"{inspection.note}; neurons {names} form the channel confirmed at t={t_ahead:.4g}"
     return replace(inspection, neurons=neurons, note=note)
 

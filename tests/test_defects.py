@@ -540,4 +540,39 @@ def test_replay_inside_a_channel_phase_names_the_forming_pair():
 
     asyncio.run(scenario())
     empty = Inspection(0.0, "t=0", [], [])
-    assert mark_forming_channels(empty, [], 1.0) is empty  # nothing ahead: unchanged
+    assert mark_forming_channels(empty, [], 1.0, phases=[channel]) is empty  # nothing ahead
+
+
+def test_a_forming_pair_is_named_beside_a_confirmed_one_and_only_inside_its_phase():
+    """The forming role is core's decision (core.analysis.mark_forming_channels): the state
+    and the confirming state must lie in one channel phase; a state that confirms one pair
+    itself still gets the other pair ahead marked forming (it used to return unchanged as
+    soon as the state had a channel of its own, leaving the second pair's role empty)."""
+    from core.analysis import FORMING_CHANNEL_ROLE, Channel, Inspection, NeuronInfo
+    from core.analysis import mark_forming_channels as mark
+    from core.phases import Phase
+
+    def channel(i, j):
+        return Channel((i, j), 0.1, 1.0, 2.0, [1.0], [1.0], 1e-3, "softplus")
+
+    neurons = [
+        NeuronInfo(i, [1.0], None, [(-1.0) ** i], 1.0, None, None, "channel" if i < 2 else "")
+        for i in range(5)
+    ]
+    ins = Inspection(10.0, "t=10: 5 neurons, 1 channel", neurons, [channel(0, 1)])
+    ahead = [channel(0, 1), channel(2, 3)]
+    phases = [
+        Phase("descent", 0.0, 5.0, 1.0, None, ""),
+        Phase("channel", 5.0, 100.0, 0.1, None, ""),
+    ]
+    marked = mark(ins, ahead, 100.0, phases=phases)
+    assert [n.role for n in marked.neurons] == ["channel"] * 2 + [FORMING_CHANNEL_ROLE] * 2 + [""]
+    assert marked.note.endswith("neurons 2+3 form the channel confirmed at t=100")
+    assert marked.channels == ins.channels  # core's detection at t is not rewritten
+    # Outside the phase (the descent before it), or ahead of another phase: nothing guessed.
+    before = Inspection(2.0, "t=2", neurons, [channel(0, 1)])
+    assert mark(before, ahead, 100.0, phases=phases) is before
+    assert mark(ins, ahead, 200.0, phases=phases) is ins
+    assert mark(ins, ahead, 100.0, phases=[Phase("plateau", 5.0, 100.0, 0.1, 1, "")]) is ins
+    # Every pair ahead confirmed here already: unchanged.
+    assert mark(ins, [channel(0, 1)], 100.0, phases=phases) is ins

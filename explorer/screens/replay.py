@@ -299,10 +299,9 @@ class ReplayScreen(TrajectoryScreen):
         spec, theta, t = seg.spec, np.asarray(seg.theta[j]), float(seg.t[j])
         self._inspected = self.position
         problem = self.problem
-        # Inside a channel phase, the channel its last state confirms (core.phases).
-        in_channel = any(
-            p.kind == "channel" and p.t_start <= t <= p.t_end for p in self._session_phases()
-        )
+        # The segment's last state: core marks the pairs it confirms as forming at t when
+        # both lie in one channel phase (core.analysis.mark_forming_channels).
+        phases = list(self._session_phases())
         last_theta, t_last = np.asarray(seg.theta[-1]), float(seg.t[-1])
 
         def job():
@@ -315,9 +314,8 @@ class ReplayScreen(TrajectoryScreen):
 
             objective = problem.objective_for(spec)
             inspection = inspect_point(objective, theta, problem.teacher, t)
-            if in_channel and not inspection.channels:
-                ahead = detect_channels(spec, last_theta, analysis_inputs(objective))
-                inspection = mark_forming_channels(inspection, ahead, t_last)
+            ahead = detect_channels(spec, last_theta, analysis_inputs(objective))
+            inspection = mark_forming_channels(inspection, ahead, t_last, phases=phases)
             return InspectDone(inspection)
 
         self._task_worker("inspect", job)

@@ -17,15 +17,21 @@ Conventions (as in MLPGradientFlow.jl):
   MLPGradientFlow's ``sigmoid2`` = erf(z/√2) is the alias ``sigmoid2`` of ``erf`` here.
 * ``exp``: σ = σ′ = σ″ = eᶻ.
 * ``square`` is z² here; MLPGradientFlow's ``square`` is z²/2.
+* ``he1`` … ``he4``: h_p(z) = He_p(z)/√(p!), the probabilists' Hermite polynomials
+  He₁ = z, He₂ = z² − 1, He₃ = z³ − 3z, He₄ = z⁴ − 6z² + 3, normalised so that for
+  unit-variance u, v with correlation ρ, E[h_p(u) h_q(v)] = δ_pq ρ^p (the multi-index
+  paper's activations; h₁ is the identity).  h_p′ = √p · h_{p−1} (He_p′ = p He_{p−1}).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import erf as _erf
 
 from core.spec import ALIASES, activation_names, canonical_activation
@@ -102,6 +108,21 @@ def _d2_sigmoid(z: Array) -> Array:
     return -jnp.sign(z) * e * (1.0 - e) / (u * u * u)
 
 
+def _hermite(p: int) -> Activation:
+    """h_p = He_p/√(p!) with h_p′, h_p″ as Horner polynomials (coefficients exact in float64
+    up to the one division by √(p!)); from NumPy's probabilists' Hermite basis."""
+    coef = np.polynomial.hermite_e.herme2poly([0.0] * p + [1.0]) / math.sqrt(math.factorial(p))
+    c0 = coef[::-1]  # highest power first, for jnp.polyval
+    c1 = np.polynomial.polynomial.polyder(coef)[::-1]
+    c2 = np.polynomial.polynomial.polyder(coef, 2)[::-1] if p >= 2 else np.zeros(1)
+
+    def horner(c: np.ndarray) -> Elementwise:
+        cj = tuple(float(x) for x in c)
+        return lambda z: jnp.polyval(jnp.asarray(cj, z.dtype), z) + jnp.zeros_like(z)
+
+    return Activation(f"he{p}", horner(c0), horner(c1), horner(c2))
+
+
 def _tanh_d(z: Array) -> Array:
     t = jnp.tanh(z)
     return 1.0 - t * t
@@ -163,6 +184,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
         Activation("g", _g, _d_g, _d2_g),
         Activation("exp", jnp.exp, jnp.exp, jnp.exp),
+        *(_hermite(p) for p in (1, 2, 3, 4)),
     ]
 }
 

@@ -650,10 +650,6 @@ class _Validator:
         kind = self.choice(t.get("kind", "gaussian"), "data.kind", DATA_KINDS)
         samples = self.integer(t.get("samples", 1000), "data.samples", MIN_SAMPLES, MAX_SAMPLES)
         loss = self.choice(t.get("loss", "mse"), "data.loss", LOSSES)
-        if loss == "correlation" and kind != "gaussian-infinite":
-            raise self.fail(
-                "data.loss", f"'correlation' needs data.kind = 'gaussian-infinite', not {kind!r}"
-            )
         if loss == "crossentropy" and kind == "gaussian-infinite":
             raise self.fail(
                 "data.loss",
@@ -787,6 +783,12 @@ class _Validator:
         if s.output == "softmax" and data.loss != "crossentropy":
             raise self.fail(
                 "student.output", f"'softmax' needs data.loss = 'crossentropy', not {data.loss!r}"
+            )
+        if data.loss == "correlation" and dyn.method == "sgd":
+            raise self.fail(
+                "dynamics.method",
+                "'sgd' minibatches the MSE only; use flow, gd or adam with data.loss = "
+                "'correlation'",
             )
         if data.loss != "crossentropy":
             return

@@ -20,6 +20,8 @@ Pair kernels (closed forms; σ = erf means σ(z) = erf(z/√2), Φ the normal CD
 * erf·erf:   (2/π) arcsin(c₁₂ / √((1+c₁₁)(1+c₂₂)))  =  (2/π) atan2(c₁₂, √((1+c₁₁)(1+c₂₂) − c₁₂²)),
   Φ·Φ = ¼ + (1/2π)·atan2(…), erf·Φ = (1/π)·atan2(…) (Φ = ½ + ½ erf).
 * relu·relu (arc-cosine kernel): (1/2π)(√D + c₁₂(π − θ)),  D = c₁₁c₂₂ − c₁₂², θ = ∠(w, w′).
+* he_p·he_q (h_p = He_p/√(p!), also with identity = h₁): a polynomial in (c₁₁, c₂₂, c₁₂)
+  from the Hermite scaling identity, δ_pq c₁₂^p for unit variances (:func:`_hermite_kernel`).
 * identity·σ (Stein's lemma): c₁₂ E[σ′(v)];  relu·erf = ½ c₁₂ E[erf′(v)] (relu = (u+|u|)/2 and
   E[|u| erf(v)] = 0 by symmetry);  relu·Φ = ½E[relu(u)] + ½ relu·erf.
 * anything else: 2-D Gaussian quadrature in whitened coordinates, u = √c₁₁ z₁,
@@ -50,6 +52,7 @@ nearly parallel weights whose z₂-kink moves fast with z₁); 64 nodes give ~5e
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,7 +85,12 @@ _CLOSED = frozenset(
         ("relu", "erf"),
         ("relu", "normal_cdf"),
     }
+    # Hermite polynomials with each other and with the identity (= He₁): a polynomial kernel.
+    | {(f"he{p}", f"he{q}") for p in range(1, 5) for q in range(p, 5)}
+    | {("identity", f"he{q}") for q in range(1, 5)}
 )
+#: Degree p of the normalised Hermite activations h_p = He_p/√(p!) (identity = He₁ = h₁).
+_HERMITE_DEGREE = {"identity": 1, "he1": 1, "he2": 2, "he3": 3, "he4": 4}
 LOSSES = ("mse", "correlation")
 
 
@@ -173,6 +181,36 @@ def _relu_relu(c11: Array, c22: Array, c12: Array) -> Array:
     return jnp.where(nonzero, jnp.where(small, k_small, k_big), 0.0)
 
 
+def _hermite_kernel(p: int, q: int) -> Callable[[Array, Array, Array], Array]:
+    """E[h_p(u) h_q(v)] for (u, v) ~ N(0, C), h_p = He_p/√(p!), any covariance C.
+
+    With u = s₁z₁, v = s₂z₂ (unit-variance z's of correlation r = c₁₂/(s₁s₂)), the scaling
+    identity He_n(γz) = Σ_k n!/(k!(n−2k)! 2^k) γ^{n−2k} (γ²−1)^k He_{n−2k}(z) and
+    E[He_m(z₁) He_{m′}(z₂)] = δ_{mm′} m! r^m give, since (s₁s₂r)^m = c₁₂^m,
+
+        E[He_p(u) He_q(v)] = Σ_m p! q! / (k! l! m! 2^{k+l}) (c₁₁−1)^k (c₂₂−1)^l c₁₂^m,
+
+    over m ≡ p ≡ q (mod 2), 0 ≤ m ≤ min(p, q), k = (p−m)/2, l = (q−m)/2 (zero if p, q have
+    different parity).  A polynomial in (c₁₁, c₂₂, c₁₂): exact, smooth at degenerate C; at
+    c₁₁ = c₂₂ = 1 only m = p = q survives and the kernel is δ_pq ρ^p.
+    """
+    f = math.factorial
+    terms = []
+    parity_ok = (p - q) % 2 == 0
+    for m in range(p % 2, min(p, q) + 1 if parity_ok else 0, 2):
+        k, l = (p - m) // 2, (q - m) // 2
+        coef = f(p) * f(q) / (f(k) * f(l) * f(m) * 2 ** (k + l)) / math.sqrt(f(p) * f(q))
+        terms.append((coef, k, l, m))
+
+    def kernel(c11: Array, c22: Array, c12: Array) -> Array:
+        out = jnp.zeros(jnp.broadcast_shapes(c11.shape, c22.shape, c12.shape), c12.dtype)
+        for coef, k, l, m in terms:
+            out = out + coef * (c11 - 1.0) ** k * (c22 - 1.0) ** l * c12**m
+        return out
+
+    return kernel
+
+
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
@@ -202,6 +240,8 @@ def _closed_kernel(a: str, b: str) -> Callable[[Array, Array, Array], Array]:
         return _erf_cdf
     if (a, b) == ("relu", "relu"):
         return _relu_relu
+    if a.startswith("he") or b.startswith("he"):
+        return _hermite_kernel(_HERMITE_DEGREE[a], _HERMITE_DEGREE[b])
     if a == "identity":  # Stein: E[u τ(v)] = c₁₂ E[τ′(v)]
         return lambda c11, c22, c12: c12 * _mean_derivative(b, c22)
     if (a, b) == ("relu", "erf"):

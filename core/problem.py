@@ -9,7 +9,8 @@
   teacher's outputs, :func:`core.crossentropy.label_dataset`), or none for
   ``gaussian-infinite``;
 * the objective: finite-data MSE (:func:`core.objectives.mse_objective`), cross-entropy of
-  softmax outputs (:func:`core.crossentropy.crossentropy_objective`) or the exact
+  softmax outputs (:func:`core.crossentropy.crossentropy_objective`), the finite-data
+  correlation loss (:func:`core.correlation.correlation_objective`) or the exact
   Gaussian expectation (:func:`core.gaussian.gaussian_objective`; for deep linear students
   :func:`core.linear_gaussian.linear_gaussian_objective`);
 * θ₀ (P,): the explicit ``student.params`` or ``init_params(spec, k_S, init_scale)``,
@@ -160,6 +161,10 @@ def make_objective(
         from core.crossentropy import crossentropy_objective
 
         return crossentropy_objective(spec, data, maxnorm=maxnorm)
+    if data is not None and config.data.loss == "correlation":
+        from core.correlation import correlation_objective
+
+        return correlation_objective(spec, data, maxnorm=maxnorm)
     if data is not None:
         return mse_objective(spec, data, maxnorm=maxnorm)
     from core.gaussian import gaussian_objective

@@ -27,6 +27,10 @@ ACTIVATION_NAMES: tuple[str, ...] = (
     "identity",
     "g",
     "exp",
+    "he1",
+    "he2",
+    "he3",
+    "he4",
 )
 #: Other names accepted for an activation.  ``sigmoid2`` is MLPGradientFlow's name for
 #: erf(z/√2), ``tanh_fast`` its fast tanh (the same function).  (``g`` was an alias of

@@ -93,3 +93,93 @@ def test_jax_free_name_list_matches_the_functions() -> None:
 
     assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
     assert len(ACTIVATION_NAMES) == len(set(ACTIVATION_NAMES))
+
+
+# ------------------------------------------------------- normalised Hermite activations
+
+HERMITE = ["he1", "he2", "he3", "he4"]
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4])
+def test_hermite_values_and_finite_difference_derivatives(p: int) -> None:
+    """h_p = He_p/√(p!) against NumPy's hermeval; h_p′, h_p″ against central differences."""
+    import math
+
+    act = get_activation(f"he{p}")
+    z = np.linspace(-4.0, 4.0, 17)
+    he = np.polynomial.hermite_e.hermeval(z, [0.0] * p + [1.0]) / math.sqrt(math.factorial(p))
+    np.testing.assert_allclose(act.f(jnp.asarray(z)), he, rtol=1e-14, atol=1e-13)
+    h = 1e-4  # central differences: error O(h²·f‴) ≈ 1e-7 for these polynomials
+    f = lambda u: np.asarray(act.f(jnp.asarray(u)))
+    df = lambda u: np.asarray(act.df(jnp.asarray(u)))
+    np.testing.assert_allclose(act.df(jnp.asarray(z)), (f(z + h) - f(z - h)) / (2 * h), atol=1e-6)
+    np.testing.assert_allclose(
+        act.d2f(jnp.asarray(z)), (df(z + h) - df(z - h)) / (2 * h), atol=1e-6
+    )
+    # He_p′ = p He_{p−1}  ⇔  h_p′ = √p h_{p−1}
+    prev = get_activation(f"he{p - 1}").f if p > 1 else jnp.ones_like
+    np.testing.assert_allclose(
+        act.df(jnp.asarray(z)), np.sqrt(p) * prev(jnp.asarray(z)), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("rho", [-0.8, 0.0, 0.35, 0.9])
+def test_hermite_normalisation_by_quadrature(rho: float) -> None:
+    """E[h_p(u) h_q(v)] = δ_pq ρ^p for unit-variance (u, v) of correlation ρ, by a 2-D
+    Gauss-Hermite rule (20 nodes per axis: exact for polynomials of degree ≤ 39)."""
+    z, w = np.polynomial.hermite_e.hermegauss(20)
+    w = w / w.sum()
+    z1, z2 = np.meshgrid(z, z, indexing="ij")
+    ww = np.outer(w, w)
+    u, v = z1, rho * z1 + np.sqrt(1 - rho**2) * z2
+    for p in range(1, 5):
+        for q in range(1, 5):
+            hp = np.asarray(get_activation(f"he{p}").f(jnp.asarray(u)))
+            hq = np.asarray(get_activation(f"he{q}").f(jnp.asarray(v)))
+            expected = rho**p if p == q else 0.0
+            assert np.sum(ww * hp * hq) == pytest.approx(expected, abs=1e-13), (p, q)
+
+
+def test_hermite_normalisation_by_monte_carlo() -> None:
+    """The same identity on 2·10⁵ samples, within 5 standard errors (independent of any rule)."""
+    rng = np.random.default_rng(7)
+    rho, n = 0.6, 200_000
+    z1, z2 = rng.standard_normal((2, n))
+    u, v = z1, rho * z1 + np.sqrt(1 - rho**2) * z2
+    for p in range(1, 5):
+        for q in range(1, 5):
+            prod = np.asarray(get_activation(f"he{p}").f(jnp.asarray(u))) * np.asarray(
+                get_activation(f"he{q}").f(jnp.asarray(v))
+            )
+            err = prod.std() / np.sqrt(n)
+            expected = rho**p if p == q else 0.0
+            assert abs(prod.mean() - expected) < 5 * err, (p, q, prod.mean(), expected)
+
+
+def test_hermite_names_are_accepted_wherever_activations_are(tmp_path) -> None:
+    """Student, teacher, per-neuron lists and per-layer ``activations`` take he1..he4."""
+    from core.config import load_config
+    from core.problem import build_problem
+
+    text = """
+seed = 1
+[teacher]
+kind = "random"
+input_dim = 3
+widths = [2]
+activation = "he3"
+bias = false
+[student]
+widths = [3, 2]
+activations = [["he1", "he2", "he4"], "he3"]
+bias = false
+[data]
+samples = 50
+"""
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    problem = build_problem(load_config(path))
+    assert problem.spec.activations == (("he1", "he2", "he4"), ("he3", "he3"))
+    assert problem.teacher.spec.activations == (("he3", "he3"),)
+    assert np.isfinite(float(problem.objective.loss(jnp.asarray(problem.theta0))))
+    assert all(n in activation_names() for n in HERMITE)

@@ -9,6 +9,18 @@
 The names below are the public API (``from core.sweep import …``).
 """
 
+from core.sweep.atlas import (
+    ATLAS_COLUMNS,
+    ATLAS_CSV,
+    ATLAS_NPZ,
+    AtlasEntry,
+    EndPoint,
+    build_atlas,
+    end_point,
+    load_atlas_params,
+    same_point,
+    write_atlas,
+)
 from core.sweep.execute import (
     LOCKS_DIR,
     ClusterOptions,
@@ -56,6 +68,9 @@ from core.sweep.spec import (
 )
 
 __all__ = [
+    "ATLAS_COLUMNS",
+    "ATLAS_CSV",
+    "ATLAS_NPZ",
     "CONFIG_KEYS",
     "LOCKS_DIR",
     "MAX_NAME",
@@ -67,17 +82,22 @@ __all__ = [
     "SUMMARY_CSV",
     "SWEEP_KEYS",
     "ZERO_LOSS",
+    "AtlasEntry",
     "ClusterOptions",
+    "EndPoint",
     "Sweep",
     "SweepError",
     "SweepEvent",
     "SweepResult",
     "SweepRun",
+    "build_atlas",
     "csv_text",
+    "end_point",
     "execute_run",
     "expand_grid",
     "finished_session",
     "flatten_grid",
+    "load_atlas_params",
     "load_sweep",
     "make_cluster",
     "outcome",
@@ -89,10 +109,12 @@ __all__ = [
     "run_row",
     "run_sweep",
     "same_config",
+    "same_point",
     "set_dotted",
     "setting_columns",
     "settings_table_text",
     "summarize",
+    "write_atlas",
     "write_summaries",
     "write_text_atomic",
 ]

@@ -15,7 +15,10 @@ Restartability and exactly-once:
 * a run whose session already loads with a final report (and the same config) is skipped
   without submitting anything;
 * sessions are saved atomically by :func:`core.runner.run_config`; ``summary.csv`` and
-  ``settings.csv`` are rewritten atomically after every finished run;
+  ``settings.csv`` are rewritten atomically after every finished run; the atlas
+  (``atlas.csv``, ``atlas.npz``: :mod:`core.sweep.atlas`) when the sweep ends or is
+  interrupted, from every finished run in grid order (so it does not depend on the order
+  in which runs finished);
 * a worker that dies (killed, out of memory, node lost) loses only its run in flight:
   the scheduler resubmits it elsewhere (up to ``distributed.scheduler.allowed-failures``
   times, default 3), and a run that raises is retried ``retries`` times;
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.sweep.atlas import AtlasEntry, EndPoint, end_point, write_atlas
 from core.sweep.results import (
     SETTINGS_CSV,
     SUMMARY_CSV,
@@ -54,6 +58,8 @@ from core.sweep.results import (
 from core.sweep.spec import Sweep, SweepError, SweepRun, load_sweep
 
 LOCKS_DIR = ".locks"
+#: Key of a worker's row that carries the run's end point to the driver (not a CSV column).
+END_POINT = "end_point"
 JOBQUEUES = ("slurm", "pbs")
 #: XLA on the CPU: one intra-op thread per worker (workers = cores already fills the box).
 WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -109,7 +115,8 @@ class SweepEvent:
 
 @dataclass
 class SweepResult:
-    """What a sweep left in ``out``: every run's row, the per-setting table, counts."""
+    """What a sweep left in ``out``: every run's row, the per-setting table, counts, and
+    the atlas of distinct critical points."""
 
     sweep: Sweep
     out: Path
@@ -118,6 +125,7 @@ class SweepResult:
     skipped: int = 0
     executed: int = 0
     failed: list[str] = field(default_factory=list)
+    atlas: list[AtlasEntry] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -156,7 +164,8 @@ def execute_run(run: SweepRun, out: str) -> dict:
     """Run one grid point into ``out/run.name`` unless it is finished; return its row.
 
     The row (:func:`core.sweep.results.run_row`) carries ``"status"``: "done" (ran now) or
-    "skipped" (a finished session was there, e.g. written by an earlier attempt).
+    "skipped" (a finished session was there, e.g. written by an earlier attempt), and
+    ``"end_point"``: the run's :class:`core.sweep.atlas.EndPoint` (for the atlas).
     """
     _worker_setup()
     from core.runner import run_config
@@ -165,12 +174,13 @@ def execute_run(run: SweepRun, out: str) -> dict:
     folder = out_dir / run.name
     with _run_lock(out_dir, run.name):
         session = finished_session(run, folder)
-        if session is not None:
-            return {**run_row(run, session), "status": "skipped"}
-        run_config(run.config, folder)
-        from core.session import load_session
+        status = "skipped"
+        if session is None:
+            from core.session import load_session
 
-        return {**run_row(run, load_session(folder)), "status": "done"}
+            run_config(run.config, folder)
+            session, status = load_session(folder), "done"
+        return {**run_row(run, session), "status": status, END_POINT: end_point(run.name, session)}
 
 
 # ----------------------------------------------------------------------------- clusters
@@ -242,22 +252,26 @@ def _jobqueue_cluster(options: ClusterOptions) -> Any:
 # ----------------------------------------------------------------------------- driver
 
 
-def prepare(sweep: Sweep, out: Path) -> tuple[list[SweepRun], dict[str, dict]]:
-    """(runs still to do, rows of the finished ones); raises before anything is written."""
+def prepare(sweep: Sweep, out: Path) -> tuple[list[SweepRun], dict[str, dict], dict[str, EndPoint]]:
+    """(runs still to do, rows and end points of the finished ones); raises before
+    anything is written."""
     if out.exists() and not out.is_dir():
         raise SweepError(str(out), None, "exists and is not a folder")
     if not out.exists():  # missing parents are made (as by mkdir -p), unless one is a file
         ancestor = next(a for a in out.parents if a.exists())
         if not ancestor.is_dir():
             raise SweepError(str(out), None, f"{ancestor} is not a folder")
-    pending, rows = [], {}
+    pending, rows, points = [], {}, {}
     for run in sweep.runs:
         session = finished_session(run, out / run.name)
         if session is None:
             pending.append(run)
         else:
             rows[run.name] = run_row(run, session)
-    return pending, rows
+            point = end_point(run.name, session)
+            if point is not None:
+                points[run.name] = point
+    return pending, rows, points
 
 
 def write_summaries(sweep: Sweep, out: Path, rows: dict[str, dict]) -> tuple[list, list]:
@@ -268,6 +282,12 @@ def write_summaries(sweep: Sweep, out: Path, rows: dict[str, dict]) -> tuple[lis
     write_text_atomic(out / SUMMARY_CSV, csv_text(ordered, run_columns(sweep.keys)))
     write_text_atomic(out / SETTINGS_CSV, csv_text(settings, setting_columns(sweep.setting_keys)))
     return ordered, settings
+
+
+def write_sweep_atlas(sweep: Sweep, out: Path, points: dict[str, EndPoint]) -> list[AtlasEntry]:
+    """Write ``atlas.csv`` / ``atlas.npz`` (:mod:`core.sweep.atlas`) of the finished runs,
+    taken in grid order."""
+    return write_atlas(out, [points[r.name] for r in sweep.runs if r.name in points])
 
 
 def run_sweep(
@@ -284,7 +304,8 @@ def run_sweep(
 
     Args:
         sweep: a sweep file or an expanded :class:`~core.sweep.Sweep`.
-        out: output folder: one session per run, ``summary.csv``, ``settings.csv``.
+        out: output folder: one session per run, ``summary.csv``, ``settings.csv``, and
+            at the end (or on an interrupt) ``atlas.csv`` / ``atlas.npz``.
         options: where to run (default: an embedded LocalCluster on all cores).
         client: an existing ``distributed.Client`` to use instead (not closed).
         retries: extra attempts for a run that raises.
@@ -294,13 +315,13 @@ def run_sweep(
     Raises:
         SweepError: an invalid sweep or output folder — before anything is written.
         KeyboardInterrupt (and any error of ``progress``): after cancelling the runs not
-            yet finished and writing the summaries of those that are.
+            yet finished and writing the summaries and the atlas of those that are.
     """
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     options = options or ClusterOptions()
     options.check()
     out_dir = Path(out).absolute()
-    pending, rows = prepare(sw, out_dir)
+    pending, rows, points = prepare(sw, out_dir)
     result = SweepResult(sw, out_dir, [], [], skipped=len(rows))
     total = len(sw.runs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,6 +331,9 @@ def run_sweep(
 
     def record(run: SweepRun, row: dict) -> None:
         status = row.pop("status", "done")
+        point = row.pop(END_POINT, None)
+        if point is not None:
+            points[run.name] = point
         rows[run.name] = row
         if row["outcome"] == "failed" and row.get("error"):
             result.failed.append(run.name)
@@ -322,6 +346,29 @@ def run_sweep(
             kind = "failed" if run.name in result.failed else status
             progress(SweepEvent(kind, run, row, len(rows), total))
 
+    try:
+        _execute(pending, out_dir, options, client, retries, serial, record)
+    except BaseException:
+        write_summaries(sw, out_dir, rows)
+        write_sweep_atlas(sw, out_dir, points)
+        raise
+    result.rows, result.settings = write_summaries(sw, out_dir, rows)
+    result.atlas = write_sweep_atlas(sw, out_dir, points)
+    return result
+
+
+def _execute(
+    pending: list[SweepRun],
+    out_dir: Path,
+    options: ClusterOptions,
+    client: Any,
+    retries: int,
+    serial: bool,
+    record: Callable[[SweepRun, dict], None],
+) -> None:
+    """Run ``pending`` (in this process, or on a client / a cluster of ``options``),
+    calling ``record`` with each finished run's row; on any exception (an interrupt, an
+    error of ``record``) the runs not yet finished are cancelled first."""
     if pending and serial:
         for run in pending:
             try:
@@ -352,10 +399,7 @@ def run_sweep(
                 record(run, row)
         except BaseException:
             client.cancel([f for f in futures if not f.done()])
-            write_summaries(sw, out_dir, rows)
             raise
         finally:
             if close is not None:
                 close()
-    result.rows, result.settings = write_summaries(sw, out_dir, rows)
-    return result

@@ -43,8 +43,6 @@ SUBFOLDER = "exported"
 MAX_FILE_BYTES = 512 << 20
 _PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optimistix", "lineax")
 _DIGEST = hashlib.sha256().digest_size
-# Outcomes of the first call of each signature, for tests: "hit", "miss" or "off".
-EVENTS: list[str] = []
 
 
 def cache_folder() -> Path | None:
@@ -138,20 +136,16 @@ class ExportCached:
     def _resolve(self, sig: str, args: tuple) -> Callable:
         folder = cache_folder()
         if folder is None or not _private(folder):
-            EVENTS.append("off")
             return self.jitted
         path = folder / f"{self._key(sig)}.jaxexport"
         loaded = _load(path)
         if loaded is not None:
-            EVENTS.append("hit")
             return _jit(loaded)
         try:
             exported = jax.export.export(self.jitted)(*args)
             _store(path, bytes(exported.serialize()))
         except Exception:  # unserializable program, no flatbuffers, disk full, ...
-            EVENTS.append("off")
             return self.jitted
-        EVENTS.append("miss")
         return _jit(exported)
 
 

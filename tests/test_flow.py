@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import jax_traces
 from scipy.linalg import expm
 
 import core  # noqa: F401
@@ -103,21 +104,36 @@ def test_stiff_solver_uses_exact_hessian():
 
 
 def test_resume_equals_uninterrupted_and_no_recompilation():
+    """Pausing and resuming gives the uninterrupted trajectory, and with the same
+    (objective, settings) nothing is traced again: counted by JAX's own monitoring events
+    (tests/helpers.jax_traces), which see any jitted function being traced, whether or not
+    the flow's chunk program itself comes from the export cache (core.traces)."""
     settings = DynamicsSettings(solver="tsit5", t_max=1e3, n_saves=40, rtol=1e-10, atol=1e-12)
     whole = run_to_end(QUARTIC, THETA0, settings)
-    traces = flow._TRACES.get("flow", 0)
-    gen = run_dynamics(QUARTIC, THETA0, settings)
-    first = next(gen)
-    gen.close()  # pause
+    with jax_traces() as traced:
+        gen = run_dynamics(QUARTIC, THETA0, settings)
+        first = next(gen)
+        gen.close()  # pause
+        rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
+    assert traced == []  # same (objective, settings): no retrace, no recompilation
     assert not first.done and len(first.t) >= 2
-    rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
     assert rest.t[0] > first.t[-1]  # no duplicate row on resume
     t = np.concatenate([first.t, rest.t])
     theta = np.concatenate([first.theta, rest.theta])
     common, i, j = np.intersect1d(t, whole.t, return_indices=True)
     assert len(common) == settings.n_saves + 1
     np.testing.assert_allclose(theta[i], whole.theta[j], rtol=0, atol=1e-9)
-    assert flow._TRACES.get("flow", 0) == traces  # same (objective, settings): no retrace
+
+
+def test_trace_counter_sees_a_rebuilt_flow_program():
+    """The counter of the test above can fail: a new objective (the in-memory cache of
+    compiled chunk functions misses) is traced again, export cache or not."""
+    settings = DynamicsSettings(solver="tsit5", t_max=10.0, n_saves=10)
+    run_to_end(QUARTIC, THETA0, settings)
+    again = hand_objective(lambda th: 0.25 * jnp.sum(th**4), "quartic")
+    with jax_traces() as traced:
+        run_to_end(again, THETA0, settings)
+    assert traced, "rebuilding the chunk functions traced nothing"
 
 
 def test_nonfinite_stops_with_last_finite_state():

@@ -57,7 +57,6 @@ public names are re-exported here.
 
 from core.flow.continuous import BoundConsts
 from core.flow.driver import Chunk, compiled_chunk_functions, run_dynamics, run_to_end
-from core.flow.loops import _TRACES
 from core.flow.settings import (
     AUTO_SCIPY_MAX_PARAMS,
     AUTO_SCIPY_SOLVER,
@@ -97,7 +96,6 @@ __all__ = [
     "SCIPY_SOLVERS",
     "SOLVERS",
     "STIFF_SOLVERS",
-    "_TRACES",
     "BoundConsts",
     "Chunk",
     "DynamicsSettings",

@@ -14,7 +14,7 @@ import numpy as np
 import optimistix as optx
 
 import core  # noqa: F401  (float64)
-from core.flow.loops import _TRACES, _chunk_cond, _record_save, _save_buffers
+from core.flow.loops import _chunk_cond, _record_save, _save_buffers
 from core.flow.settings import (
     _CONVERGED,
     _MAX_STEPS,
@@ -144,7 +144,6 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         )
 
     def advance(carry, save_ts, n_valid, budget, max_steps, grad_tol, tauinv, consts):
-        _TRACES["flow"] = _TRACES.get("flow", 0) + 1  # trace-time counter (tests)
         args = (tauinv, consts)
 
         def value_and_grad(theta):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 import core  # noqa: F401  (float64)
-from core.flow.loops import _TRACES, _chunk_cond, _record_save, _save_buffers
+from core.flow.loops import _chunk_cond, _record_save, _save_buffers
 from core.flow.settings import _CONVERGED, _MAX_STEPS, _NONFINITE, RUNNING
 from core.networks import forward
 from core.objectives import Objective
@@ -62,7 +62,6 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
         )
 
     def advance(carry, save_k, n_valid, budget, max_steps, grad_tol, tauinv):
-        _TRACES[method] = _TRACES.get(method, 0) + 1
         out = _save_buffers("k", jnp.int64, save_k.shape[0], carry["y"].shape[0])
         cond = _chunk_cond(n_valid, budget)
 

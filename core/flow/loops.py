@@ -8,9 +8,6 @@ import jax.numpy as jnp
 
 from core.flow.settings import RUNNING
 
-# Trace-time counters per method (tests check that resuming does not retrace).
-_TRACES: dict[str, int] = {}
-
 
 def _save_buffers(time_key: str, time_dtype, size: int, p: int) -> dict:
     """Empty save slots of one chunk: times (``time_key``), states, loss, ‖∇L‖∞, and the

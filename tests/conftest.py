@@ -12,41 +12,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import TINY_CONFIG  # tests import it from here too (conftest)
 
 from core.cache import ENV_VAR, enable_compilation_cache
 
 # Exported, so that subprocesses (CLI tests, sweep workers) share the session's cache.
 os.environ.setdefault(ENV_VAR, str(Path(tempfile.gettempdir()) / "landscape-explorer-jax-cache"))
 enable_compilation_cache()
-
-TINY_CONFIG = """\
-seed = 3
-
-[teacher]
-kind = "random"
-input_dim = 2
-widths = [2]
-activation = "softplus"
-bias = true
-
-[student]
-widths = [2]
-activation = "softplus"
-bias = true
-
-[data]
-kind = "gaussian"
-samples = 50
-
-[dynamics]
-method = "flow"
-t_max = 100.0
-n_saves = 20
-max_seconds = 120
-
-[refine]
-method = "none"
-"""
 
 
 @pytest.fixture
@@ -55,6 +27,15 @@ def tiny_config_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture
+def synchronous_plots(monkeypatch):
+    """Figures built on the event loop (``LinePlot.background = False``): a frame never
+    shows a plot still being drawn (snapshot and pilot tests of the plots use it)."""
+    from explorer.widgets.plots import LinePlot
+
+    monkeypatch.setattr(LinePlot, "background", False)
 
 
 @pytest.fixture(autouse=True)

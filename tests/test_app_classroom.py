@@ -12,13 +12,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import sync, wait_for
 
 from core.session import load_session
 
@@ -27,31 +25,8 @@ SESSIONS = ROOT / "sessions"
 PRESETS = ROOT / "explorer" / "presets"
 SIZES = [(80, 24), (120, 40)]
 
-pytestmark = pytest.mark.narration  # the narration line is on in these tests (conftest.py)
-
-
-def _sync(fn):
-    """Run an async test body with asyncio.run (no pytest async plugin is installed)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
-
-
-@pytest.fixture(autouse=True)
-def synchronous_plots(monkeypatch):
-    from explorer.widgets.plots import LinePlot
-
-    monkeypatch.setattr(LinePlot, "background", False)
-
-
-async def _wait(pilot, cond, what: str, timeout: float = 90.0) -> None:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
+# The narration line is on in these tests; figures are built synchronously (conftest.py).
+pytestmark = [pytest.mark.narration, pytest.mark.usefixtures("synchronous_plots")]
 
 
 async def _narration_at(pilot, screen, position: int) -> str:
@@ -61,7 +36,7 @@ async def _narration_at(pilot, screen, position: int) -> str:
     line = screen.query_one(NarrationLine)
     screen.position = position
     screen._redraw()
-    await _wait(
+    await wait_for(
         pilot,
         lambda: (
             line.narration is not None
@@ -114,7 +89,7 @@ MOMENTS = {
 
 
 @pytest.mark.parametrize("name", sorted(MOMENTS))
-@_sync
+@sync
 async def test_narration_names_each_presets_phenomenon_at_its_moment(name):
     from explorer.app import ExplorerApp
 
@@ -122,7 +97,7 @@ async def test_narration_names_each_presets_phenomenon_at_its_moment(name):
     app = ExplorerApp(replay=session)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
-        await _wait(pilot, lambda: screen.problem is not None, "problem rebuilt")
+        await wait_for(pilot, lambda: screen.problem is not None, "problem rebuilt")
         for t, must, must_not in MOMENTS[name]:
             pos = len(screen.index) - 1 if t == np.inf else _position(session, t)
             text = await _narration_at(pilot, screen, pos)
@@ -132,7 +107,7 @@ async def test_narration_names_each_presets_phenomenon_at_its_moment(name):
                 assert s not in text, f"{name} at t={t}: {s!r} in {text!r}"
 
 
-@_sync
+@sync
 async def test_narration_follows_the_replay_keys():
     """End (a key, not a position set by hand) moves the narration to the end of the run."""
     from explorer.app import ExplorerApp
@@ -143,15 +118,15 @@ async def test_narration_follows_the_replay_keys():
         screen = app.screen
         line = screen.query_one(NarrationLine)
         await pilot.press("home")
-        await _wait(pilot, lambda: line.narration is not None and line.narration.t == 0.0, "t=0")
+        await wait_for(pilot, lambda: line.narration is not None and line.narration.t == 0.0, "t=0")
         assert "plateau since t ≈ 0" in line.narration.text
         await pilot.press("end")
         end = float(screen.session.final_t)
-        await _wait(pilot, lambda: line.narration.t == end and not line._busy, "the end")
+        await wait_for(pilot, lambda: line.narration.t == end and not line._busy, "the end")
         assert line.narration.text.startswith("refined: exact minimum")
 
 
-@_sync
+@sync
 async def test_live_narration_on_the_run_screen(tiny_config_path):
     """A live run narrates its latest state (computed in a worker), and says it is done."""
     from core.config import load_config
@@ -162,11 +137,11 @@ async def test_live_narration_on_the_run_screen(tiny_config_path):
     app = ExplorerApp(config=load_config(tiny_config_path), config_path=tiny_config_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+r")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         screen = app.screen
-        await _wait(pilot, lambda: screen.state == "done", "run finished", 180)
+        await wait_for(pilot, lambda: screen.state == "done", "run finished", 180)
         line = screen.query_one(NarrationLine)
-        await _wait(
+        await wait_for(
             pilot,
             lambda: line.narration is not None and line.narration.t == screen.run.t,
             "narration of the final state",
@@ -177,7 +152,7 @@ async def test_live_narration_on_the_run_screen(tiny_config_path):
         assert f"{screen.run.loss:.3g}" in text or f"{screen.run.loss:.4g}" in text
 
 
-@_sync
+@sync
 async def test_live_narration_on_the_symmetry_saddles_plateau():
     """The preset stopped at t = 100, still on its plateau: the live narration (the run so
     far, no escape yet) says the loss is flat near a saddle of index 1, a plateau so far,
@@ -193,11 +168,11 @@ async def test_live_narration_on_the_symmetry_saddles_plateau():
     app = ExplorerApp(config=parse_config(table, "symmetry_saddle, t_max = 100"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("ctrl+r")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         screen = app.screen
-        await _wait(pilot, lambda: screen.state == "done", "run finished", 180)
+        await wait_for(pilot, lambda: screen.state == "done", "run finished", 180)
         line = screen.query_one(NarrationLine)
-        await _wait(
+        await wait_for(
             pilot,
             lambda: line.narration is not None and line.narration.t == screen.run.t,
             "narration of the final state",
@@ -212,7 +187,7 @@ async def test_live_narration_on_the_symmetry_saddles_plateau():
 # ----------------------------------------------------------------------------- explanations
 
 
-@_sync
+@sync
 async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
     from core.config import load_config
     from explorer.app import ExplorerApp
@@ -231,7 +206,7 @@ async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
         assert panel.has_class("-shown") and panel.display
         assert "Watch the loss plateau at 0.001385" in str(panel.render())
         await pilot.press("ctrl+r")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         run = app.screen
         watch = run.query_one("#watch", WatchPanel)
         assert not watch.has_class("-shown")
@@ -246,7 +221,7 @@ async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
         assert not watch.has_class("-shown")
 
 
-@_sync
+@sync
 async def test_w_in_the_replay_of_a_shipped_session_shows_its_presets_text(tmp_path):
     from explorer.app import ExplorerApp
     from explorer.watch import PRESET_KEYS
@@ -275,7 +250,7 @@ async def test_w_in_the_replay_of_a_shipped_session_shows_its_presets_text(tmp_p
         assert not app.screen.query_one(WatchPanel).has_class("-shown")
 
 
-@_sync
+@sync
 async def test_w_without_a_preset_says_there_is_no_text(tiny_config_path):
     from core.config import load_config
     from explorer.app import ExplorerApp
@@ -287,7 +262,7 @@ async def test_w_without_a_preset_says_there_is_no_text(tiny_config_path):
     )
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+r")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         await pilot.press("w")
         await pilot.pause()
         assert not app.screen.query_one(WatchPanel).has_class("-shown")
@@ -315,7 +290,7 @@ def test_every_preset_key_is_bound_on_the_run_screen_and_every_promised_preset_h
 # ----------------------------------------------------------------------------- branching
 
 
-@_sync
+@sync
 async def test_branch_from_a_replay_runs_on_and_the_saved_session_records_its_source(tmp_path):
     from explorer.app import ExplorerApp
     from explorer.screens.replay import ReplayScreen
@@ -331,9 +306,9 @@ async def test_branch_from_a_replay_runs_on_and_the_saved_session_records_its_so
         replay.position = pos
         replay._redraw()
         await pilot.press("c")
-        await _wait(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
         run = app.screen
-        await _wait(pilot, lambda: run.state == "paused", "branch built")
+        await wait_for(pilot, lambda: run.state == "paused", "branch built")
         assert run.run.t == t_b and np.array_equal(run.run.theta, seg.theta[pos])
         branch = [e for e in run.recorder.events if e["kind"] == "branch"]
         assert branch and branch[-1]["t"] == t_b
@@ -341,11 +316,11 @@ async def test_branch_from_a_replay_runs_on_and_the_saved_session_records_its_so
         t_hist, _ = run.run.series("loss")
         assert np.array_equal(t_hist, seg.t[: pos + 1])  # the history up to the branch
         await pilot.press("space")  # resume the flow from there
-        await _wait(pilot, lambda: run.state == "done", "branch run finished", 180)
+        await wait_for(pilot, lambda: run.state == "done", "branch run finished", 180)
         assert run.run.t > t_b
         run.save_to(tmp_path / "branch")
         await pilot.press("b")  # back to the replay it came from
-        await _wait(pilot, lambda: isinstance(app.screen, ReplayScreen), "back to replay")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "back to replay")
     saved = load_session(tmp_path / "branch")
     origin = saved.summary["branched_from"]
     assert origin["t"] == t_b and origin["index"] == pos
@@ -411,7 +386,7 @@ def test_narration_snapshot(snap_compare, monkeypatch, size, mono):
 
     async def scrub(pilot) -> None:
         screen = pilot.app.screen
-        await _wait(pilot, lambda: screen.problem is not None, "problem rebuilt")
+        await wait_for(pilot, lambda: screen.problem is not None, "problem rebuilt")
         await _narration_at(pilot, screen, pos)
         await pilot.pause(0.3)
         await pilot.app.workers.wait_for_complete()

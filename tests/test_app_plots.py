@@ -4,11 +4,11 @@ y-axis fitting, symlog and sign glyphs, and the plot keys on the replay screen (
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,13 +114,6 @@ def test_heatmap_signs_are_glyphs() -> None:
 # -- the replay screen on shipped sessions (pilot) -----------------------------------------
 
 
-async def _wait(pilot, cond, what: str, timeout: float = 30.0) -> None:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 def _rows(values, window, rows) -> list[int]:
     lo, hi = window
     return [int((np.log10(v) - lo) / (hi - lo) * rows) for v in values]
@@ -145,7 +138,7 @@ def test_replay_plot_control_on_saddle_to_saddle(monkeypatch) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             rs = app.screen
             loss = rs.query_one("#plot-loss", LinePlot)
-            await _wait(pilot, lambda: loss.plot.series and not loss.dirty, "loss figure")
+            await wait_for(pilot, lambda: loss.plot.series and not loss.dirty, "loss figure")
             height = loss.content_size.height - 1
             spec = loss.figure_spec(height)
             # The window leaves the final drop to round-off below and keeps the plateaus apart.
@@ -224,7 +217,7 @@ def test_replay_hessian_plot_is_signed(monkeypatch) -> None:
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             plot = app.screen.query_one("#plot-hessian", LinePlot)
-            await _wait(pilot, lambda: plot.plot.series and not plot.dirty, "Hessian figure")
+            await wait_for(pilot, lambda: plot.plot.series and not plot.dirty, "Hessian figure")
             spec = plot.figure_spec()
             assert spec.scale == "symlog"
             lmin = next(s for s in spec.series if s.label == "λmin")

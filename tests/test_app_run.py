@@ -8,37 +8,11 @@ core computed independently here.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from core.config import parse_config
-
-TINY = {
-    "seed": 1,
-    "teacher": {"kind": "random", "input_dim": 1, "widths": [2], "activation": "softplus"},
-    "student": {"widths": [2], "activation": "softplus", "bias": True},
-    "data": {"kind": "gaussian", "samples": 50},
-    "dynamics": {"method": "flow", "solver": "tsit5", "t_max": 1e3, "max_seconds": 60},
-    "refine": {"method": "newton"},
-}
-
-
-def tiny_config(**dynamics):
-    mapping = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY.items()}
-    mapping["dynamics"].update(dynamics)
-    return parse_config(mapping, "tiny")
-
-
-async def wait_for(pilot, cond, timeout=60.0, what="condition"):
-    """Let the app run until cond() holds (the flow runs in a thread)."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
+from helpers import tiny_config, wait_for
 
 
 def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
@@ -60,14 +34,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state == "running", 120, "first chunk")
+            await wait_for(pilot, lambda: screen.state == "running", "first chunk", 120)
             loss0 = screen.run.segments[0].loss[0][0]
 
             # Pause (space) mid-run; the point stays where the flow stopped.
             await pilot.press("space")
-            await wait_for(pilot, lambda: screen.state == "paused", 60, "pause")
+            await wait_for(pilot, lambda: screen.state == "paused", "pause", 60)
             t_paused = screen.run.t
             assert 0 < t_paused < 1e3
             assert any(e["kind"] == "pause" for e in screen.recorder.events)
@@ -78,7 +52,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
 
             # Resume (space) to completion.
             await pilot.press("space")
-            await wait_for(pilot, lambda: screen.state == "done", 120, "run to t_max")
+            await wait_for(pilot, lambda: screen.state == "done", "run to t_max", 120)
             assert screen.run.t == pytest.approx(1e3)
             assert screen.run.loss < loss0
             t_all, _ = screen.run.series("loss")
@@ -88,10 +62,10 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             assert "done" in str(screen.query_one("#status").render())
             # At 80×24 only the current plot is on screen: the others are never drawn.
             plots = {p.id: p for p in screen.query(LinePlot)}
-            await wait_for(pilot, lambda: plots["plot-loss"].renders > 0, 10, "loss figure")
+            await wait_for(pilot, lambda: plots["plot-loss"].renders > 0, "loss figure", 10)
             assert plots["plot-hessian"].renders == 0 and plots["plot-weights"].renders == 0
             await pilot.press("2")  # the Hessian plot is drawn when shown, off the event loop
-            await wait_for(pilot, lambda: plots["plot-hessian"].renders > 0, 10, "λ figure")
+            await wait_for(pilot, lambda: plots["plot-hessian"].renders > 0, "λ figure", 10)
             assert not plots["plot-hessian"].dirty
             # It shows every spectrum recorded so far, signed: λmin and λmax against t.
             lam = {s.label: s for s in plots["plot-hessian"].plot.series}
@@ -107,7 +81,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
 
             # Inspect (i): the table shows core.analysis.neuron_table at the current point.
             await pilot.press("i")
-            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspection")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, "inspection", 60)
             expected = neuron_table(screen.run.spec, screen.run.theta, screen.problem.teacher)
             table = screen.query_one("#inspector-table")
             assert table.row_count == len(expected) == 2
@@ -132,7 +106,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
                 pilot, lambda: screen.last_refine is not None or screen.error, 120, "refine"
             )
             assert screen.error is None, screen.error
-            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after refine")
+            await wait_for(pilot, lambda: screen.state == "done", "idle after refine", 10)
             res, spectrum, kind = screen.last_refine
             # The app moved to the refined point and shows its true loss and gradient norm.
             np.testing.assert_array_equal(screen.run.theta, np.asarray(res.theta))
@@ -162,8 +136,8 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             prompt = app.screen.query_one("#prompt-input")
             prompt.value = "0 0.3"
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.run.spec.widths == (3,), 60, "split")
-            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after split")
+            await wait_for(pilot, lambda: screen.run.spec.widths == (3,), "split", 60)
+            await wait_for(pilot, lambda: screen.state == "done", "idle after split", 10)
             f_after = np.asarray(forward(screen.run.spec, screen.run.theta, x))
             np.testing.assert_allclose(f_after, f_before, rtol=1e-12, atol=1e-12)
             assert screen.run.loss == pytest.approx(float(res.loss), rel=1e-9)
@@ -176,14 +150,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await wait_for(
                 pilot, lambda: not np.array_equal(screen.run.theta, theta_split), 60, "perturb"
             )
-            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after perturb")
+            await wait_for(pilot, lambda: screen.state == "done", "idle after perturb", 10)
             assert np.linalg.norm(screen.run.theta - theta_split) == pytest.approx(1e-3, rel=1e-6)
             await pilot.press("m")
             await pilot.pause(0.1)
             app.screen.query_one("#prompt-input").value = "0 2"
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), 60, "merge")
-            await wait_for(pilot, lambda: screen.state == "done", 10, "idle after merge")
+            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), "merge", 60)
+            await wait_for(pilot, lambda: screen.state == "done", "idle after merge", 10)
 
             # Quit with unsaved work asks first; "n" keeps the app.
             await pilot.press("q")
@@ -198,7 +172,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await pilot.pause(0.1)
             app.screen.query_one("#prompt-input").value = str(tmp_path / "sess")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.saved_to is not None, 30, "save")
+            await wait_for(pilot, lambda: screen.saved_to is not None, "save", 30)
             assert not screen.unsaved
             await pilot.press("q")  # saved: quits without asking
             await pilot.pause(0.1)
@@ -224,14 +198,14 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await pilot.pause(0.3)
             assert f"t={float(seg0.t[2]):.4g}" in str(rs.query_one("#status").render())
             await pilot.press("space")  # play
-            await wait_for(pilot, lambda: rs.position > 2, 10, "play")
+            await wait_for(pilot, lambda: rs.position > 2, "play", 10)
             await pilot.press("space")
             await pilot.press("end")
             assert rs.position == len(rs.index) - 1
             assert rs.state_at(rs.position).t == pytest.approx(session.final_t)
-            await wait_for(pilot, lambda: rs.problem is not None, 60, "replay problem")
+            await wait_for(pilot, lambda: rs.problem is not None, "replay problem", 60)
             await pilot.press("i")
-            await wait_for(pilot, lambda: rs.last_inspection is not None, 60, "replay inspect")
+            await wait_for(pilot, lambda: rs.last_inspection is not None, "replay inspect", 60)
             assert rs.query_one(NeuronInspector).query_one("#inspector-table").row_count == 2
 
     asyncio.run(scenario())
@@ -248,9 +222,9 @@ def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state in ("error", "done"), 120, "divergence")
+            await wait_for(pilot, lambda: screen.state in ("error", "done"), "divergence", 120)
             assert screen.state == "error", screen.state
             assert np.all(np.isfinite(screen.run.theta)) and np.isfinite(screen.run.loss)
             await pilot.pause(0.3)
@@ -281,9 +255,9 @@ def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state == "done", 120, "run to convergence")
+            await wait_for(pilot, lambda: screen.state == "done", "run to convergence", 120)
             loss = screen.query_one("#plot-loss", LinePlot)
             assert screen.run.loss < 1e-20  # the final drop to round-off is in the data
 
@@ -292,7 +266,7 @@ def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
                 y = np.asarray(series[0].y, float) if series else np.zeros(0)
                 return not loss.dirty and y.size > 0 and np.nanmin(y) < 1e-20
 
-            await wait_for(pilot, final_data_drawn, 10, "loss figure with the final drop")
+            await wait_for(pilot, final_data_drawn, "loss figure with the final drop", 10)
             height = loss.content_size.height - 1
             lo, hi = loss.figure_spec(height).ylim
             rows = [
@@ -301,7 +275,7 @@ def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
             assert len(set(rows)) == 3, rows
             await pilot.press("2")
             hess = screen.query_one("#plot-hessian", LinePlot)
-            await wait_for(pilot, lambda: not hess.dirty and hess.plot.series, 10, "λ figure")
+            await wait_for(pilot, lambda: not hess.dirty and hess.plot.series, "λ figure", 10)
             lmin = next(s for s in hess.plot.series if s.label == "λmin")
             first_plateau = (lmin.x > 1) & (lmin.x < 100)
             assert first_plateau.sum() >= 10 and np.all(lmin.y[first_plateau] < 0)

@@ -18,26 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import tiny_mapping, wait_for
 from textual.widgets import DataTable
 
 from core.config import default_config, parse_config
 
 SIZES = [(80, 24), (120, 40)]
 
-TINY = {
-    "seed": 1,
-    "teacher": {"kind": "random", "input_dim": 1, "widths": [2], "activation": "softplus"},
-    "student": {"widths": [2], "activation": "softplus", "bias": True},
-    "data": {"kind": "gaussian", "samples": 50},
-    "dynamics": {"method": "flow", "solver": "tsit5", "t_max": 100.0, "max_seconds": 60},
-}
+pytestmark = pytest.mark.usefixtures("synchronous_plots")  # conftest.py
 
-
-@pytest.fixture(autouse=True)
-def synchronous_plots(monkeypatch):
-    from explorer.widgets.plots import LinePlot
-
-    monkeypatch.setattr(LinePlot, "background", False)
+#: The app tests' tiny problem to t = 100 with the default refinement ("auto").
+TINY = tiny_mapping({"t_max": 100.0}, refine={"method": "auto"})
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +79,6 @@ def test_finished_run(snap_compare) -> None:
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_to_end)
 
 
-async def _wait(pilot, cond, what: str, timeout: float = 60.0) -> None:
-    start = time.monotonic()
-    while not cond():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
-
-
 async def settle(pilot) -> None:
     """No worker running (problem build, inspection) and no animation (tab underline)."""
     await pilot.pause(0.3)
@@ -103,7 +87,7 @@ async def settle(pilot) -> None:
     # A DataTable sizes its columns on idle after rows change; a frame taken before that
     # shows header-wide columns (Textual-internal flag, hence getattr).
     for table in pilot.app.screen.query(DataTable):
-        await _wait(
+        await wait_for(
             pilot, lambda t=table: not getattr(t, "_require_update_dimensions", False), "table"
         )
     await pilot.pause(0.2)
@@ -130,9 +114,9 @@ def test_replay_inspector(snap_compare, saved_session, size) -> None:
 
     async def inspect(pilot) -> None:
         rs = app.screen
-        await _wait(pilot, lambda: rs.problem is not None, "problem rebuilt")
+        await wait_for(pilot, lambda: rs.problem is not None, "problem rebuilt")
         await pilot.press("i")
-        await _wait(pilot, lambda: rs.last_inspection is not None, "inspection")
+        await wait_for(pilot, lambda: rs.last_inspection is not None, "inspection")
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=inspect)
@@ -173,9 +157,9 @@ def test_replay_inspector_heatmap_monochrome(snap_compare, monkeypatch, size) ->
 
     async def inspect(pilot) -> None:
         rs = app.screen
-        await _wait(pilot, lambda: rs.problem is not None, "problem rebuilt")
+        await wait_for(pilot, lambda: rs.problem is not None, "problem rebuilt")
         await pilot.press("i")
-        await _wait(pilot, lambda: rs.last_inspection is not None, "inspection")
+        await wait_for(pilot, lambda: rs.last_inspection is not None, "inspection")
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=inspect)

@@ -155,7 +155,6 @@ def test_app_k_compares_methods_shows_both_plots_saves_and_replays(tmp_path):
     """The run screen's k: the comparison of core.compare from the run's θ₀ to its t, in
     plots 9 (loss) and 0 (distance), saved with s and shown again in replay."""
     import asyncio
-    import time
 
     from core.compare import compare_methods as reference
     from core.runner import dynamics_settings
@@ -166,11 +165,7 @@ def test_app_k_compares_methods_shows_both_plots_saves_and_replays(tmp_path):
     cfg = parse_config(tomllib.loads(TINY_CONFIG.replace("t_max = 100.0", "t_max = 2.0")), "tiny")
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    async def wait_for(pilot, cond, what, timeout=120.0):
-        start = time.monotonic()
-        while not cond():
-            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
+    from helpers import wait_for
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:

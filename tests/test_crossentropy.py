@@ -330,7 +330,6 @@ def test_classification_runs_in_the_app() -> None:
     """The explorer runs a cross-entropy problem live (the three_classes preset, shortened):
     the loss it shows is the objective's at the shown point, below the log 3 start."""
     import asyncio
-    import time
     from pathlib import Path
 
     from core.config import load_config, with_overrides
@@ -342,18 +341,14 @@ def test_classification_runs_in_the_app() -> None:
     cfg = with_overrides(cfg, dynamics={"t_max": 50.0}, refine={"method": "none"})
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    async def wait_for(pilot, cond, timeout, what):
-        start = time.monotonic()
-        while not cond():
-            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
+    from helpers import wait_for
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "done", 240, "run to t_max")
+            await wait_for(pilot, lambda: screen.state == "done", "run to t_max", 240)
             assert screen.objective.name == "crossentropy"
             assert screen.run.t == pytest.approx(50.0)
             assert screen.run.loss == pytest.approx(

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG, wait_for
 
 from core.config import parse_config
 from core.session import load_session
@@ -178,14 +177,6 @@ TINY_APP = {
 }
 
 
-async def wait_for(pilot, cond, timeout=60.0, what="condition"):
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
 def notes(app) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
@@ -211,11 +202,11 @@ def test_refine_banner_uses_the_reports_classification_and_says_not_converged():
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause(0.1)
             app.start_run(cfg)
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "paused", 60, "build")
+            await wait_for(pilot, lambda: screen.state == "paused", "build", 60)
             await pilot.press("r")
-            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refine")
+            await wait_for(pilot, lambda: screen.last_refine is not None, "refine", 120)
             res, spectrum, kind = screen.last_refine
             problem = build_problem(cfg)
             expect = analyze(problem.objective, res.theta, problem.teacher, problem.data.x)
@@ -244,9 +235,9 @@ def test_a_live_runs_own_refinement_is_classified_as_the_report_does():
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refinement")
+            await wait_for(pilot, lambda: screen.last_refine is not None, "refinement", 120)
             _, _, kind = screen.last_refine
             assert kind == "channel"
             assert "channel" in str(screen.query_one("#inspector-refine").render())
@@ -265,9 +256,9 @@ def test_ctrl_q_and_ctrl_c_never_quit_an_unsaved_run_without_asking():
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "done", 120, "the run")
+            await wait_for(pilot, lambda: screen.state == "done", "the run", 120)
             assert screen.unsaved
             await pilot.press("ctrl+c")
             await pilot.pause(0.1)
@@ -307,14 +298,14 @@ def test_replay_opened_from_the_sweep_view_goes_back_with_escape_and_b(tmp_path)
 
     async def scenario() -> None:
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), 10, "sweep")
+            await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "sweep", 10)
             sweep = app.screen
             for key in ("escape", "b"):
                 await pilot.press("enter")
-                await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 30, "replay")
+                await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 30)
                 assert app.screen.check_action("back", ()) is True
                 await pilot.press(key)
-                await wait_for(pilot, lambda: app.screen is sweep, 10, f"{key}: back")
+                await wait_for(pilot, lambda: app.screen is sweep, f"{key}: back", 10)
             assert app.is_running
 
     asyncio.run(scenario())
@@ -328,7 +319,7 @@ def test_replay_without_a_screen_beneath_offers_no_back():
 
     async def scenario() -> None:
         async with app.run_test(size=(100, 32)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 10)
             screen = app.screen
             assert screen.check_action("back", ()) is False
             await pilot.press("escape")
@@ -348,16 +339,16 @@ def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspec
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "running", 120, "first chunk")
+            await wait_for(pilot, lambda: screen.state == "running", "first chunk", 120)
             await pilot.press("r")  # while running: pauses by itself, then refines
-            await wait_for(pilot, lambda: screen.last_refine is not None, 120, "refine")
+            await wait_for(pilot, lambda: screen.last_refine is not None, "refine", 120)
             assert screen.state == "paused"
             assert not any("pause first" in n for n in notes(app))
             _, spectrum, kind = screen.last_refine
             assert kind == "minimum" and spectrum.eigenvalues[0] > 0
-            await wait_for(pilot, lambda: screen.state == "paused", 30, "idle")
+            await wait_for(pilot, lambda: screen.state == "paused", "idle", 30)
             await pilot.press("e")
             await pilot.pause(0.1)
             await pilot.press("enter")
@@ -366,15 +357,15 @@ def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspec
             )
             event = [e for e in screen.recorder.events if e["kind"] == "surgery"][-1]
             assert event["lambda_min"] > 0
-            await wait_for(pilot, lambda: screen.state == "paused", 30, "idle after e")
+            await wait_for(pilot, lambda: screen.state == "paused", "idle after e", 30)
             await pilot.press("i")
-            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, "inspect", 60)
             inspector = screen.query_one(NeuronInspector)
             assert len(inspector.result.neurons) == 1
             await pilot.press("x")
             await pilot.pause(0.1)
             await pilot.press("enter")  # split the selected neuron, μ = 0.5
-            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), 60, "split")
+            await wait_for(pilot, lambda: screen.run.spec.widths == (2,), "split", 60)
             # The inspector follows the new point without pressing i again.
             await wait_for(
                 pilot, lambda: len(inspector.result.neurons) == 2, 60, "inspector refresh"
@@ -399,11 +390,11 @@ def test_replay_inspector_down_moves_the_selection_and_cells_say_what_they_hold(
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.problem is not None, 60, "problem")
+            await wait_for(pilot, lambda: screen.problem is not None, "problem", 60)
             await pilot.press("home", "i")
-            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, "inspect", 60)
             await pilot.pause(0.2)
             inspector = screen.query_one(NeuronInspector)
             table = inspector.query_one("#inspector-table")
@@ -455,7 +446,7 @@ def test_setup_validates_a_teacher_file_on_entry(tmp_path):
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), 10, "setup")
+            await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), "setup", 10)
             screen = app.screen
             screen.query_one("#" + widget_id("teacher.kind"), Select).value = "file"
             await pilot.pause(0.1)
@@ -490,11 +481,11 @@ def test_a_long_error_is_whole_in_the_log_and_the_status_says_where():
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause(0.1)
             app.start_run(cfg)
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 10, "run screen")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "paused", 60, "build")
+            await wait_for(pilot, lambda: screen.state == "paused", "build", 60)
             screen.post_message(FlowFailed(long, "", screen._segment))
-            await wait_for(pilot, lambda: screen.state == "error", 10, "error")
+            await wait_for(pilot, lambda: screen.state == "error", "error", 10)
             await pilot.pause(0.3)
             status = str(screen.query_one("#status").render())
             assert "l: full text in Log" in status and long not in status
@@ -527,12 +518,12 @@ def test_replay_inside_a_channel_phase_names_the_forming_pair():
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), 10, "replay")
+            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 10)
             screen = app.screen
-            await wait_for(pilot, lambda: screen.problem is not None, 60, "problem")
+            await wait_for(pilot, lambda: screen.problem is not None, "problem", 60)
             screen.position = k
             screen.action_inspect()
-            await wait_for(pilot, lambda: screen.last_inspection is not None, 60, "inspect")
+            await wait_for(pilot, lambda: screen.last_inspection is not None, "inspect", 60)
             ins = screen.last_inspection
             assert not ins.channels
             assert [n.role for n in ins.neurons] == [FORMING_CHANNEL_ROLE] * 2

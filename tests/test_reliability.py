@@ -730,11 +730,7 @@ def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
     )
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    async def wait_for(pilot, cond, what, timeout=120.0):
-        start = time.monotonic()
-        while not cond():
-            assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
+    from helpers import wait_for
 
     async def save_as(pilot, path):
         await pilot.press("s")

@@ -27,10 +27,10 @@ changes the rows of W_{l+1}, which are the a_i of layer l, so a balance struck i
 would not survive; the u_i of layer l are untouched by later layers.  Every odd neuron's
 sign makes the largest-magnitude entry of a_i positive (of u_i when a_i = 0; in hidden
 layers before the last, of u_i, whose coordinates are canonical already), every even
-one's the largest entry of u_i; then the neurons are sorted by activation name, by
-decreasing ‖u_i‖‖a_i‖ (last hidden layer) and by u_i.  The result is a point of the
-same orbit, so a critical point's canonical form is an exact critical point of the same
-loss.
+one's the largest entry of u_i; then the neurons of each activation are sorted (among
+their positions) by decreasing ‖u_i‖‖a_i‖ (last hidden layer) and by u_i.  The result
+is a point of the same orbit, so a critical point's canonical form is an exact critical
+point of the same loss.
 
 Distance modulo symmetries (:func:`symmetric_distance`): both points are normalised as
 above (not sorted), then the second one's neurons are matched to the first one's, layer
@@ -172,16 +172,21 @@ def _normalise(
                 s = _largest_sign(_incoming(layers[l], i))
                 _scale_neuron(layers, l, i, s, 1.0)
         if sort:
-            w_next = layers[l + 1][0]
-
             last = l == len(spec.widths) - 1
+            u = [_incoming(layers[l], i) for i in range(len(acts))]
+            a_norm = np.linalg.norm(layers[l + 1][0], axis=0)
 
-            def key(i: int, l: int = l, acts: tuple = acts, w_next=w_next, last=last):
-                u = _incoming(layers[l], i)
-                size = float(np.linalg.norm(u) * np.linalg.norm(w_next[:, i])) if last else 0
-                return (acts[i], -size, tuple(u.tolist()))
+            def key(i: int, u: list = u, a_norm: np.ndarray = a_norm, last: bool = last):
+                size = float(np.linalg.norm(u[i]) * a_norm[i]) if last else 0.0
+                return (-size, tuple(u[i].tolist()))
 
-            _permute(layers, l, sorted(range(len(acts)), key=key))
+            # Neurons are sorted among the positions of their activation (a mixed layer
+            # keeps its activation per position).
+            order = np.arange(len(acts))
+            for name in dict.fromkeys(acts):
+                idx = [i for i, x in enumerate(acts) if x == name]
+                order[idx] = sorted(idx, key=key)
+            _permute(layers, l, order)
     return layers, stretch
 
 

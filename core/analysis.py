@@ -34,6 +34,7 @@ import scipy.linalg
 import scipy.optimize
 
 from core.activations import Activation, apply_per_neuron, get_activation
+from core.manifold import spectrum_hessian
 from core.networks import NetworkSpec, unflatten
 from core.objectives import Objective
 from core.teachers import Teacher
@@ -589,6 +590,9 @@ def analyze(
 ) -> Analysis:
     """Analyse θ (P,) under ``objective``: loss, ‖∇L‖∞, Hessian spectrum, channels, neurons.
 
+    The spectrum is that of :func:`core.manifold.spectrum_hessian`: ∇²L (P values), or for
+    constrained parameters the Riemannian Hessian (F values, one per free dimension).
+
     ``x`` (N, d) are the inputs for channel and activity checks; by default
     :func:`analysis_inputs` (the objective's data, or the stand-in Gaussian sample).
     A non-finite Hessian gives an all-NaN spectrum and "unconverged".
@@ -599,11 +603,12 @@ def analyze(
         raise ValueError(f"theta has shape {th.shape}, expected ({spec.n_params},)")
     loss, grad = objective.value_and_grad(th)
     gnorm = float(jnp.max(jnp.abs(grad))) if grad.size else 0.0
-    h = np.asarray(objective.hessian(th))
+    # Constrained parameters: the Riemannian Hessian (F, F) (core.manifold).
+    h = spectrum_hessian(objective, th)
     if np.all(np.isfinite(h)):
         spectrum = hessian_spectrum(h, tol)
     else:
-        spectrum = Spectrum(np.full(spec.n_params, np.nan), 0, 0, float("nan"))
+        spectrum = Spectrum(np.full(h.shape[0], np.nan), 0, 0, float("nan"))
         gnorm = float("nan")
     if x is None:
         x = analysis_inputs(objective)

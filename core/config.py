@@ -133,6 +133,9 @@ class StudentConfig:
     name or a per-neuron list of names.  ``params`` optionally fixes θ₀ (named view);
     otherwise θ₀ is LeCun-normal × ``init_scale``.  ``output = "softmax"`` (with
     ``data.loss = "crossentropy"``) reads the k_L outputs as class probabilities.
+    ``unit_norm``: each first-layer weight vector w_i stays on the unit sphere (bias-free
+    first layer; Riemannian flow, :mod:`core.manifold`); ``train_output = false``: the
+    output layer's weights stay at their initial values (``params``, else all ones).
     """
 
     widths: tuple[int, ...] = (4,)
@@ -142,6 +145,8 @@ class StudentConfig:
     params: ParamTuples | None = None
     activations: LayerActivations | None = None
     output: str = "identity"
+    unit_norm: bool = False
+    train_output: bool = True
 
 
 @dataclass(frozen=True)
@@ -604,9 +609,25 @@ class _Validator:
             spec = self._student_spec(teacher, widths, act, bias, activations)
             params = self.params(s["params"], "student.params", spec)
         output = self.choice(s.get("output", "identity"), "student.output", OUTPUTS)
+        unit_norm = self.boolean(s.get("unit_norm", False), "student.unit_norm")
+        train_output = self.boolean(s.get("train_output", True), "student.train_output")
+        if unit_norm and bias:
+            raise self.fail(
+                "student.unit_norm",
+                "needs a bias-free first layer: set student.bias = false (w_i·x has no offset "
+                "on the sphere)",
+            )
+        if unit_norm and params is None and scale == 0:
+            raise self.fail("student.init_scale", "must be > 0 with unit_norm (w_i = 0 has no "
+                            "direction to normalise)")  # fmt: skip
+        if unit_norm and params is not None:
+            w1 = np.asarray(params_dict(params)["w1"], dtype=np.float64)
+            if np.any(np.linalg.norm(w1, axis=1) == 0):
+                raise self.fail("student.params", "unit_norm needs every row of w1 nonzero")
         return StudentConfig(
-            widths, act, bias, scale, params, activations=activations, output=output
-        )
+            widths, act, bias, scale, params, activations=activations, output=output,
+            unit_norm=unit_norm, train_output=train_output,
+        )  # fmt: skip
 
     def layer_activations(
         self, table: Mapping, prefix: str, widths: tuple[int, ...]

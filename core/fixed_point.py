@@ -76,6 +76,7 @@ import numpy as np
 
 import core  # noqa: F401  (float64)
 from core.flow import StopReason
+from core.manifold import spectrum_eigh, spectrum_hessian
 from core.objectives import Objective
 from core.refine import (
     METHODS,
@@ -354,10 +355,11 @@ class FixedPointRun:
         None."""
         if not (self.settings.grad_tol <= gnorm < self.switch_grad):
             return None  # far from critical, or the flow stops here itself ("converged")
-        h = np.asarray(self.objective.hessian(jnp.asarray(theta)), np.float64)
+        # Constrained parameters: the Riemannian Hessian, eigenvectors q (P, F) embedded.
+        h = spectrum_hessian(self.objective, theta)
         if not np.all(np.isfinite(h)):
             return None
-        lam, q = np.linalg.eigh(0.5 * (h + h.T))
+        lam, q = spectrum_eigh(self.objective, theta, h)
         theta = np.asarray(theta, np.float64)
         before, self._prev = self._prev, (theta, float(lam[-1]))
         settled, self._settled = self._settled, bool(lam[0] >= -_eigen_tol(lam))
@@ -425,7 +427,7 @@ class FixedPointRun:
         moved = float(np.linalg.norm(np.asarray(res.theta) - np.asarray(theta_f)))
         if moved > MODEL_FACTOR * step + 1e-6 * (1.0 + float(np.linalg.norm(theta_f))):
             return f"moved {moved:.3g} > {MODEL_FACTOR:g} × the Newton step {step:.3g}"
-        lam = np.linalg.eigvalsh(np.asarray(self.objective.hessian(jnp.asarray(res.theta))))
+        lam = np.linalg.eigvalsh(spectrum_hessian(self.objective, res.theta))
         if lam[0] < -_eigen_tol(lam):
             return f"landed on a saddle (λ_min = {lam[0]:.3g})"
         ratio = float(lam[-1]) / lmax_f if lmax_f > 0 else np.inf
@@ -461,7 +463,7 @@ class FixedPointRun:
             theta, loss, gnorm = np.asarray(res.theta), res.loss, res.grad_inf_norm
         else:
             theta, loss, gnorm = np.asarray(theta_f, np.float64), loss_f, gnorm_f
-        h = np.asarray(self.objective.hessian(jnp.asarray(theta)), np.float64)
+        h = spectrum_hessian(self.objective, theta)
         index = -1
         if np.all(np.isfinite(h)):
             lam = np.linalg.eigvalsh(h)

@@ -60,6 +60,14 @@ class Problem:
     theta0: np.ndarray
     data: Dataset | None = None
 
+    @property
+    def constraint(self):
+        """The :class:`core.manifold.Constraint` of the student (unit_norm / train_output),
+        or None."""
+        from core.manifold import constraint_of
+
+        return constraint_of(self.objective)
+
     def objective_for(self, spec: NetworkSpec) -> Objective:
         """The same loss (same data, teacher, maxnorm) for another student spec.
 
@@ -155,7 +163,31 @@ def make_data(config: Config, teacher: Teacher) -> Dataset | None:
 def make_objective(
     config: Config, spec: NetworkSpec, teacher: Teacher, data: Dataset | None
 ) -> Objective:
-    """The loss of ``config`` for a student ``spec``."""
+    """The loss of ``config`` for a student ``spec``: constrained to the manifold of
+    ``student.unit_norm`` / ``student.train_output`` when set
+    (:func:`core.manifold.constrained_objective`)."""
+    from core.manifold import constrained_objective
+
+    objective = _unconstrained_objective(config, spec, teacher, data)
+    constraint = student_constraint(config, spec)
+    return objective if constraint is None else constrained_objective(objective, constraint)
+
+
+def student_constraint(config: Config, spec: NetworkSpec):
+    """The :class:`core.manifold.Constraint` of ``config.student`` for ``spec``, or None."""
+    from core.manifold import make_constraint
+
+    s = config.student
+    try:
+        return make_constraint(spec, s.unit_norm, s.train_output)
+    except ValueError as e:
+        raise ConfigError(config.source, "student.unit_norm", str(e)) from None
+
+
+def _unconstrained_objective(
+    config: Config, spec: NetworkSpec, teacher: Teacher, data: Dataset | None
+) -> Objective:
+    """The loss of ``config`` for a student ``spec`` (no constraint)."""
     maxnorm = config.dynamics.maxnorm
     if data is not None and config.data.loss == "crossentropy":
         from core.crossentropy import crossentropy_objective
@@ -192,7 +224,26 @@ def _two_layer_pair(spec: NetworkSpec, teacher: Teacher) -> bool:
 def initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
     """θ₀ (P,): explicit ``student.params`` or LeCun-normal × ``init_scale`` from k_S
     (for cross-entropy moved onto the centred slice, :func:`core.crossentropy.centre_logits`:
-    the same probabilities, and the loss along the run is the bare cross-entropy)."""
+    the same probabilities, and the loss along the run is the bare cross-entropy); with
+    ``student.unit_norm`` each w_i normalised, with ``train_output = false`` the output
+    layer's weights from ``params``, else all ones (its bias, if any, 0)."""
+    theta = _initial_theta(config, spec)
+    constraint = student_constraint(config, spec)
+    if constraint is None:
+        return theta
+    # On the manifold: w_i normalised; fixed output weights = params, else ones (bias 0).
+    from core.manifold import retract
+
+    theta = retract(constraint, theta)
+    if config.student.params is None and constraint.fixed.size:
+        last = spec.n_layers
+        theta[spec.offsets()[f"w{last}"]] = 1.0
+        if spec.bias[last - 1]:
+            theta[spec.offsets()[f"b{last}"]] = 0.0
+    return theta
+
+
+def _initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
     s = config.student
     if s.params is not None:
         try:

@@ -19,6 +19,13 @@ Two methods, both with the exact Hessian H = ∇²L (``objective.hessian``):
 * ``"auto"`` (the default) — trust-region, then Newton if the gradient is not yet below
   gtol; once converged, a Newton :func:`polish` down to the gradient's round-off floor.
 
+Constrained parameters (``student.unit_norm`` / ``train_output``, :mod:`core.manifold`):
+every method works on the manifold M.  Newton takes its step in tangent coordinates,
+p = B z with H the Riemannian Hessian (F, F) and the tangent gradient Bᵀ grad_R L, and
+retracts θ + p onto M; the trust region minimises the chart z ↦ L(N(θ₀ + Bz)) (B at the
+start, exact Hessian BᵀH̃B of the scale-invariant L̃ = L∘N) and retracts its end point.
+``grad_inf_norm`` and convergence are the Riemannian gradient's ‖grad_R L‖∞.
+
 The flow that hands over to these methods is :mod:`core.fixed_point`.
 """
 
@@ -32,6 +39,13 @@ import numpy as np
 import scipy.optimize
 
 import core  # noqa: F401  (float64)
+from core.manifold import (
+    constraint_of,
+    retract,
+    spectrum_eigh,
+    spectrum_hessian,
+    tangent_basis,
+)
 from core.objectives import Objective
 
 METHODS = ("auto", "trust-region", "newton")
@@ -65,6 +79,7 @@ def _inf_norm(g) -> float:
 
 
 def _result(objective, theta, iterations, gtol, reason, method) -> RefineResult:
+    theta = retract(constraint_of(objective), np.asarray(theta, np.float64))
     loss, g = objective.value_and_grad(jnp.asarray(theta))
     gnorm = _inf_norm(g)
     converged = bool(np.isfinite(gnorm) and gnorm < gtol)
@@ -88,27 +103,38 @@ def trust_region(
     """
     theta = np.asarray(theta, np.float64)
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+    # Constrained: the chart θ(z) = θ₀ + Bz (z ∈ ℝ^F) of the scale-invariant L̃ = L∘N.
+    c = constraint_of(objective)
+    theta = retract(c, theta)
+    origin, basis = (theta, tangent_basis(c, theta)) if c is not None else (None, None)
 
-    def fun(x):
-        value, g = objective.value_and_grad(jnp.asarray(x))
-        return float(value), np.asarray(g, np.float64)
+    def at(z):
+        return z if basis is None else origin + basis @ z
 
-    def hess(x):
-        return np.asarray(objective.hessian(jnp.asarray(x)), np.float64)
+    def fun(z):
+        value, g = objective.value_and_grad(jnp.asarray(at(z)))
+        g = np.asarray(g, np.float64)
+        return float(value), g if basis is None else basis.T @ g
+
+    def hess(z):
+        h = np.asarray(objective.hessian(jnp.asarray(at(z))), np.float64)
+        return h if basis is None else basis.T @ h @ basis
 
     def callback(intermediate_result):
         if deadline is not None and time.perf_counter() > deadline:
             raise StopIteration
 
     # scipy stops on the 2-norm; ‖g‖∞ ≤ ‖g‖₂, so gtol on the 2-norm is sufficient.
+    start = theta if basis is None else np.zeros(basis.shape[1])
     res = scipy.optimize.minimize(
-        fun, theta, jac=True, hess=hess, method="trust-exact", callback=callback,
+        fun, start, jac=True, hess=hess, method="trust-exact", callback=callback,
         options={"gtol": gtol, "maxiter": max_iter},
     )  # fmt: skip
     message = res.message
     if deadline is not None and res.status == 99:  # the callback's StopIteration
         message = f"stopped after max_seconds = {max_seconds:g}"
-    return _result(objective, res.x, res.nit, gtol, f"trust-exact: {message}", "trust-region")
+    end = at(res.x)  # retracted onto M by _result
+    return _result(objective, end, res.nit, gtol, f"trust-exact: {message}", "trust-region")
 
 
 def newton(
@@ -130,7 +156,8 @@ def newton(
     """
     stop = gtol if stop_below is None else stop_below
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
-    theta = np.asarray(theta, np.float64)
+    c = constraint_of(objective)
+    theta = retract(c, np.asarray(theta, np.float64))
     g = np.asarray(objective.grad(jnp.asarray(theta)), np.float64)
     if not np.all(np.isfinite(g)):
         return _result(objective, theta, 0, gtol, "non-finite gradient at the start", "newton")
@@ -146,7 +173,14 @@ def newton(
             reason = f"stopped after max_seconds = {max_seconds:g}"
             break
         iterations += 1
-        lam, q = np.linalg.eigh(np.asarray(objective.hessian(jnp.asarray(theta)), np.float64))
+        if c is None:
+            lam, q = np.linalg.eigh(np.asarray(objective.hessian(jnp.asarray(theta)), np.float64))
+        else:  # Riemannian Hessian (F, F), eigenvectors embedded (P, F) and tangent
+            h = spectrum_hessian(objective, theta)
+            if not np.all(np.isfinite(h)):
+                reason = "Hessian is zero or not finite"
+                break
+            lam, q = spectrum_eigh(objective, theta, h)
         scale = float(np.max(np.abs(lam))) if lam.size else 0.0
         if not np.isfinite(scale) or scale == 0.0:
             reason = "Hessian is zero or not finite"
@@ -164,7 +198,7 @@ def newton(
         while mu <= max_damping * scale**2:
             coef = np.where(active, lam / (lam * lam + mu), 0.0)
             step = -(q @ (coef * gq))
-            trial = theta + step
+            trial = theta + step if c is None else retract(c, theta + step)
             g_trial = np.asarray(objective.grad(jnp.asarray(trial)), np.float64)
             merit_trial = 0.5 * float(g_trial @ g_trial)
             if np.isfinite(merit_trial) and merit_trial < merit:
@@ -239,6 +273,7 @@ def refine(
         raise ValueError(f"theta: expected shape ({objective.n_params},), got {theta.shape}")
     if not np.all(np.isfinite(theta)):
         raise ValueError("theta: contains NaN or Inf")
+    theta = retract(constraint_of(objective), theta)
     deadline = None if max_seconds is None else time.perf_counter() + max_seconds
     if method == "newton":
         return newton(objective, theta, gtol, max_iter, max_seconds=max_seconds)

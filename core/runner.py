@@ -273,8 +273,10 @@ def finish(problem: Problem, rec: SessionRecorder, spec: NetworkSpec, fixed: Any
         "grad_inf_norm": float(seg.grad_norm[-1]),
         "params": params_to_lists(spec, theta_final),
     }
+    from core.manifold import spectrum_hessian
+
     rec.add_spectrum(
-        t_final, hessian_spectrum(np.asarray(objective.hessian(theta_final))).eigenvalues, "final"
+        t_final, hessian_spectrum(spectrum_hessian(objective, theta_final)).eigenvalues, "final"
     )
 
     refined = None

@@ -472,10 +472,14 @@ class SessionRecorder:
 
     @_locked
     def add_spectrum(self, t: float, eigenvalues: Any, label: str = "") -> None:
-        """Record Hessian eigenvalues (P,) of the current segment at time t."""
+        """Record Hessian eigenvalues (P,) of the current segment at time t ((F,), one per
+        free dimension, for a constrained student: :func:`core.manifold.spectrum_size`)."""
+        from core.manifold import spectrum_size
+
         eig = np.sort(np.asarray(eigenvalues, np.float64).reshape(-1))
-        if eig.shape[0] != self.spec.n_params:
-            raise ValueError(f"spectrum has {eig.shape[0]} values, expected {self.spec.n_params}")
+        size = spectrum_size(self.config, self.spec)
+        if eig.shape[0] != size:
+            raise ValueError(f"spectrum has {eig.shape[0]} values, expected {size}")
         self.spectra.append(SpectrumSnapshot(float(t), len(self._segments) - 1, eig, label))
 
     @_locked
@@ -1233,7 +1237,10 @@ def _load(p: Path) -> Session:
             meta_path,
             f"spectrum {k}: t must be a number",
         )
-        eig = _array(spectra_arrays, f"eig{k}", (segments[seg_i].spec.n_params,), spectra_path)
+        from core.manifold import spectrum_size
+
+        size = spectrum_size(config, segments[seg_i].spec)
+        eig = _array(spectra_arrays, f"eig{k}", (size,), spectra_path)
         label = sm.get("label", "")
         _need(isinstance(label, str), meta_path, f"spectrum {k}: label must be a string")
         spectra.append(SpectrumSnapshot(float(t_k), seg_i, eig, label))

@@ -18,7 +18,8 @@ bounded share of the run's cost however large P is, without ever looking at the 
 A run that starts at t = 0 also gets the spectrum of its initial state.  Progress rows
 between grid points (whose number depends on the machine's load) are never used.
 
-Shapes: θ (P,), eigenvalues (P,) ascending (:func:`core.analysis.hessian_spectrum`).
+Shapes: θ (P,), eigenvalues (P,) ascending (:func:`core.analysis.hessian_spectrum`), or
+(F,) for constrained parameters: the Riemannian Hessian (:func:`core.manifold.spectrum_hessian`).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class SpectrumSchedule:
     """Which rows of a run's chunks get a Hessian spectrum, and the spectra themselves.
 
     Args:
-        objective: gives ``hessian(θ) -> (P, P)``.
+        objective: its spectra are those of :func:`core.manifold.spectrum_hessian`.
         grid: the run's save grid (:func:`core.flow.save_grid` of its settings).
         t0: the time the run (or this resumed stretch of it) starts at; at t0 = 0 the
             initial state is included.
@@ -97,8 +98,9 @@ class SpectrumSchedule:
     def spectra(self, chunk: Any) -> Iterator[tuple[float, Any]]:
         """(t, :class:`core.analysis.Spectrum`) at the chunk's scheduled rows."""
         from core.analysis import hessian_spectrum
+        from core.manifold import spectrum_hessian
 
         for t, theta in self.due(chunk):
-            h = np.asarray(self.objective.hessian(np.asarray(theta)))
+            h = spectrum_hessian(self.objective, np.asarray(theta))
             if np.all(np.isfinite(h)):
                 yield t, hessian_spectrum(h)

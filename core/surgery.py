@@ -15,6 +15,12 @@ For f(x) = Σ_i a_i σ_i(w_i·x + b_i) + b₂ (a_i = W2[:, i] ∈ ℝ^k):
 * :func:`perturb_along_eigenvector` moves θ by ε along a unit Hessian eigenvector (by default
   that of the smallest eigenvalue: the steepest descent direction of curvature at a saddle).
 
+Constrained students (:mod:`core.manifold`, pass ``constraint``): with
+``train_output = false`` merge and split are refused (both change the output weights the
+constraint holds fixed); with ``unit_norm`` a split keeps the constraint (the copy has the
+same unit w_i) and a merge normalises the merged w′; a perturbation moves along an
+eigenvector of the Riemannian Hessian (tangent) and is retracted onto the spheres.
+
 Per-neuron activations travel with their neurons, so the returned spec can differ from the
 input spec in more than its width.
 """
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from core.manifold import Constraint, constraint_of, retract, spectrum_eigh, spectrum_hessian
 from core.networks import NetworkSpec, flatten, unflatten
 from core.objectives import Objective
 
@@ -50,12 +57,24 @@ def _with_width(spec: NetworkSpec, acts: tuple[str, ...]) -> NetworkSpec:
     return NetworkSpec(spec.input_dim, (len(acts),), spec.output_dim, (acts,), spec.bias)
 
 
-def merge_neurons(spec: NetworkSpec, theta, i: int, j: int) -> tuple[NetworkSpec, np.ndarray]:
+def _check_constraint(constraint: Constraint | None, what: str) -> None:
+    if constraint is not None and constraint.fixed.size:
+        raise ValueError(
+            f"{what}: refused — it changes the output weights, which student.train_output = "
+            "false holds fixed"
+        )
+
+
+def merge_neurons(
+    spec: NetworkSpec, theta, i: int, j: int, *, constraint: Constraint | None = None
+) -> tuple[NetworkSpec, np.ndarray]:
     """Merge hidden neurons i ≠ j into one at position min(i, j); returns (spec′, θ′ (P′,)).
 
     w′ = ½(w_i + w_j), b′ = ½(b_i + b_j), a′ = a_i + a_j; the other neurons keep their order.
-    Both neurons must share an activation (the merged neuron has one).
+    Both neurons must share an activation (the merged neuron has one).  With a unit_norm
+    ``constraint`` w′ is normalised; with train_output = false the merge is refused.
     """
+    _check_constraint(constraint, "merge_neurons")
     _check_one_hidden(spec, "merge_neurons")
     k = spec.widths[0]
     i = _check_index("i", i, k)
@@ -72,6 +91,11 @@ def merge_neurons(spec: NetworkSpec, theta, i: int, j: int) -> tuple[NetworkSpec
     keep, drop = min(i, j), max(i, j)
     p = {n: np.array(v) for n, v in unflatten(spec, np.asarray(theta, np.float64)).items()}
     p["w1"][keep] = 0.5 * (p["w1"][i] + p["w1"][j])
+    if constraint is not None and constraint.n_spheres:
+        norm = float(np.linalg.norm(p["w1"][keep]))
+        if norm == 0:
+            raise ValueError(f"merge_neurons: w_{i} = −w_{j}, the merged w has no direction")
+        p["w1"][keep] /= norm
     if spec.bias[0]:
         p["b1"][keep] = 0.5 * (p["b1"][i] + p["b1"][j])
     p["w2"][:, keep] = p["w2"][:, i] + p["w2"][:, j]
@@ -83,12 +107,16 @@ def merge_neurons(spec: NetworkSpec, theta, i: int, j: int) -> tuple[NetworkSpec
     return new_spec, np.asarray(flatten(new_spec, p))
 
 
-def split_neuron(spec: NetworkSpec, theta, i: int, mu: float) -> tuple[NetworkSpec, np.ndarray]:
+def split_neuron(
+    spec: NetworkSpec, theta, i: int, mu: float, *, constraint: Constraint | None = None
+) -> tuple[NetworkSpec, np.ndarray]:
     """Duplicate hidden neuron i; returns (spec′, θ′) with width k + 1.
 
     Neuron i keeps its place with output weights μ a_i; the copy (same w_i, b_i, σ_i) is
     appended as neuron k with output weights (1 − μ) a_i.  μ may be any finite real.
+    A unit_norm ``constraint`` is kept as is; with train_output = false the split is refused.
     """
+    _check_constraint(constraint, "split_neuron")
     _check_one_hidden(spec, "split_neuron")
     k = spec.widths[0]
     i = _check_index("i", i, k)
@@ -115,10 +143,13 @@ def hessian_eigenpair(
     ``which``: "min" (smallest λ), "max" (largest) or an int index into the ascending
     eigenvalues (negative counts from the end).
     """
-    h = np.asarray(objective.hessian(jnp.asarray(theta, jnp.float64)), dtype=np.float64)
+    h = spectrum_hessian(objective, theta)
     if not np.all(np.isfinite(h)):
         raise ValueError("hessian at theta contains non-finite entries")
-    lam, vec = scipy.linalg.eigh(0.5 * (h + h.T))
+    if constraint_of(objective) is None:
+        lam, vec = scipy.linalg.eigh(0.5 * (h + h.T))
+    else:  # the Riemannian Hessian; eigenvectors embedded in θ space, tangent to M
+        lam, vec = spectrum_eigh(objective, theta, h)
     n = lam.size
     if which == "min":
         idx = 0
@@ -145,7 +176,8 @@ def perturb_along_eigenvector(
     if th.shape != (objective.n_params,):
         raise ValueError(f"theta has shape {th.shape}, expected ({objective.n_params},)")
     _, v = hessian_eigenpair(objective, th, which)
-    plus, minus = th + eps * v, th - eps * v
+    c = constraint_of(objective)
+    plus, minus = retract(c, th + eps * v), retract(c, th - eps * v)
     lp = float(objective.loss(jnp.asarray(plus)))
     lm = float(objective.loss(jnp.asarray(minus)))
     return plus if lp <= lm else minus

@@ -335,10 +335,14 @@ def loss_slice(objective: Objective, theta, *, n: int = 41, radius: float | None
     th = np.asarray(theta, dtype=np.float64)
     if th.shape != (objective.n_params,):
         raise ValueError(f"theta has shape {th.shape}, expected ({objective.n_params},)")
-    h = np.asarray(objective.hessian(th), dtype=np.float64)
+    # Constrained parameters (core.manifold): eigenvectors of the Riemannian Hessian,
+    # tangent to the manifold, and objective.loss = L∘N, so a slice follows the manifold.
+    from core.manifold import spectrum_eigh, spectrum_hessian
+
+    h = spectrum_hessian(objective, th)
     if not np.all(np.isfinite(h)):
         raise ValueError("loss slice: the Hessian at θ is not finite")
-    lam, vecs = np.linalg.eigh(0.5 * (h + h.T))
+    lam, vecs = spectrum_eigh(objective, th, h)
     loss0 = float(objective.loss(th))
     lam_abs = float(np.max(np.abs(lam)))
     tnorm = float(np.linalg.norm(th))

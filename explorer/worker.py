@@ -77,7 +77,9 @@ def stream_flow(
                 last_t = t
             if chunk.done and len(chunk.t) and chunk.t[-1] != last_t:
                 theta = np.asarray(chunk.theta[-1])
-                h = np.asarray(objective.hessian(theta))
+                from core.manifold import spectrum_hessian
+
+                h = spectrum_hessian(objective, theta)  # Riemannian when constrained
                 if np.all(np.isfinite(h)):
                     post(SpectrumArrived(float(chunk.t[-1]), hessian_spectrum(h), segment))
             if chunk.done:

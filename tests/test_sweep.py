@@ -1,4 +1,5 @@
-"""Sweeps: grid expansion and validation (pure), and real runs on a 2-worker LocalCluster.
+"""Sweeps: grid expansion and validation (pure), and real runs on a 2-worker LocalCluster
+(the atlas itself: tests/test_atlas.py).
 
 The cluster tests share one module-scoped LocalCluster (2 spawned worker processes, one
 thread each).  Runs are tiny (d = 2, width 1–2, N = 100, 100 gradient-descent steps) so
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SWEEP_BASE
 
 from core.config import ConfigError, load_config
 from core.session import load_session
@@ -42,26 +44,7 @@ from core.sweep import (
     write_text_atomic,
 )
 
-BASE = """\
-seed = 1
-[teacher]
-kind = "random"
-input_dim = 2
-widths = [2]
-[student]
-widths = [2]
-[data]
-kind = "gaussian"
-samples = 100
-[dynamics]
-method = "gd"
-lr = 0.05
-t_max = 5.0
-n_saves = 20
-max_seconds = 120
-[refine]
-method = "newton"
-"""
+BASE = SWEEP_BASE.format(method="gd", t_max=5.0)
 
 
 def write_sweep(folder: Path, grid: str, extra: str = "") -> Path:
@@ -303,6 +286,12 @@ def _check_against_sessions(result, out: Path) -> None:
         assert row["outcome"] == expect
         key = json.dumps(dict(run.setting))
         counts.setdefault(key, dict.fromkeys(OUTCOMES, 0))[expect] += 1
+    # Every run is in exactly one atlas entry (its counts add up), in grid order there.
+    atlas = read_summary_csv(out / "atlas.csv")
+    listed = [name for r in atlas for name in r["runs"].split(";")]
+    assert sorted(listed) == sorted(r.name for r in result.sweep.runs)
+    assert [int(r["count"]) for r in atlas] == [len(r["runs"].split(";")) for r in atlas]
+    assert [e.runs for e in result.atlas] == [r["runs"].split(";") for r in atlas]
     settings = read_summary_csv(out / "settings.csv")
     assert len(settings) == len(counts)
     for srow, (key, c) in zip(settings, counts.items(), strict=True):
@@ -402,6 +391,10 @@ def test_interrupted_sweep_resumes_with_every_run_exactly_once(tmp_path, client)
     csv_rows = read_summary_csv(out / "summary.csv")
     assert [r["outcome"] for r in csv_rows].count("pending") >= 1  # unfinished marked so
     assert [r["outcome"] for r in csv_rows].count("failed") == 0
+    # The atlas of the runs finished so far is written on the interrupt too.
+    finished = sorted(r["run"] for r in csv_rows if r["outcome"] != "pending")
+    atlas = read_summary_csv(out / "atlas.csv")
+    assert sorted(n for r in atlas for n in r["runs"].split(";")) == finished
 
     result = run_sweep(path, out, client=client)
     assert not result.failed

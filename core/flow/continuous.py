@@ -100,6 +100,10 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
     hess_p, hess_c, hess_text = _hoist_constants(objective.hessian, example)
     vag_p, vag_c, vag_text = _hoist_constants(objective.value_and_grad, example)
     consts0 = (grad_c, hess_c, vag_c)
+    # Constrained parameters (core.manifold): the state is retracted onto the manifold at
+    # every save time (deterministic: saves are on the fixed grid), and at the end.
+    retract = objective.extras.get("retract")
+    constraint = objective.extras.get("constraint")
 
     @jax.custom_jvp
     def field(tauinv: Array, consts, theta: Array) -> Array:
@@ -182,6 +186,8 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             streak = jnp.where(finite, jnp.where(keep, 0, c["streak"]), c["streak"] + 1)
             steps = c["steps"] + keep.astype(jnp.int64)
             saved = keep & hit
+            if retract is not None:
+                y_new = jnp.where(saved, retract(y_new), y_new)
             o, record, bad_save, gnorm = _record_save(o, saved, "t", t1, y_new, value_and_grad)
             status = c["status"]
             status = jnp.where(record & (gnorm < grad_tol), _CONVERGED, status)
@@ -210,8 +216,9 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
             return c, o
 
         carry, out = jax.lax.while_loop(cond, body, (carry, out))
-        loss, g = value_and_grad(carry["y"])
-        final = dict(t=carry["t"], y=carry["y"], loss=loss, gnorm=jnp.max(jnp.abs(g)))
+        y_final = carry["y"] if retract is None else retract(carry["y"])
+        loss, g = value_and_grad(y_final)
+        final = dict(t=carry["t"], y=y_final, loss=loss, gnorm=jnp.max(jnp.abs(g)))
         return carry, out, final
 
     advance_jit = jax.jit(advance)
@@ -224,6 +231,7 @@ def _flow_functions(objective: Objective, solver_name: str, rtol: float, atol: f
         grad_text,
         hess_text,
         vag_text,
+        "" if constraint is None else f"constraint {constraint.digest()}",
     )
     return (
         BoundConsts(jax.jit(init), consts0),

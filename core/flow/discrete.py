@@ -27,7 +27,15 @@ def _minibatch_grad(objective: Objective, batch_size: int):
     spec = objective.spec
     maxnorm = objective.extras.get("maxnorm") if objective.extras else None
 
+    retract = objective.extras.get("retract")
+    constraint = objective.extras.get("constraint")
+
     def batch_loss(theta, idx):
+        if retract is not None:  # constrained (core.manifold): L∘N, fixed coordinates held
+            theta = retract(theta)
+            if constraint.fixed.size:
+                fixed = jax.lax.stop_gradient(theta[constraint.fixed])
+                theta = theta.at[constraint.fixed].set(fixed)
         r = forward(spec, theta, x[idx]) - y[idx]
         value = 0.5 * (n / idx.shape[0]) * jnp.sum(w[idx][:, None] * r * r)
         if maxnorm is not None:
@@ -50,6 +58,8 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
     full_grad = objective.grad
     value_and_grad = objective.value_and_grad
     batch_grad = _minibatch_grad(objective, batch_size) if method == "sgd" else None
+    # Constrained parameters (core.manifold): projected steps, retracted after each one.
+    retract = objective.extras.get("retract")
 
     def init(k0, y0, seed):
         return dict(
@@ -74,6 +84,8 @@ def _discrete_functions(objective: Objective, method: str, lr: float, batch_size
                 g = batch_grad(y, jax.random.fold_in(c["key"], c["k"]))
             updates, opt1 = optimizer.update(g, c["opt"], y)
             y1 = y + tauinv * updates
+            if retract is not None:
+                y1 = retract(y1)
             finite = jnp.all(jnp.isfinite(y1))
             k1 = c["k"] + finite.astype(jnp.int64)
             y_new = jnp.where(finite, y1, y)

@@ -145,6 +145,9 @@ def run_dynamics(
     if not (isinstance(t0, int | float) and math.isfinite(t0) and t0 >= 0):
         raise ValueError(f"t0: must be a finite number ≥ 0, got {t0!r}")
     tauinv = tauinv_array(settings, p)
+    retract = objective.extras.get("retract")
+    if retract is not None:  # constrained parameters (core.manifold): start on the manifold
+        theta0 = retract(theta0)
     return _run(objective, theta0, settings, float(t0), int(seed), tauinv)
 
 
@@ -297,6 +300,10 @@ def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator
     y0 = np.array(theta0, dtype=np.float64)
     fun, jac = _scipy_callbacks(objective, np.asarray(tauinv, dtype=np.float64))
     value_and_grad = objective.value_and_grad
+    # Constrained parameters: saved states are retracted onto the manifold (the solver's
+    # own state is not: its ‖w_i‖ drifts by the local errors only, and L̃ = L∘N is
+    # scale-invariant, so the drift only rescales that neuron's time by 1/‖w_i‖²).
+    retract = objective.extras.get("retract")
     grid = save_grid(settings)
     targets = grid[grid > t0 * (1 + 1e-12)]
     rows = _start_rows(objective, y0, t0)
@@ -340,6 +347,7 @@ def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator
                 while pos < len(targets) and targets[pos] <= solver.t:
                     ts = float(targets[pos])
                     y = solver.y if ts == solver.t else dense(ts)
+                    y = y if retract is None else np.asarray(retract(jnp.asarray(y)))
                     loss, g = value_and_grad(y)
                     loss, gnorm = float(loss), float(np.max(np.abs(np.asarray(g))))
                     if not (np.isfinite(y).all() and np.isfinite(loss) and np.isfinite(gnorm)):
@@ -374,6 +382,8 @@ def _run_scipy(objective, theta0, settings, t0, tauinv, solver_name) -> Iterator
         # progress inside a long save interval; only finite, strictly later states.
         newest = max([last_t, *rows.t[-1:]])
         if (done or saved == 0) and t_last > newest and reason is not StopReason.CONVERGED:
+            if retract is not None:
+                y_last = np.asarray(retract(jnp.asarray(y_last)))
             loss, g = value_and_grad(y_last)
             gnorm = float(np.max(np.abs(np.asarray(g))))
             if np.isfinite(float(loss)) and np.isfinite(gnorm):

@@ -526,7 +526,10 @@ class RunScreen(TrajectoryScreen):
             else:
                 fn = surgery.merge_neurons if op == "merge" else surgery.split_neuron
                 args = (kw["i"], kw["j"]) if op == "merge" else (kw["i"], kw["mu"])
-                new_spec, new_theta = fn(spec, theta, *args)
+                from core.manifold import constraint_of
+
+                constraint = constraint_of(objective)  # unit_norm / train_output: kept or refused
+                new_spec, new_theta = fn(spec, theta, *args, constraint=constraint)
                 new_obj = problem.objective_for(new_spec)
             new_theta = np.asarray(new_theta)
             loss = float(new_obj.loss(new_theta))

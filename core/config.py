@@ -10,8 +10,9 @@ Errors are :class:`ConfigError` whose ``str()`` is the single line
 ``"<file>: <field>: <problem>"``, e.g.
 ``cfg.toml: student.widths: must be a non-empty list of positive integers, got [0]``.
 
-Paths (``teacher.path``) are resolved relative to the config file and stored
-absolute, so a config copied into a session folder still finds its teacher.
+Paths (``teacher.path``, ``data.path``) are resolved relative to the config file and
+stored absolute, so a config copied into a session folder still finds its files; a data
+file's SHA-256 is stored beside its path (``data.sha256``) and checked at every parse.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from core.datafile import DataFile, read_data_file
 from core.files import ECHO_CHARS, FileReadError, load_params_npz, one_line, read_toml, short
 from core.spec import NetworkSpec, activation_names, canonical_activation, make_spec
 
-TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit")
-DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite")
+#: "none": no teacher — the targets are ``y`` of a data file (``data.kind = "file"``).
+TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit", "none")
+DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite", "file")
 LOSSES = ("mse", "correlation", "crossentropy")
 #: ``student.output``: the logits as they are, or softmax class probabilities (cross-entropy).
 OUTPUTS = ("identity", "softmax")
@@ -152,12 +155,17 @@ class StudentConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """Inputs: ``samples`` draws of ``kind`` (seeded by ``seed``, default the top-level seed),
-    or the exact Gaussian expectation (``gaussian-infinite``, where ``samples`` is unused)."""
+    the exact Gaussian expectation (``gaussian-infinite``, where ``samples`` is unused), or
+    the ``.npz`` at ``path`` (``file``: :mod:`core.datafile`; ``samples`` is its N, ``sha256``
+    its content hash, recorded at the first parse and required to match at every later one).
+    """
 
     kind: str = "gaussian"
     samples: int = 1000
     loss: str = "mse"
     seed: int | None = None
+    path: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +290,10 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     """
     out: dict[str, Any] = {"seed": cfg.seed}
     for name in ("teacher", "student", "data", "dynamics", "refine"):
+        if name == "teacher" and cfg.teacher.kind == "none":  # its dimensions only
+            t = cfg.teacher
+            out[name] = {"kind": "none", "input_dim": t.input_dim, "output_dim": t.output_dim}
+            continue
         table = {}
         for f in fields(getattr(cfg, name)):
             value = getattr(getattr(cfg, name), f.name)
@@ -483,14 +495,68 @@ class _Validator:
             raise self.fail(None, "a config must be a table of tables")
         self.check_keys(mapping, ("seed", *self.TABLES), "")
         seed = self.integer(mapping.get("seed", 1), "seed", 0, 2**63 - 1)
-        teacher = self.teacher(self.table(mapping, "teacher"))
-        student = self.student(self.table(mapping, "student"), teacher)
         data = self.data(self.table(mapping, "data"))
+        teacher = self.teacher_for(mapping, data)
+        student = self.student(self.table(mapping, "student"), teacher)
         dynamics = self.dynamics(self.table(mapping, "dynamics"), teacher, student)
         refine = self.refine(self.table(mapping, "refine"))
         cfg = Config(seed, teacher, student, data, dynamics, refine, source=self.source)
         self.cross_checks(cfg)
         return cfg
+
+    def teacher_for(self, mapping: Mapping, data: DataConfig) -> TeacherConfig:
+        """The ``[teacher]`` table, or no teacher (kind "none", the dimensions of the data
+        file) when the file holds targets ``y`` and the table is omitted or says "none"."""
+        table = self.table(mapping, "teacher")
+        file = read_data_file(data.path) if data.kind == "file" else None  # cached, checked
+        labelled = file is not None and file.y is not None
+        if table.get("kind") == "none" or (labelled and "teacher" not in mapping):
+            return self.no_teacher(table, data, file)
+        teacher = self.teacher(table)
+        if file is None:
+            return teacher
+        name = short(Path(file.path).name)
+        if labelled:
+            raise self.fail(
+                "data.path",
+                f"{name} holds targets y, so there is no teacher to label x: omit the [teacher] "
+                "table (or set teacher.kind = 'none'), or drop y from the file",
+            )
+        if file.input_dim != teacher.input_dim:
+            raise self.fail(
+                "data.path",
+                f"{name}: x has {file.input_dim} columns, teacher.input_dim = {teacher.input_dim}",
+            )
+        return teacher
+
+    def no_teacher(self, t: Mapping, data: DataConfig, file: DataFile | None) -> TeacherConfig:
+        """Teacher kind "none": d from x; K from y's columns, else 1 (mse) or, for class
+        labels, ``teacher.output_dim`` if given, else the largest label + 1."""
+        if file is None or file.y is None:
+            raise self.fail(
+                "teacher.kind",
+                "'none' needs data.kind = 'file' with targets y in data.path (or a teacher "
+                "to label x)",
+            )
+        for key in t:
+            if key not in ("kind", "input_dim", "output_dim"):
+                raise self.fail(
+                    f"teacher.{key}", "not used by kind = 'none' (data.path gives the targets)"
+                )
+        name, y, d = short(Path(file.path).name), file.y, file.input_dim
+        if self.integer(t.get("input_dim", d), "teacher.input_dim", 1, 10_000) != d:
+            got = t["input_dim"]
+            raise self.fail("teacher.input_dim", f"must equal x's {d} columns in {name}, got {got}")
+        if y.ndim == 2:
+            k = y.shape[1]
+        elif data.loss == "crossentropy":
+            if np.any(y != np.round(y)) or y.min() < 0:
+                raise self.fail("data.path", f"{name}: class labels y must be integers ≥ 0")
+            k = int(y.max()) + 1
+        else:
+            k = 1
+        k = self.integer(t.get("output_dim", k), "teacher.output_dim", 1, 1000)
+        return TeacherConfig("none", d, (), None, False, k)
 
     def teacher(self, t: Mapping) -> TeacherConfig:
         known = [f.name for f in fields(TeacherConfig)]
@@ -680,7 +746,52 @@ class _Validator:
         seed = None
         if "seed" in t:
             seed = self.integer(t["seed"], "data.seed", 0, 2**63 - 1)
-        return DataConfig(kind, samples, loss, seed)
+        path = sha = None
+        if kind == "file":
+            file = self.data_file(t)
+            path, sha, samples = str(file.path), file.sha256, file.n_samples
+        else:
+            for key in ("path", "sha256"):
+                if key in t:
+                    raise self.fail(f"data.{key}", f"only used by kind = 'file', not {kind!r}")
+        return DataConfig(kind, samples, loss, seed, path, sha)
+
+    def data_file(self, t: Mapping) -> DataFile:
+        """``data.path`` resolved against the config's folder, read and validated
+        (:func:`core.datafile.read_data_file`), and its hash checked against ``data.sha256``."""
+        if "path" not in t:
+            raise self.fail("data.path", "required for kind = 'file' (an .npz with x and y)")
+        raw = t["path"]
+        if not isinstance(raw, str) or not raw:
+            raise self.fail("data.path", f"must be a file name, got {_fmt(raw)}")
+        try:
+            p = Path(raw).expanduser()
+            if not p.is_absolute():
+                p = self.base_dir / p
+            if p.is_symlink():
+                raise self.fail("data.path", f"{short(p, 160)} is a symbolic link; name the file")
+            p = p.parent.resolve() / p.name
+            found = p.exists()
+        except (OSError, RuntimeError) as e:  # a name too long, a link loop…
+            why = getattr(e, "strerror", None) or type(e).__name__
+            raise self.fail("data.path", f"cannot use {_fmt(raw)}: {why}") from None
+        if not found:
+            raise self.fail("data.path", f"file not found: {short(p, 160)}")
+        try:  # regular file, size, npz, names, shapes, finite values
+            file = read_data_file(p)
+        except FileReadError as e:
+            raise self.fail("data.path", f"{short(p.name)}: {e}") from None
+        if "sha256" in t:
+            given = t["sha256"]
+            if not isinstance(given, str):
+                raise self.fail("data.sha256", f"must be a hex string, got {_fmt(given)}")
+            if given.lower() != file.sha256:
+                raise self.fail(
+                    "data.path",
+                    f"{short(p.name)} has changed since this config was recorded (sha256 "
+                    f"{file.sha256[:12]}… ≠ data.sha256 {short(given, 12)}…)",
+                )
+        return file
 
     def dynamics(
         self, t: Mapping, teacher: TeacherConfig, student: StudentConfig
@@ -796,6 +907,38 @@ class _Validator:
             )
         self.classification_checks(cfg)
 
+    def data_file_targets(self, cfg: Config) -> None:
+        """A data file's ``y`` against the student's K outputs: (N, K) rows (or (N,) for
+        K = 1); for cross-entropy integer labels (N,) in [0, K) or non-negative rows."""
+        data, k = cfg.data, cfg.teacher.output_dim
+        file = read_data_file(data.path)
+        y, name = file.y, short(Path(file.path).name)
+        if y is None:
+            return
+        if data.loss == "crossentropy":
+            if k < 2:
+                raise self.fail(
+                    "data.path", f"{name}: 'crossentropy' needs ≥ 2 classes, got output_dim {k}"
+                )
+            if y.ndim == 1:
+                if file.labels(k) is None:
+                    raise self.fail(
+                        "data.path",
+                        f"{name}: class labels y must be integers in [0, {k}), got values "
+                        f"{y.min():g}..{y.max():g}",
+                    )
+                return
+            if np.any(y < 0):
+                raise self.fail("data.path", f"{name}: target rows y must be ≥ 0 (one-hot)")
+        elif y.ndim == 1 and k == 1:
+            return
+        if y.ndim != 2 or y.shape[1] != k:
+            raise self.fail(
+                "data.path",
+                f"{name}: y has shape {list(y.shape)}, expected ({file.n_samples}, {k}) for "
+                f"output_dim = {k}",
+            )
+
     def classification_checks(self, cfg: Config) -> None:
         """``data.loss = "crossentropy"`` ⇔ ``student.output = "softmax"``; labels need classes."""
         t, s, data, dyn = cfg.teacher, cfg.student, cfg.data, cfg.dynamics
@@ -811,8 +954,12 @@ class _Validator:
                 "'sgd' minibatches the MSE only; use flow, gd or adam with data.loss = "
                 "'correlation'",
             )
+        if data.kind == "file":
+            self.data_file_targets(cfg)
         if data.loss != "crossentropy":
             return
+        if t.kind == "none":
+            return  # the file's labels, checked against the K classes above
         if not t.is_network:
             raise self.fail(
                 "teacher.kind",

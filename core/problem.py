@@ -6,8 +6,9 @@
 * the student spec (teacher's input/output dims, student widths/activation/bias);
 * the data: N inputs of ``data.kind`` seeded by ``config.data_seed`` labelled by the
   teacher (:mod:`core.data`; for ``crossentropy`` the one-hot class c_n = argmax of the
-  teacher's outputs, :func:`core.crossentropy.label_dataset`), or none for
-  ``gaussian-infinite``;
+  teacher's outputs, :func:`core.crossentropy.label_dataset`), none for
+  ``gaussian-infinite``, or a data file's x and y (``file``, :mod:`core.datafile`; without
+  y the teacher labels x; with y there may be no teacher, kind "none");
 * the objective: finite-data MSE (:func:`core.objectives.mse_objective`), cross-entropy of
   softmax outputs (:func:`core.crossentropy.crossentropy_objective`), the finite-data
   correlation loss (:func:`core.correlation.correlation_objective`) or the exact
@@ -34,6 +35,7 @@ from core.teachers import (
     glu_teacher,
     load_teacher_npz,
     network_teacher,
+    no_teacher,
     orthonormal_teacher,
     random_teacher,
     rosenbrock_teacher,
@@ -124,6 +126,8 @@ def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
 def build_teacher(config: Config) -> Teacher:
     """The teacher of ``config`` (raises :class:`ConfigError` naming ``teacher.*``)."""
     t = config.teacher
+    if t.kind == "none":  # a data file's own targets
+        return no_teacher(t.input_dim, t.output_dim)
     k_teacher, _ = _keys(config.seed)
     try:
         if t.kind == "random":
@@ -152,12 +156,48 @@ def make_data(config: Config, teacher: Teacher) -> Dataset | None:
     d = config.data
     if d.kind == "gaussian-infinite":
         return None
+    if d.kind == "file":
+        return _file_dataset(config, teacher)
     data = make_dataset(teacher, d.kind, d.samples, config.data_seed)
     if d.loss == "crossentropy":
         from core.crossentropy import label_dataset
 
         return label_dataset(data)
     return data
+
+
+def _file_dataset(config: Config, teacher: Teacher) -> Dataset:
+    """``data.path``'s x with its y (class labels made one-hot for cross-entropy) or the
+    teacher's labels; the file must still be the one the config recorded (sha256)."""
+    from core.datafile import read_data_file
+    from core.files import FileReadError
+
+    d = config.data
+    try:
+        file = read_data_file(d.path)
+    except FileReadError as e:
+        raise ConfigError(config.source, "data.path", f"{d.path}: {e}") from None
+    if file.sha256 != d.sha256:
+        raise ConfigError(
+            config.source,
+            "data.path",
+            f"{d.path} has changed since the config was read (sha256 {file.sha256[:12]}… ≠ "
+            f"{str(d.sha256)[:12]}…)",
+        )
+    x = jax.numpy.asarray(file.x)
+    if file.y is None:
+        data = Dataset(x, teacher(x))
+        if d.loss == "crossentropy":
+            from core.crossentropy import label_dataset
+
+            return label_dataset(data)
+        return data
+    k = teacher.output_dim
+    if d.loss == "crossentropy" and file.y.ndim == 1:
+        from core.crossentropy import one_hot
+
+        return Dataset(x, one_hot(file.labels(k), k))
+    return Dataset(x, jax.numpy.asarray(file.y).reshape(file.n_samples, k))
 
 
 def make_objective(

@@ -27,7 +27,8 @@ class Teacher:
     """A target function with optional network structure.
 
     Attributes:
-        kind: "random" | "orthonormal" | "glu" | "rosenbrock" | "file" | "explicit".
+        kind: "random" | "orthonormal" | "glu" | "rosenbrock" | "file" | "explicit", or
+            "none" (:func:`no_teacher`: the targets are a data file's, there is no g).
         input_dim: d.
         output_dim: k.
         target: x (N, d) → y (N, k).
@@ -43,6 +44,24 @@ class Teacher:
 
     def __call__(self, x: Array) -> Array:
         return self.target(x)
+
+
+def no_teacher(input_dim: int, output_dim: int) -> Teacher:
+    """The absent teacher of a data file with its own targets: dimensions only.
+
+    Calling it raises ``ValueError`` (there is no g(x) off the data); code that compares
+    with a target checks ``kind == "none"`` (or :func:`has_target`) first.
+    """
+
+    def target(x: Array) -> Array:
+        raise ValueError("no teacher: the targets are data.path's y")
+
+    return Teacher("none", int(input_dim), int(output_dim), target)
+
+
+def has_target(teacher: Teacher | None) -> bool:
+    """Whether ``teacher`` is a target function one can evaluate (not absent, not "none")."""
+    return teacher is not None and teacher.kind != "none"
 
 
 def network_teacher(spec: NetworkSpec, theta: Array, kind: str = "explicit") -> Teacher:

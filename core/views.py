@@ -91,7 +91,7 @@ def _student(spec: NetworkSpec, theta, x: np.ndarray) -> np.ndarray:
 
 
 def _target(teacher: Teacher | None, x: np.ndarray) -> np.ndarray | None:
-    if teacher is None:
+    if teacher is None or teacher.kind == "none":  # no teacher: a data file's own targets
         return None
     y = np.asarray(teacher(x), dtype=np.float64)
     return y.reshape(x.shape[0], -1)

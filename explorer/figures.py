@@ -769,7 +769,8 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     n_show = min(k_out, 4)
     for j in range(n_show):
         col = COLOURS[j % len(COLOURS)]
-        ax.plot(line["s"], line["teacher"][:, j], color="0.1", linestyle="--", linewidth=2.0)
+        if line["teacher"] is not None:  # None: no teacher (a data file's own targets)
+            ax.plot(line["s"], line["teacher"][:, j], color="0.1", linestyle="--", linewidth=2.0)
         ax.plot(
             line["s"],
             line["student"][:, j],
@@ -781,7 +782,8 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
             label=f"student f, output {j}" if k_out > 1 else "student f",
         )
         ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
-    ax.plot([], [], color="0.1", linestyle="--", linewidth=2.0, label="teacher g")
+    if line["teacher"] is not None:
+        ax.plot([], [], color="0.1", linestyle="--", linewidth=2.0, label="teacher g")
     ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="student at t = 0")
     u = ", ".join(f"{v:.2f}" for v in line["direction"])
     ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
@@ -791,7 +793,7 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncols=3, frameon=False)
     if d2:
         grid = function_grid(spec, seg.theta[row], teacher)
-        diff = grid["diff"]
+        diff = grid["diff"] if grid["diff"] is not None else grid["student"]  # no teacher: f
         ax2 = axes[1]
         lim = float(np.max(np.abs(diff))) or 1.0
         im = ax2.imshow(
@@ -818,7 +820,8 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
         )
         ax2.clabel(cs, fmt="%.2g", fontsize=6)
         cb = fig.colorbar(im, ax=ax2, shrink=0.9)
-        cb.set_label("f − g  (contours: dashed < 0, solid > 0)")
+        what = "f − g" if grid["diff"] is not None else "f (no teacher)"
+        cb.set_label(f"{what}  (contours: dashed < 0, solid > 0)")
         ax2.plot(
             [-3 * line["direction"][0], 3 * line["direction"][0]],
             [-3 * line["direction"][1], 3 * line["direction"][1]],
@@ -828,7 +831,7 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
         )
         ax2.set_xlabel("x₁")
         ax2.set_ylabel("x₂")
-        ax2.set_title(f"f − g (max {lim:.2g}); dotted: the line", loc="left")
+        ax2.set_title(f"{what} (max {lim:.2g}); dotted: the line", loc="left")
     return fig
 
 

@@ -270,3 +270,71 @@ def test_explicit_teacher_params_are_typed_as_toml_and_validated_by_core() -> No
             assert dict(screen.config.teacher.params)["w2"] == ((3.0,),)
 
     asyncio.run(scenario())
+
+
+def test_new_config_keys_have_form_fields_validated_by_core(tmp_path) -> None:
+    """student.unit_norm / train_output and data.kind = "file" with data.path, where
+    core.config parses them (the form lists only keys core knows)."""
+    import numpy as np
+    import pytest
+
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import error_id, parsed_keys, widget_id
+
+    if not {"unit_norm", "train_output"} <= parsed_keys("student") or "path" not in parsed_keys(
+        "data"
+    ):
+        pytest.skip("core.config does not parse student.unit_norm / data.path here")
+    data, labelled = tmp_path / "points.npz", tmp_path / "labelled.npz"
+    x = np.random.default_rng(0).standard_normal((40, 2))
+    np.savez(data, x=x)  # the teacher labels x
+    np.savez(labelled, x=x, y=np.sin(x[:, :1]))
+    app = ExplorerApp(autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            q = screen.query_one
+            # unit_norm needs a bias-free first layer: core says so on the field.
+            q("#" + widget_id("student.unit_norm")).value = True
+            await pilot.pause()
+            assert screen.error.field == "student.unit_norm"
+            assert q("#" + error_id("student.unit_norm")).display
+            q("#" + widget_id("student.bias")).value = False
+            q("#" + widget_id("student.train_output")).value = False
+            await pilot.pause()
+            assert screen.error is None, screen.error
+            assert screen.config.student.unit_norm and not screen.config.student.train_output
+            # Data from a file: the path row appears, N rows go, the file is checked on entry.
+            assert not q("#" + widget_id("data.path") + "-row").display
+            q("#" + widget_id("data.kind")).value = "file"
+            await pilot.pause()
+            assert q("#" + widget_id("data.path") + "-row").display
+            assert not q("#" + widget_id("data.samples") + "-row").display
+            assert screen.error.field == "data.path"  # required
+            q("#" + widget_id("data.path")).value = str(tmp_path / "missing.npz")
+            await pilot.pause()
+            assert "file not found" in str(q("#" + error_id("data.path")).render())
+            q("#" + widget_id("data.path")).value = str(data)
+            await pilot.pause()
+            assert screen.error is None, screen.error
+            assert screen.config.data.kind == "file" and screen.config.data.samples == 40
+            assert screen.config.teacher.kind == "random"
+            from core.config import TEACHER_KINDS
+
+            if "none" not in TEACHER_KINDS:
+                return
+            # Targets in the file: teacher kind "none" keeps only the dimensions.
+            q("#" + widget_id("data.path")).value = str(labelled)
+            q("#" + widget_id("teacher.kind")).value = "none"
+            await pilot.pause()
+            assert screen.error is None, screen.error
+            assert screen.config.teacher.kind == "none"
+            shown = [
+                f.key for f in screen._fields
+                if f.key.startswith("teacher.")
+                and screen.query_one("#" + widget_id(f.key) + "-row").display
+            ]  # fmt: skip
+            assert shown == ["teacher.kind", "teacher.input_dim", "teacher.output_dim"]
+
+    asyncio.run(scenario())

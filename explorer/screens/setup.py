@@ -40,13 +40,16 @@ class Field:
 
     key: str
     label: str
-    kind: str  # "input" | "select" | "check"
+    kind: str  # "input" | "select" | "check" | "text"
     choices: tuple[str, ...] = ()
     value_type: str = "str"  # "int" | "float" | "str" | "ints" | "floats" | "toml"
     #: (key, values): shown only when the field ``key`` holds one of ``values``.  A hidden
     #: field keeps the loaded config's value while ``key`` keeps the loaded config's value;
     #: after ``key`` changes it is left out (core's default for the new kind applies).
     only_for: tuple[str, tuple[str, ...]] | None = None
+    #: Keys of the loaded config that belong to this field's value and are left out when
+    #: it changes or is left out (``data.sha256``, the hash core recorded for ``data.path``).
+    companions: tuple[str, ...] = ()
 
     def shown(self, selector_value: Any) -> bool:
         """Whether the field applies when its ``only_for`` key holds ``selector_value``."""
@@ -61,6 +64,21 @@ def _teacher(*kinds: str) -> tuple[str, tuple[str, ...]]:
     return ("teacher.kind", kinds)
 
 
+def _data(*kinds: str) -> tuple[str, tuple[str, ...]]:
+    return ("data.kind", kinds)
+
+
+def parsed_keys(table: str) -> set[str]:
+    """The keys core.config parses in ``[table]`` (the fields of its dataclass): form
+    fields for keys that core does not know (yet) are left out of the form."""
+    from dataclasses import fields
+
+    import core.config as c
+
+    cls = {"student": c.StudentConfig, "data": c.DataConfig}[table]
+    return {f.name for f in fields(cls)}
+
+
 def _activations() -> tuple[str, ...]:
     from core.spec import activation_names
 
@@ -72,6 +90,20 @@ def form_fields() -> list[tuple[str, list[Field]]]:
     from core.config import DATA_KINDS, DYNAMICS_METHODS, REFINE_METHODS, SOLVERS, TEACHER_KINDS
 
     acts = _activations()
+    student_keys, data_keys = parsed_keys("student"), parsed_keys("data")
+    constraints = [
+        Field("student.unit_norm", "unit-norm w", "check"),
+        Field("student.train_output", "train output", "check"),
+    ]
+    data_file = [
+        Field(
+            "data.path",
+            "file (.npz)",
+            "input",
+            only_for=_data("file"),
+            companions=("data.sha256",),
+        )
+    ]
     return [
         (
             "Teacher",
@@ -98,7 +130,7 @@ def form_fields() -> list[tuple[str, list[Field]]]:
                     "outputs",
                     "input",
                     value_type="int",
-                    only_for=_teacher(*_MLP_TEACHERS),
+                    only_for=_teacher(*_MLP_TEACHERS, "none"),  # none: the data file's targets
                 ),
                 Field("teacher.u", "GLU u", "input", value_type="floats", only_for=_teacher("glu")),
                 Field("teacher.v", "GLU v", "input", value_type="floats", only_for=_teacher("glu")),
@@ -118,6 +150,7 @@ def form_fields() -> list[tuple[str, list[Field]]]:
                 Field("student.widths", "widths", "input", value_type="ints"),
                 Field("student.activation", "activation", "select", acts),
                 Field("student.bias", "bias", "check"),
+                *[f for f in constraints if f.key.split(".")[1] in student_keys],
                 Field("student.init_scale", "init scale", "input", value_type="float"),
                 Field("seed", "seed", "input", value_type="int"),
             ],
@@ -126,7 +159,17 @@ def form_fields() -> list[tuple[str, list[Field]]]:
             "Data",
             [
                 Field("data.kind", "kind", "select", DATA_KINDS),
-                Field("data.samples", "samples N", "input", value_type="int"),
+                # N is the file's for "file", unused for the exact Gaussian expectation.
+                Field(
+                    "data.samples",
+                    "samples N",
+                    "input",
+                    value_type="int",
+                    only_for=_data(
+                        *(k for k in DATA_KINDS if k not in ("file", "gaussian-infinite"))
+                    ),
+                ),
+                *[f for f in data_file if "path" in data_keys],
             ],
         ),
         (
@@ -392,7 +435,8 @@ class SetupScreen(Screen):
                 value = self._value_of(selector)
                 if not f.shown(value):
                     if value != get_dotted(self.base, selector):
-                        del_dotted(mapping, f.key)
+                        for key in (f.key, *f.companions):
+                            del_dotted(mapping, key)
                     continue
             if f.key.endswith(".activation") and get_dotted(mapping, f.key + "s") is not None:
                 continue  # the config names one activation per layer (``activations``) instead
@@ -411,6 +455,9 @@ class SetupScreen(Screen):
                 except tomllib.TOMLDecodeError as exc:
                     self._text_errors[f.key] = f"not TOML: {exc}"
                     value = text
+            if value != get_dotted(self.base, f.key):
+                for key in f.companions:
+                    del_dotted(mapping, key)
             set_dotted(mapping, f.key, value)
         return mapping
 

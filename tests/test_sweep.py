@@ -346,7 +346,7 @@ def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
         async with app.run_test(size=(120, 30)) as pilot:
             screen = app.screen
             assert isinstance(screen, SweepScreen)
-            table = screen.query_one(DataTable)
+            table = screen.query_one("#sweep-table", DataTable)
             assert table.row_count == 4
 
             def column(name: str) -> list[str]:

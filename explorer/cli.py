@@ -353,7 +353,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sys.stdout.write(settings_table_text(result.settings, result.sweep.setting_keys))
     print(
         f"{result.out}: {result.executed} run, {result.skipped} already done, "
-        f"{len(result.failed)} failed; summary.csv, settings.csv",
+        f"{len(result.failed)} failed; summary.csv, settings.csv, "
+        f"atlas.csv ({len(result.atlas)} distinct critical points)",
         file=sys.stderr,
     )
     return 1 if result.failed else 0

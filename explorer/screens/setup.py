@@ -289,32 +289,38 @@ def form_errors(mapping: dict, source: str, fallback: dict, keys: set[str]) -> t
     :func:`core.config.parse_config` stops at the first error, so the failing form field
     (the one of ``keys`` that encloses the error's field) gets its value from ``fallback``
     (the last valid config's mapping; left out when it has none) and the mapping is parsed
-    again.  Stops when it parses, when the error names no form field, or when a field fails
-    again (that error is the fallback's and is not listed: a rule across fields that the
-    fallback still breaks, or a field whose fallback is absent and required).
-    The rules are core's alone; a later error may depend on a fallback value.
+    again.  When that field fails again (the error is then the fallback's and is not listed:
+    a required field the fallback lacks, a rule across fields it still breaks) or the error
+    names no form field, the whole table (``[teacher]``…) goes back to the fallback's, so
+    the tables after it are still checked.  Stops when it parses or nothing is left to put
+    back.  The rules are core's alone; a later error may depend on a fallback value.
     """
     from core.config import ConfigError, parse_config
 
     mapping = copy.deepcopy(mapping)
     errors: list = []
-    tried: set[str] = set()
+    tried: set[str] = set()  # form keys and tables put back
     while True:
         try:
             cfg = parse_config(mapping, source)
         except ConfigError as exc:
-            key = form_key(exc.field or "", keys)
-            if key in tried:  # the fallback's own error, not the form's
+            field = exc.field or ""
+            key = form_key(field, keys)
+            if (key is None or key not in tried) and str(exc) not in map(str, errors):
+                errors.append(exc)
+            if key is not None and key not in tried:
+                tried.add(key)
+                value = get_dotted(fallback, key)
+                if value is None:
+                    del_dotted(mapping, key)
+                else:
+                    set_dotted(mapping, key, copy.deepcopy(value))
+                continue
+            table = field.split(".")[0] if "." in field else None
+            if table is None or table in tried or not isinstance(fallback.get(table), dict):
                 return None, errors
-            errors.append(exc)
-            if key is None:
-                return None, errors
-            tried.add(key)
-            value = get_dotted(fallback, key)
-            if value is None:
-                del_dotted(mapping, key)
-            else:
-                set_dotted(mapping, key, copy.deepcopy(value))
+            tried.add(table)
+            mapping[table] = copy.deepcopy(fallback[table])
         else:
             return (None, errors) if errors else (cfg, [])
 

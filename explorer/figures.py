@@ -28,7 +28,11 @@ shows the singular values of the end-to-end map W_L⋯W_1 instead (rank steps).
 
 The other views draw :mod:`core.views` at one saved state (``t``: the nearest; default the
 last): ``function`` (student vs teacher along a line through input space; for d = 2 also
-f − g on a grid, its sign carried by solid/dashed contours), ``weights`` (d = 2: input-weight
+f − g on a grid, its sign carried by solid/dashed contours; for a softmax student the
+class probabilities p = softmax(f) against the teacher's class along the line and, for
+d = 2, the class regions: the student's class as tinted areas, the teacher's boundaries
+as lines, the cells where the two disagree hatched, the training points by label with
+a cross on each one misclassified), ``weights`` (d = 2: input-weight
 vectors scaled by ‖a_i‖, their paths so far, and the teacher's), ``singular`` (the whole
 run) and ``slice`` (L(θ + s v) along the eigenvectors of λmin and λmax beside the quadratic
 model L(θ) + ½λs²).  A view that does not apply says why in one line.
@@ -758,6 +762,8 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
 
     seg = session.segments[seg_i]
     spec, teacher = seg.spec, problem.teacher
+    if problem.config.data.loss == "crossentropy" and spec.output_dim >= 2:
+        return _class_view(session, problem, seg_i, row)
     d2 = spec.input_dim == 2
     fig = Figure(figsize=(10.0 if d2 else 6.5, 4.2), layout="constrained")
     axes = fig.subplots(1, 2 if d2 else 1, squeeze=False)[0]
@@ -832,6 +838,144 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
         ax2.set_xlabel("x₁")
         ax2.set_ylabel("x₂")
         ax2.set_title(f"{what} (max {lim:.2g}); dotted: the line", loc="left")
+    return fig
+
+
+#: Grid points per axis of the class-region panel (a 201² forward pass: crisp boundaries).
+CLASS_GRID = 201
+
+
+def _class_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """Softmax student: p = softmax(f) against the teacher's class along one line, and for
+    d = 2 the class regions of student and teacher with the training points."""
+    from matplotlib.colors import ListedColormap
+
+    from core.views import class_regions, function_line
+
+    seg = session.segments[seg_i]
+    spec, teacher = seg.spec, problem.teacher
+    k = spec.output_dim
+    d2 = spec.input_dim == 2
+    fig = Figure(figsize=(11.0 if d2 else 6.5, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2 if d2 else 1, squeeze=False)[0]
+    ax = axes[0]
+    start = session.segments[0]
+    line0 = function_line(start.spec, start.theta[0], teacher, probabilities=True)
+    line = function_line(spec, seg.theta[row], teacher, probabilities=True)
+    n_show = min(k, len(COLOURS))
+    for j in range(n_show):
+        col = COLOURS[j % len(COLOURS)]
+        if line["teacher"] is not None:
+            ax.plot(line["s"], line["teacher"][:, j], color=col, linestyle="--", linewidth=1.5)
+        ax.plot(
+            line["s"],
+            line["student"][:, j],
+            color=col,
+            linestyle="-",
+            marker=MARKERS[j % len(MARKERS)],
+            markevery=0.1,
+            markerfacecolor="none",
+            label=f"p{j + 1}, class {j + 1}",
+        )
+        ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
+    ax.plot([], [], color="0.1", linestyle="--", linewidth=1.5, label="teacher's class (0/1)")
+    ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="p at t = 0")
+    u = ", ".join(f"{v:.2f}" for v in line["direction"])
+    ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
+    ax.set_ylabel("p = softmax(f)")
+    ax.set_ylim(-0.03, 1.03)
+    title = "class probabilities along a line"
+    if line["teacher_class"] is not None:
+        agree = float(np.mean(line["student_class"] == line["teacher_class"]))
+        title += f" (argmax = teacher's on {agree:.0%})"
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncols=3, frameon=False)
+    if not d2:
+        return fig
+    data = problem.data  # the same inputs and labels for every student spec (surgery)
+    regions = class_regions(
+        spec,
+        seg.theta[row],
+        teacher,
+        n=CLASS_GRID,
+        points=None if data is None else np.asarray(data.x),
+        labels=None if data is None else np.asarray(data.y),
+    )
+    ax2 = axes[1]
+    x, y = regions["x"], regions["y"]
+    cmap = ListedColormap([COLOURS[j % len(COLOURS)] for j in range(k)])
+    ax2.imshow(
+        regions["student"],
+        origin="lower",
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=k - 0.5,
+        alpha=0.3,
+        extent=(x[0], x[-1], y[0], y[-1]),
+        aspect="equal",
+        interpolation="nearest",
+    )
+    handles = [
+        Patch(facecolor=COLOURS[j % len(COLOURS)], alpha=0.3, label=f"student: class {j + 1}")
+        for j in range(k)
+    ]
+    if regions["teacher"] is not None:
+        for j in range(k):  # each class's edge: the teacher's boundaries, once per side
+            inside = (regions["teacher"] == j).astype(float)
+            if 0 < inside.sum() < inside.size:
+                ax2.contour(x, y, inside, levels=[0.5], colors="0.1", linewidths=1.2)
+        handles.append(Line2D([], [], color="0.1", linewidth=1.2, label="teacher's boundaries"))
+        if regions["disagree"].any():
+            ax2.contourf(
+                x,
+                y,
+                regions["disagree"].astype(float),
+                levels=[0.5, 1.5],
+                colors="none",
+                hatches=["////"],
+            )
+            handles.append(Patch(facecolor="none", hatch="////", label="student ≠ teacher"))
+    if regions["points"] is not None:
+        pts, lab = regions["points"], regions["labels"]
+        wrong = regions["predicted"] != lab
+        for j in range(k):
+            sel = lab == j
+            ax2.scatter(
+                pts[sel, 0],
+                pts[sel, 1],
+                s=9,
+                marker=MARKERS[j % len(MARKERS)],
+                facecolors="none",
+                edgecolors=COLOURS[j % len(COLOURS)],
+                linewidths=0.7,
+            )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker=MARKERS[j % len(MARKERS)],
+                    markerfacecolor="none",
+                    markeredgecolor=COLOURS[j % len(COLOURS)],
+                    label=f"data: label {j + 1}",
+                )
+            )
+        if wrong.any():
+            ax2.scatter(pts[wrong, 0], pts[wrong, 1], s=30, marker="x", color="0.1", linewidths=1.0)
+            handles.append(
+                Line2D([], [], linestyle="none", marker="x", color="0.1", label="misclassified")
+            )
+    ax2.set_xlim(x[0], x[-1])
+    ax2.set_ylim(y[0], y[-1])
+    ax2.set_xlabel("x₁")
+    ax2.set_ylabel("x₂")
+    parts = []
+    if regions["agreement"] is not None:
+        parts.append(f"≠ teacher on {1 - regions['agreement']:.1%} of the square")
+    if regions["accuracy"] is not None:
+        parts.append(f"training accuracy {regions['accuracy']:.1%}")
+    ax2.set_title("class regions" + (": " + ", ".join(parts) if parts else ""), loc="left")
+    ax2.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig
 
 

@@ -105,6 +105,7 @@ VIEW_CASES = [
     ("symmetry_saddle", "slice", "100"),
     ("saddle_to_saddle", "singular", None),
     ("saddle_to_saddle", "function", None),
+    ("three_classes", "function", None),  # softmax: probabilities and class regions
 ]
 
 
@@ -153,6 +154,47 @@ def test_saddle_slice_shows_the_negative_curvature():
     assert lam < -5e-3
     assert second < 0
     assert second == pytest.approx(lam, rel=0.3)  # h is not tiny: O(h²) curvature change
+
+
+def test_class_regions_panel_is_the_students_argmax_with_the_data():
+    """three_classes (softmax, d = 2): the region image is the student's argmax class on the
+    grid, the crosses are exactly the training points whose argmax logit is not their label
+    (recomputed from the forward pass), and the title's accuracy is the report's."""
+    pytest.importorskip("core.views")
+    from core.networks import forward_jit
+    from core.problem import build_problem
+
+    session = load_session(ROOT / "sessions" / "three_classes")
+    fig = figures.session_figure(session, "function")
+    ax_line, ax_map = fig.axes[0], fig.axes[1]
+    seg = session.final_segment
+    theta = seg.theta[-1]
+    problem = build_problem(session.config)
+    # Line panel: K = 3 probabilities, each in [0, 1], summing to 1 along the line.
+    probs = [ln for ln in ax_line.get_lines() if re.match(r"p\d, class", ln.get_label())]
+    assert len(probs) == 3
+    total = np.sum([np.asarray(ln.get_ydata()) for ln in probs], axis=0)
+    np.testing.assert_allclose(total, 1.0, rtol=1e-12)
+    # Region image = argmax of the logits at the grid points (row i is x₂ = g[i]).
+    img = np.asarray(ax_map.get_images()[0].get_array())
+    n = figures.CLASS_GRID
+    g = np.linspace(-3.0, 3.0, n)
+    xx, yy = np.meshgrid(g, g)
+    pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    want = np.argmax(np.asarray(forward_jit(seg.spec, theta, pts)), axis=1).reshape(n, n)
+    np.testing.assert_array_equal(img, want)
+    assert set(np.unique(img)) == {0, 1, 2}
+    # Crosses: the misclassified training points.
+    x, y = np.asarray(problem.data.x), np.asarray(problem.data.y)
+    wrong = np.argmax(np.asarray(forward_jit(seg.spec, theta, x)), axis=1) != np.argmax(y, axis=1)
+    crosses = [c for c in ax_map.collections if c.get_offsets().shape[0] == wrong.sum()]
+    assert 0 < wrong.sum() < 0.1 * len(wrong) and crosses
+    got = {tuple(np.round(r, 12)) for r in np.asarray(crosses[-1].get_offsets())}
+    assert got == {tuple(np.round(r, 12)) for r in x[wrong]}
+    acc = problem.fit_metrics(seg.spec, theta)["accuracy"]
+    assert f"training accuracy {acc:.1%}" in ax_map.get_title(loc="left")
+    labels = [t.get_text() for t in ax_map.get_legend().get_texts()]
+    assert "student ≠ teacher" in labels and "misclassified" in labels
 
 
 # ----------------------------------------------------------------------------- overview content

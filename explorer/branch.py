@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from core.analysis import closest_pair_distance, hessian_spectrum, neuron_weights
-from explorer.worker import RunState, Segment, one_hidden_layer
+from explorer.worker import RunState, session_state
 
 
 def branch_from_replay(replay: Any) -> Any:
@@ -44,40 +41,8 @@ def continue_session(problem: Any, session: Any) -> tuple[RunState, Any, Any]:
     from core.session import SessionRecorder
 
     final = session.segments[-1]
-    spec = final.spec
-    objective = problem.objective_for(spec)
-    segments = [
-        Segment(
-            seg.spec,
-            [np.asarray(seg.t)],
-            [np.asarray(seg.theta)],
-            [np.asarray(seg.loss)],
-            [np.asarray(seg.grad_norm)],
-        )
-        for seg in session.segments
-    ]
-    run = RunState(spec, np.asarray(final.theta[-1]), segments=segments)
-    run.t = float(final.t[-1])
-    run.loss = float(final.loss[-1])
-    run.grad_norm = float(final.grad_norm[-1])
-    if one_hidden_layer(spec):
-        for ti, th in zip(final.t, final.theta, strict=True):
-            if np.all(np.isfinite(th)):
-                w, a = neuron_weights(spec, th)
-                run.a_t.append(float(ti))
-                run.a_abs.append(a)
-                run.pair_dist.append(closest_pair_distance(w))
-    last, current = len(session.segments) - 1, None
-    for snap in session.spectra:
-        ev = np.asarray(snap.eigenvalues)
-        if ev.size:
-            run.spec_t.append(float(snap.t))
-            run.spec_min.append(float(ev[0]))
-            run.spec_max.append(float(ev[-1]))
-            if snap.segment == last:
-                current = ev
-    if current is not None:  # the spectrum shown: the last one of the final segment
-        run.spectrum = hessian_spectrum(np.diag(current))
+    objective = problem.objective_for(final.spec)
+    run = session_state(session, len(session.segments) - 1, len(final) - 1)
     recorder = SessionRecorder.from_session(session)
     origin = session.summary.get("branched_from", {})
     recorder.add_event("branch", t=run.t, source=str(origin.get("session", "")))

@@ -121,8 +121,10 @@ def one_hidden_layer(spec: Any) -> bool:
 
 
 @dataclass
-class Segment:
-    """A stretch of the run with one network spec (surgery starts a new one)."""
+class LiveSegment:
+    """A stretch of the run on screen with one network spec (surgery starts a new one),
+    kept as the chunk arrays that arrived (a saved :class:`core.session.Segment` is
+    one chunk: :meth:`from_saved`)."""
 
     spec: Any
     t: list[np.ndarray] = field(default_factory=list)
@@ -130,11 +132,32 @@ class Segment:
     loss: list[np.ndarray] = field(default_factory=list)
     grad_norm: list[np.ndarray] = field(default_factory=list)
 
+    @classmethod
+    def from_saved(cls, seg: Any) -> LiveSegment:
+        """A saved segment (t (m,), theta (m, P), loss, grad_norm) as one chunk."""
+        arrays = (seg.t, seg.theta, seg.loss, seg.grad_norm)
+        return cls(seg.spec, *([np.asarray(a)] for a in arrays))
+
     def compact(self) -> None:
         """Join the chunk arrays into one per field, so repeated reads stay O(new data)."""
         if len(self.t) > 1:
             for name in ("t", "theta", "loss", "grad_norm"):
                 setattr(self, name, [np.concatenate(getattr(self, name))])
+
+
+def neuron_series(spec: Any, t: Any, theta: Any) -> tuple[list[float], list, list[float]]:
+    """(t_i, |a| per neuron, closest-pair distance) at the finite states among rows
+    (t (m,), θ (m, P)): the weights plot's series; empty unless one hidden layer."""
+    out: tuple[list[float], list, list[float]] = ([], [], [])
+    if not one_hidden_layer(spec):
+        return out
+    for ti, th in zip(t, theta, strict=True):
+        if np.all(np.isfinite(th)):
+            w, a = neuron_weights(spec, th)
+            out[0].append(float(ti))
+            out[1].append(a)
+            out[2].append(closest_pair_distance(w))
+    return out
 
 
 @dataclass
@@ -153,7 +176,7 @@ class RunState:
     steps: int = 0
     steps_offset: int = 0  # solver steps of earlier flow segments (before a resume)
     wall: float = 0.0
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[LiveSegment] = field(default_factory=list)
     spec_t: list[float] = field(default_factory=list)
     spec_min: list[float] = field(default_factory=list)
     spec_max: list[float] = field(default_factory=list)
@@ -164,7 +187,7 @@ class RunState:
 
     def __post_init__(self) -> None:
         if not self.segments:
-            self.segments.append(Segment(self.spec))
+            self.segments.append(LiveSegment(self.spec))
 
     def add_chunk(self, chunk: Any) -> None:
         """Append a chunk; keeps only finite states (θ, loss) as the current point."""
@@ -186,13 +209,10 @@ class RunState:
             self.grad_norm = float(chunk.grad_norm[last])
         self.steps = self.steps_offset + int(chunk.steps)
         self.wall = float(chunk.wall)
-        if one_hidden_layer(self.spec):
-            for ti, th in zip(chunk.t, theta, strict=True):
-                if np.all(np.isfinite(th)):
-                    w, a = neuron_weights(self.spec, th)
-                    self.a_t.append(float(ti))
-                    self.a_abs.append(a)
-                    self.pair_dist.append(closest_pair_distance(w))
+        a_t, a_abs, dist = neuron_series(self.spec, chunk.t, theta)
+        self.a_t += a_t
+        self.a_abs += a_abs
+        self.pair_dist += dist
 
     def add_spectrum(self, t: float, spectrum: Any) -> None:
         """Record λ_min, λ_max at t and keep the current spectrum."""
@@ -207,15 +227,9 @@ class RunState:
         """Start a segment after surgery: a new spec and a jump in θ at the same t."""
         self.spec = spec
         self.theta = np.asarray(theta)
-        self.segments.append(Segment(spec))
+        self.segments.append(LiveSegment(spec))
         self.a_t, self.a_abs, self.pair_dist = [], [], []
         self.spectrum = None
-
-    def set_point(self, theta: np.ndarray, loss: float, grad_norm: float) -> None:
-        """Move the current point (after refinement/perturbation) without advancing t."""
-        self.theta = np.asarray(theta)
-        self.loss = float(loss)
-        self.grad_norm = float(grad_norm)
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(t, values) over all segments for ``name`` in {"loss", "grad_norm"}."""
@@ -234,6 +248,55 @@ class RunState:
         if not seg.t:
             return np.zeros(0), np.zeros((0, self.theta.shape[0]))
         return np.concatenate(seg.t), np.concatenate(seg.theta)
+
+
+def session_state(
+    session: Any,
+    s: int,
+    j: int,
+    *,
+    segments: list[LiveSegment] | None = None,
+    neurons: tuple[list[float], list, list[float]] | None = None,
+    spectrum: Callable[[int], Any] | None = None,
+) -> RunState:
+    """A :class:`RunState` of a saved session whose current point is state j of segment s
+    (the replay's cursor; a branch's last state).
+
+    The trajectory and the λmin/λmax series cover the whole session; θ, t, loss, ‖∇L‖∞,
+    the per-neuron series (segment s's) and the spectrum (the last snapshot of segment s
+    at or before t; none when it is empty) are those of the point.  A caller that asks
+    often passes what it keeps: ``segments`` (:meth:`LiveSegment.from_saved` of each),
+    ``neurons`` (:func:`neuron_series` of segment s) and ``spectrum`` (snapshot number
+    → :class:`core.analysis.HessianSpectrum`).
+    """
+    seg = session.segments[s]
+    if segments is None:
+        segments = [LiveSegment.from_saved(x) for x in session.segments]
+    state = RunState(seg.spec, np.asarray(seg.theta[j]), segments=segments)
+    state.t = float(seg.t[j])
+    state.loss = float(seg.loss[j])
+    state.grad_norm = float(seg.grad_norm[j])
+    a_t, a_abs, dist = neurons if neurons is not None else neuron_series(seg.spec, seg.t, seg.theta)
+    state.a_t, state.a_abs, state.pair_dist = list(a_t), list(a_abs), list(dist)
+    last = None
+    for n, snap in enumerate(session.spectra):
+        ev = np.asarray(snap.eigenvalues)
+        if ev.size:
+            state.spec_t.append(float(snap.t))
+            state.spec_min.append(float(ev[0]))
+            state.spec_max.append(float(ev[-1]))
+        if snap.segment == s and snap.t <= state.t:
+            last = n
+    if last is not None and np.asarray(session.spectra[last].eigenvalues).size:
+        state.spectrum = (spectrum or (lambda n: snapshot_spectrum(session, n)))(last)
+    return state
+
+
+def snapshot_spectrum(session: Any, n: int) -> Any:
+    """The :class:`core.analysis.HessianSpectrum` of a session's stored snapshot n."""
+    from core.analysis import hessian_spectrum
+
+    return hessian_spectrum(np.diag(np.asarray(session.spectra[n].eigenvalues)))
 
 
 def elapsed_text(seconds: float) -> str:

@@ -21,7 +21,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, ProgressBar, RichLog, TabbedContent
 
-from core.analysis import closest_pair_distance, neuron_weights
 from explorer.messages import BuildDone, InspectDone, TaskFailed
 from explorer.screens.trajectory import TrajectoryScreen
 from explorer.watch import session_explanation
@@ -29,7 +28,14 @@ from explorer.widgets.inspector import NeuronInspector
 from explorer.widgets.narration import NarrationLine, WatchPanel, replay_job
 from explorer.widgets.panels import TrajectoryView, trajectory_tabs
 from explorer.widgets.status import StatusLine, format_status
-from explorer.worker import RunState, Segment, one_hidden_layer, run_task
+from explorer.worker import (
+    LiveSegment,
+    RunState,
+    neuron_series,
+    run_task,
+    session_state,
+    snapshot_spectrum,
+)
 
 PLAY_HZ = 5
 
@@ -82,10 +88,10 @@ class ReplayScreen(TrajectoryScreen):
         self.position = len(self.index) - 1
         self.playing = False
         self.problem: Any = None
-        self._summaries: dict[int, tuple[np.ndarray, list, np.ndarray]] = {}
+        self._summaries: dict[int, tuple[list[float], list, list[float]]] = {}
         self._spectra_cache: dict[int, Any] = {}
         self._drawn = -1
-        self._segments: list[Segment] | None = None
+        self._segments: list[LiveSegment] | None = None
         self._rest = 0
         self._inspected = -1
         self.last_inspection: Any = None  # a core.analysis.Inspection
@@ -110,70 +116,36 @@ class ReplayScreen(TrajectoryScreen):
 
     # -- state at a position ----------------------------------------------------
 
-    def _summary(self, s: int) -> tuple[np.ndarray, list, np.ndarray]:
+    def _summary(self, s: int) -> tuple[list[float], list, list[float]]:
         """Per-point |a_i| and closest-pair distance of segment s (computed once)."""
         if s not in self._summaries:
             seg = self.session.segments[s]
-            a_abs, dist = [], []
-            if one_hidden_layer(seg.spec):
-                for th in seg.theta:
-                    w, a = neuron_weights(seg.spec, th)
-                    a_abs.append(a)
-                    dist.append(closest_pair_distance(w))
-            self._summaries[s] = (np.asarray(seg.t), a_abs, np.asarray(dist))
+            self._summaries[s] = neuron_series(seg.spec, seg.t, seg.theta)
         return self._summaries[s]
 
     def _spectrum(self, n: int) -> Any:
         if n not in self._spectra_cache:
-            from core.analysis import hessian_spectrum
-
-            eig = np.asarray(self.session.spectra[n].eigenvalues)
-            self._spectra_cache[n] = hessian_spectrum(np.diag(eig))
+            self._spectra_cache[n] = snapshot_spectrum(self.session, n)
         return self._spectra_cache[n]
 
-    def _whole_segments(self) -> list[Segment]:
+    def _whole_segments(self) -> list[LiveSegment]:
         """The session's segments as RunState segments (built once, arrays shared)."""
         if self._segments is None:
-            self._segments = [
-                Segment(
-                    seg.spec,
-                    [np.asarray(seg.t)],
-                    [np.asarray(seg.theta)],
-                    [np.asarray(seg.loss)],
-                    [np.asarray(seg.grad_norm)],
-                )
-                for seg in self.session.segments
-            ]
+            self._segments = [LiveSegment.from_saved(seg) for seg in self.session.segments]
         return self._segments
 
     def state_at(self, k: int) -> RunState:
-        """A :class:`RunState` of the whole session whose current point is global point k.
-
-        The trajectory, the λmin/λmax series and the event markers cover the whole run;
-        θ, t, loss, the spectrum (the last one recorded at or before t in that segment)
-        and the per-neuron summaries (of that segment) are those of point k.
-        """
+        """A :class:`RunState` of the whole session whose current point is global point k
+        (:func:`explorer.worker.session_state`, from what this screen keeps)."""
         s, j = self.index[k]
-        seg = self.session.segments[s]
-        state = RunState(seg.spec, np.asarray(seg.theta[j]), segments=self._whole_segments())
-        state.t = float(seg.t[j])
-        state.loss = float(seg.loss[j])
-        state.grad_norm = float(seg.grad_norm[j])
-        at, a_abs, dist = self._summary(s)
-        state.a_t = list(at) if a_abs else []
-        state.a_abs = a_abs
-        state.pair_dist = list(dist)
-        last = None
-        for n, snap in enumerate(self.session.spectra):
-            ev = np.asarray(snap.eigenvalues)
-            if ev.size:
-                state.spec_t.append(float(snap.t))
-                state.spec_min.append(float(ev[0]))
-                state.spec_max.append(float(ev[-1]))
-            if snap.segment == s and snap.t <= state.t:
-                last = n
-        state.spectrum = self._spectrum(last) if last is not None else None
-        return state
+        return session_state(
+            self.session,
+            s,
+            j,
+            segments=self._whole_segments(),
+            neurons=self._summary(s),
+            spectrum=self._spectrum,
+        )
 
     def view(self) -> TrajectoryView:
         """The whole session, the cursor at the replayed point, its events and phases."""

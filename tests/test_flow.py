@@ -235,6 +235,26 @@ def test_gd_tracks_flow_and_optimizers_decrease(small_problem):
     assert np.max(np.abs(a.theta[-1] - c.theta[-1])) > 0
 
 
+def test_sgd_minibatch_gradient_carries_the_objectives_barrier(small_problem):
+    """With dynamics.maxnorm, sgd's stochastic gradient is the data term's plus ∇B(θ)
+    (core.objectives.barrier_grad, written independently): the same minibatch (same key)
+    with and without the barrier differs by exactly that, outside the box and inside."""
+    from core.flow.discrete import _minibatch_grad
+    from core.objectives import barrier_grad
+
+    obj, theta0 = small_problem
+    boxed = mse_objective(obj.spec, obj.data, maxnorm=0.5)
+    key = jax.random.PRNGKey(0)
+    plain, barred = _minibatch_grad(obj, 16), _minibatch_grad(boxed, 16)
+    theta = jnp.asarray(theta0) * 3.0
+    assert np.max(np.abs(theta)) > 0.5  # some weights outside the box
+    diff = np.asarray(barred(theta, key) - plain(theta, key))
+    np.testing.assert_allclose(diff, np.asarray(barrier_grad(theta, 0.5)), rtol=0, atol=1e-12)
+    assert np.max(np.abs(diff)) > 0.1
+    inside = jnp.clip(theta, -0.4, 0.4)
+    np.testing.assert_array_equal(barred(inside, key), plain(inside, key))
+
+
 def test_gd_decreases_and_nonfinite_keeps_last_finite(small_problem):
     obj, theta0 = small_problem
     run = run_to_end(obj, theta0, DynamicsSettings(method="gd", lr=1e-2, t_max=5.0))

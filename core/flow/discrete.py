@@ -10,7 +10,7 @@ import core  # noqa: F401  (float64)
 from core.flow.loops import _chunk_cond, _record_save, _save_buffers
 from core.flow.settings import _CONVERGED, _MAX_STEPS, _NONFINITE, RUNNING
 from core.networks import forward
-from core.objectives import Objective
+from core.objectives import Objective, barrier
 
 
 def _minibatch_grad(objective: Objective, batch_size: int):
@@ -38,10 +38,7 @@ def _minibatch_grad(objective: Objective, batch_size: int):
                 theta = theta.at[constraint.fixed].set(fixed)
         r = forward(spec, theta, x[idx]) - y[idx]
         value = 0.5 * (n / idx.shape[0]) * jnp.sum(w[idx][:, None] * r * r)
-        if maxnorm is not None:
-            excess = jnp.maximum(jnp.abs(theta) - maxnorm, 0.0)
-            value = value + 0.5 * jnp.sum(excess * excess)
-        return value
+        return value + barrier(theta, maxnorm)  # the objective's weight-norm barrier
 
     grad = jax.grad(batch_loss)
 

@@ -23,25 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BASE = """\
-[teacher]
-kind = "random"
-input_dim = 2
-widths = [2]
-[student]
-widths = [2]
-[data]
-kind = "gaussian"
-samples = 100
-[dynamics]
-method = "{method}"
-lr = 0.05
-t_max = {t_max}
-n_saves = 20
-max_seconds = 600
-[refine]
-method = "newton"
-"""
+from tests.helpers import SWEEP_BASE as BASE  # the sweep tests' base config
 
 
 def main() -> None:

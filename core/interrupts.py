@@ -40,11 +40,6 @@ def on_signal(flush: Callable[[int], str] | None) -> None:
         _flush = flush
 
 
-def installed() -> bool:
-    """Whether :func:`install` is active in this process."""
-    return _installed
-
-
 def _noop(signum: int, frame: object) -> None:
     """The Python-level handler: the watcher thread does the work."""
 

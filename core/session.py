@@ -170,10 +170,6 @@ class Session:
         return float(self.segments[-1].loss[-1])
 
     @property
-    def final_grad_norm(self) -> float:
-        return float(self.segments[-1].grad_norm[-1])
-
-    @property
     def wall_seconds(self) -> float:
         return float(self.summary.get("wall_seconds", 0.0))
 
@@ -574,16 +570,6 @@ def check_writable_target(path: str | Path) -> None:
         raise SessionError(p, "exists and is not a folder; refusing to overwrite it")
     if any(p.iterdir()) and not is_session_dir(p):
         raise SessionError(p, "exists and is not a session folder; refusing to overwrite it")
-
-
-def holds_anything(path: str | Path) -> bool:
-    """Whether ``path`` exists as anything but an empty folder (a link counts)."""
-    p = Path(path)
-    if not os.path.lexists(p):
-        return False
-    if p.is_symlink() or not p.is_dir():
-        return True
-    return any(p.iterdir())
 
 
 def session_to_files(session: Session) -> dict[str, bytes]:

@@ -715,9 +715,6 @@ class RunScreen(TrajectoryScreen):
     def log_event(self, text: str) -> None:
         self.query_one("#event-log", RichLog).write(text)
 
-    def _touch(self) -> None:
-        self._version += 1
-
     def view(self) -> TrajectoryView | None:
         """The run so far, its events and phases (recomputed when new points arrive)."""
         if self.run is None:

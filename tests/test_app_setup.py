@@ -255,11 +255,13 @@ def test_explicit_teacher_params_are_typed_as_toml_and_validated_by_core() -> No
             await pilot.pause()
             area = screen.query_one("#" + widget_id("teacher.params"))
             err = screen.query_one("#" + error_id("teacher.params"))
-            assert screen.error.field == "teacher.params" and err.display  # required
-            # A required field that has no last valid value does not hide later errors.
+            # Empty: core names the first array it needs and its shape.
+            assert screen.error.field == "teacher.params.w1" and err.display
+            assert "missing (expected shape [1, 2])" in str(err.render())
+            # A field that has no last valid value does not hide later errors.
             screen.query_one("#f-student--widths").value = "0"
             await pilot.pause()
-            assert [e.field for e in screen.errors] == ["teacher.params", "student.widths"]
+            assert [e.field for e in screen.errors] == ["teacher.params.w1", "student.widths"]
             screen.query_one("#f-student--widths").value = "3"
             area.text = params.replace("[[3.0]]", "[[3.0, 1.0]]")  # wrong shape
             await pilot.pause()

@@ -451,9 +451,7 @@ class SetupScreen(Screen):
                 value = widget.value
             else:
                 text = widget.text if isinstance(widget, TextArea) else widget.value
-                if text.strip() == "" and (
-                    f.kind == "text" or get_dotted(self.base, f.key) is None
-                ):
+                if text.strip() == "" and f.kind != "text" and get_dotted(self.base, f.key) is None:
                     del_dotted(mapping, f.key)
                     continue
                 try:

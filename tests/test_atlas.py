@@ -324,3 +324,35 @@ def test_a_real_sweep_writes_its_atlas(tmp_path):
     before = (out / ATLAS_CSV).read_bytes()
     again = run_sweep(tmp_path / "sweep.toml", out, serial=True)
     assert again.skipped == 3 and (out / ATLAS_CSV).read_bytes() == before
+
+
+def test_problem_key_is_the_landscape_not_the_dynamics():
+    from core.config import parse_config
+    from core.sweep.atlas import problem_key
+
+    params = {"w1": [[1.0, 0.5], [-0.3, 1.2]], "w2": [[1.0, -0.7]]}
+    base = {
+        "teacher": {"kind": "explicit", "input_dim": 2, "widths": [2], "activation": "tanh",
+                    "bias": False, "params": params},
+        "student": {"widths": [2], "activation": "tanh", "bias": False},
+        "data": {"kind": "gaussian", "samples": 100, "seed": 7},
+    }  # fmt: skip
+
+    def key(seed=1, teacher=None, **tables):
+        m = {**base, "seed": seed, **tables}
+        return problem_key(parse_config(m, "k"), teacher)
+
+    same = key()
+    assert key(seed=2) == same  # θ₀ only: the teacher is explicit and the data seed fixed
+    assert key(dynamics={"method": "gd", "lr": 0.5}, refine={"method": "none"}) == same
+    assert key(student={**base["student"], "init_scale": 0.1}) == same
+    assert key(student={**base["student"], "widths": [3]}) != same
+    assert key(data={"kind": "gaussian", "samples": 100}) != key(
+        seed=2, data={"kind": "gaussian", "samples": 100}
+    )  # the seed draws the sample
+    assert key(data={**base["data"], "seed": 8}) != same
+    assert key(dynamics={"maxnorm": 10.0}) != same
+    # A seed-drawn teacher enters through its actual weights (the report's).
+    t1 = {"kind": "random", "params": {"w1": [[1.0]]}}
+    t2 = {"kind": "random", "params": {"w1": [[2.0]]}}
+    assert key(teacher=t1) == key(seed=2, teacher=t1) != key(teacher=t2)

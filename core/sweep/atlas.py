@@ -137,8 +137,8 @@ def problem_key(config: Config, teacher: Mapping[str, Any] | None = None) -> str
 
     The config without what only steers the dynamics (``seed``, ``dynamics`` except
     ``maxnorm``, ``refine``, ``student.init_scale``, ``student.params``), with the teacher's
-    actual weights (``teacher``: the report's ``{"kind", "params"}``, when it has params)
-    and the seed of the input sample where the data are sampled.
+    actual weights added to its table (``teacher``: the report's ``{"kind", "params"}``,
+    when it has params) and the seed of the input sample where the data are sampled.
     """
     d = config_to_dict(config)
     dynamics = d.pop("dynamics", {})
@@ -150,7 +150,7 @@ def problem_key(config: Config, teacher: Mapping[str, Any] | None = None) -> str
     d["student"] = student
     d["maxnorm"] = dynamics.get("maxnorm")
     if teacher is not None and teacher.get("params") is not None:
-        d["teacher"] = {"kind": teacher.get("kind"), "params": teacher["params"]}
+        d["teacher"] = {**d.get("teacher", {}), "params": teacher["params"]}
     data = dict(d.get("data", {}))
     if data.get("kind") not in ("gaussian-infinite", "file"):
         data["sample_seed"] = config.data_seed

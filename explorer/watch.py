@@ -49,6 +49,16 @@ PRESET_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
         ("2", "Hessian: index 0 at the end, a strict minimum"),
         ("i", "at the end: one neuron COPIES a teacher neuron, the other AVERAGES three"),
     ),
+    "multi_index_below": (
+        ("1", "‖∇L‖∞ grows from 5e-3 as the neuron leaves the average direction, then falls"),
+        ("2", "Hessian: λmin = −0.567 < 0 at the start (index 2), > 0 at the end"),
+        ("i", "at the end: the neuron copies the index vector it leaned to"),
+    ),
+    "multi_index_above": (
+        ("1", "‖∇L‖∞ falls like e^(−0.633 t): the nudge dies out (the loss is negative)"),
+        ("2", "Hessian: index 0 all along, λmin = 0.633 (a minimum above β_c = 0.4)"),
+        ("i", "at the end: the neuron averages the three index vectors"),
+    ),
     "teacher_recovery": (
         ("1", "loss: a fast drop to ~1e-3, long slow stretches, then the fall to ~1e-8"),
         ("r", "at the end: refinement lands on the exact minimum, loss ~1e-28"),

@@ -44,6 +44,8 @@ EXPECTED = {
     "saddle_to_saddle": "≥ 3 loss plateaus, ends at a minimum",
     "deep_linear_infinite": "plateaus at ½ Σ_{i>r} s_i², r = 0, 1, 2 in turn; refined loss < 1e-20",
     "three_classes": "starts at log 3, classification minimum, training accuracy 0.9–0.995",
+    "multi_index_below": "leaves the average direction (loss drops by > 0.05) to a minimum, a copy",
+    "multi_index_above": "stays at the average direction (loss within 1e-4), a minimum, an average",
 }
 
 
@@ -98,6 +100,15 @@ def check_report(name: str, report: dict, loss: list[float]) -> list[str]:
         need(abs(loss[0] - math.log(3)) < 1e-2, f"start loss {loss[0]:.4g}, expected ≈ log 3")
         need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
         need(acc is not None and 0.9 <= acc <= 0.995, f"training accuracy {acc}")
+    elif name in ("multi_index_below", "multi_index_above"):
+        roles = [n["role"] for n in report["neurons"]]
+        need(cls == "minimum", f"classification {cls!r}, expected 'minimum'")
+        if name == "multi_index_below":
+            need(loss[-1] < loss[0] - 0.05, f"loss {loss[0]:.4g} → {loss[-1]:.4g}: no escape")
+            need(roles == ["copy"], f"roles {roles}, expected one copy")
+        else:
+            need(abs(loss[-1] - loss[0]) < 1e-4, f"loss {loss[0]:.6g} → {loss[-1]:.6g} moved")
+            need(roles == ["average"], f"roles {roles}, expected one average")
     return problems
 
 

@@ -301,3 +301,126 @@ def test_beta_threshold_by_an_autodiff_reference_on_the_sphere(p: int, k: int, d
     v = equal_overlap_vectors(k, bc, d)
     eig = np.linalg.eigvalsh(sphere_chart_hessian(v, p))
     assert np.sum(np.abs(eig) < 1e-12) == k - 1
+
+
+# ------------------------------------------------ through the project's real pipeline
+
+
+def _rows(m: np.ndarray) -> str:
+    return "[" + ", ".join("[" + ", ".join(repr(float(x)) for x in row) + "]" for row in m) + "]"
+
+
+def multi_index_config_text(
+    v: np.ndarray, w0: np.ndarray | None, p: int, *, t_max: float = 100.0, init_scale=1.0
+) -> str:
+    """A config: teacher Σ_j h_p(v_j·x) (explicit, output weights 1), unit-norm student of
+    len(w0) he_p neurons with output weights fixed at 1, correlation loss on infinite data."""
+    k, d = v.shape
+    n = k if w0 is None else w0.shape[0]
+    student_params = ""
+    if w0 is not None:
+        student_params = f"\n[student.params]\nw1 = {_rows(w0)}\nw2 = {_rows(np.ones((1, n)))}\n"
+    return f"""seed = 4
+
+[teacher]
+kind = "explicit"
+input_dim = {d}
+widths = [{k}]
+activation = "he{p}"
+bias = false
+
+[teacher.params]
+w1 = {_rows(v)}
+w2 = {_rows(np.ones((1, k)))}
+
+[student]
+widths = [{n}]
+activation = "he{p}"
+bias = false
+unit_norm = true
+train_output = false
+init_scale = {init_scale}
+{student_params}
+[data]
+kind = "gaussian-infinite"
+loss = "correlation"
+
+[dynamics]
+method = "flow"
+t_max = {t_max}
+rtol = 1e-10
+atol = 1e-12
+max_seconds = 60
+"""
+
+
+def _load(tmp_path, text: str, name: str = "c.toml"):
+    from core.config import load_config
+
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+@pytest.mark.parametrize(("p", "k", "d"), [(3, 3, 5), (4, 3, 4)])
+def test_beta_threshold_through_the_pipeline(tmp_path, p: int, k: int, d: int) -> None:
+    """config → build_problem → core.analysis.analyze at θ = w̄: a critical point (Riemannian
+    gradient 0), index k−1 below β_c and 0 above, the d − 1 eigenvalues equal to the
+    closed form to 1e-8, and the loss −k ρ̄^p."""
+    from core.analysis import analyze
+    from core.problem import build_problem
+
+    bc = beta_critical(p, k)
+    for beta, index in ((bc - 0.02, k - 1), (bc + 0.02, 0)):
+        v = equal_overlap_vectors(k, beta, d, seed=2)
+        wbar = v.sum(axis=0) / np.linalg.norm(v.sum(axis=0))
+        problem = build_problem(_load(tmp_path, multi_index_config_text(v, wbar[None], p)))
+        theta = np.asarray(problem.theta0)
+        res = analyze(problem.objective, theta, problem.teacher)
+        rho2 = (1 + (k - 1) * beta) / k
+        assert res.loss == pytest.approx(-k * rho2 ** (p / 2), rel=1e-12)
+        assert res.grad_inf_norm < 1e-12
+        eig = np.sort(np.asarray(res.spectrum.eigenvalues))
+        assert eig.shape == (d - 1,)  # one eigenvalue per free dimension of S^{d−1}
+        np.testing.assert_allclose(eig, closed_form_eigenvalues(p, k, beta, d), atol=1e-8)
+        assert res.spectrum.index == index, (beta, eig)
+        assert res.classification == ("minimum" if index == 0 else "saddle")
+
+
+@pytest.mark.parametrize("p", [3, 4])
+def test_orthogonal_index_vectors_each_neuron_goes_to_its_nearest(tmp_path, p: int) -> None:
+    """Orthogonal v_j = e_j (k = 3, d = 5), three h_p student neurons from a random start:
+    the spherical flow (core.runner.run_config) sends neuron i to the index vector it
+    overlaps most at t = 0 (cosine > 1 − 1e-6), with ‖w_i‖ = 1 to 1e-12 at every saved
+    state, and the fixed output weights unchanged.
+
+    "Overlaps most": with m_j = w·v_j the flow is ṁ_j = p m_j^{p−1} − m_j Σ_l p m_l^p, so
+    d/dt log|m_i/m_j| = p (m_i^{p−2} − m_j^{p−2}): for p = 4 the largest |m_j| wins (and
+    the neuron ends at sign(m_j) v_j: h₄ is even), for p = 3 the largest signed m_j (ending
+    at +v_j: −(w·v)³ is smallest there).
+    """
+    from core.networks import unflatten
+    from core.problem import build_problem
+    from core.runner import run_config
+    from core.session import load_session
+
+    k, d = 3, 5
+    v = np.eye(d)[:k]
+    rng = np.random.default_rng(10 + p)
+    w0 = rng.normal(size=(k, d))
+    w0 /= np.linalg.norm(w0, axis=1, keepdims=True)
+    cfg = _load(tmp_path, multi_index_config_text(v, w0, p, t_max=200.0))
+    problem = build_problem(cfg)
+    m0 = np.asarray(unflatten(problem.spec, problem.theta0)["w1"]) @ v.T  # (n, k) overlaps
+    nearest = np.argmax(np.abs(m0) if p % 2 == 0 else m0, axis=1)
+    sign = np.sign(m0[np.arange(k), nearest]) if p % 2 == 0 else np.ones(k)
+    out = run_config(cfg, tmp_path / "run")
+    seg = load_session(out).final_segment
+    assert len(seg.theta) >= 10
+    for theta in seg.theta:
+        q = unflatten(seg.spec, theta)
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(q["w1"]), axis=1), 1.0, atol=1e-12)
+        np.testing.assert_array_equal(np.asarray(q["w2"]), np.ones((1, k)))
+    w_end = np.asarray(unflatten(seg.spec, seg.theta[-1])["w1"])
+    cos = sign * np.sum(w_end * v[nearest], axis=1)
+    assert np.all(cos > 1 - 1e-6), (m0, nearest, cos)

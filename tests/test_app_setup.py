@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from core.config import load_config
 
 
@@ -283,7 +285,6 @@ def test_new_config_keys_have_form_fields_validated_by_core(tmp_path) -> None:
     """student.unit_norm / train_output and data.kind = "file" with data.path, where
     core.config parses them (the form lists only keys core knows)."""
     import numpy as np
-    import pytest
 
     from explorer.app import ExplorerApp
     from explorer.screens.setup import error_id, parsed_keys, widget_id
@@ -345,3 +346,21 @@ def test_new_config_keys_have_form_fields_validated_by_core(tmp_path) -> None:
             assert shown == ["teacher.kind", "teacher.input_dim", "teacher.output_dim"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_setup_screen_with_an_explicit_teacher_and_two_errors(snap_compare, size) -> None:
+    """The frame: only the fields an explicit teacher uses, its params as TOML, and both
+    invalid fields marked at once with the list above the form."""
+    from core.config import default_config
+    from explorer.app import ExplorerApp
+
+    async def fill(pilot) -> None:
+        screen = pilot.app.screen
+        screen.query_one("#f-teacher--kind").value = "explicit"
+        screen.query_one("#f-teacher--widths").value = "1"
+        screen.query_one("#f-teacher--params").text = "w1 = [[1.0, -2.0]]\nb1 = [0.5]\nw2 = [[3.0]]"
+        screen.query_one("#f-student--widths").value = "0"
+        await pilot.pause()
+
+    assert snap_compare(ExplorerApp(config=default_config()), terminal_size=size, run_before=fill)

@@ -31,7 +31,8 @@ at every save time (:func:`retract`), so saved states lie on M to round-off.
 Riemannian Hessian (the ``spectrum`` of a constrained problem, one eigenvalue per free
 dimension).  With B (P, F) an orthonormal basis of the tangent space T_θM (per sphere the
 m − 1 columns of a Householder reflector orthogonal to w_i, unit vectors for the free
-coordinates, nothing for the fixed ones),
+coordinates, nothing for the fixed ones; B is block-sparse and never multiplied densely:
+Bᵀ H B costs O(P² m)),
 
     Hess_R L(θ) = Bᵀ ( ∇²L − Σ_i (w_i·∇_{w_i}L) I_{w_i block} ) B          (F, F).
 
@@ -107,6 +108,14 @@ class Constraint:
         mask[self.spheres.reshape(-1)] = False
         mask[self.fixed] = False
         return np.flatnonzero(mask)
+
+    @property
+    def sphere_columns(self) -> list:
+        """Per sphere its indices as a slice when contiguous (row i of W1 always is), for
+        copy-free column views."""
+        return [
+            slice(int(i[0]), int(i[-1]) + 1) if np.all(np.diff(i) == 1) else i for i in self.spheres
+        ]
 
     def digest(self) -> str:
         """A short key naming the constraint (for compiled-program caches)."""
@@ -231,45 +240,63 @@ def riemannian_gradient(c: Constraint, theta, g) -> np.ndarray:
     return g
 
 
+def _householder(u: np.ndarray) -> np.ndarray:
+    """Q (n_s, m, m − 1): per unit row u_i of u (n_s, m) the last m − 1 columns of the
+    Householder reflector I − 2vvᵀ/vᵀv, v = u_i + sign(u_i0) e₀, which maps e₀ to
+    −sign(u_i0) u_i: an orthonormal basis of u_i^⊥ (sign(0) = +1: no cancellation in v)."""
+    m = u.shape[1]
+    v = u.copy()
+    v[:, 0] += np.where(u[:, 0] >= 0, 1.0, -1.0)
+    q = np.eye(m)[None] - 2.0 * v[:, :, None] * v[:, None, :] / np.sum(v * v, 1)[:, None, None]
+    return q[:, :, 1:]
+
+
 def tangent_basis(c: Constraint, theta) -> np.ndarray:
     """An orthonormal basis B (P, F) of T_θM, θ (P,) (normalised here).
 
-    Per sphere block with unit u: the Householder reflector Q = I − 2vvᵀ/vᵀv,
-    v = u + sign(u₀) e₀, maps e₀ to −sign(u₀) u, so its other m − 1 columns are an
-    orthonormal basis of u^⊥; free coordinates contribute unit vectors; fixed ones nothing.
-    Columns are ordered by the first flat index of their block.
+    Columns: per sphere block (in order) the m − 1 columns of :func:`_householder`, then a
+    unit vector per free coordinate (in order); fixed coordinates contribute nothing.
     """
     th = retract(c, np.asarray(theta, np.float64))
-    blocks: list[tuple[int, np.ndarray, np.ndarray]] = []  # (key, rows, columns)
-    for idx in c.spheres:
-        u = th[idx]
-        v = u.copy()
-        v[0] += 1.0 if u[0] >= 0 else -1.0
-        q = np.eye(u.size) - 2.0 * np.outer(v, v) / float(v @ v)
-        blocks.append((int(idx[0]), idx, q[:, 1:]))
-    for p in c.loose:
-        blocks.append((int(p), np.array([p]), np.ones((1, 1))))
-    blocks.sort(key=lambda b: b[0])
     basis = np.zeros((c.n_params, c.n_free))
-    col = 0
-    for _, rows, cols in blocks:
-        basis[rows, col : col + cols.shape[1]] = cols
-        col += cols.shape[1]
+    if c.n_spheres:
+        q = _householder(th[c.spheres])  # (n_s, m, m − 1)
+        n, m = c.spheres.shape
+        cols = np.arange(n * (m - 1)).reshape(n, 1, m - 1)
+        basis[c.spheres[:, :, None], cols] = q
+    loose = c.loose
+    basis[loose, c.n_free - loose.size + np.arange(loose.size)] = 1.0
     return basis
 
 
-def riemannian_hessian(c: Constraint, theta, g, h, basis: np.ndarray | None = None):
+def _times_basis(c: Constraint, q: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """M B (rows, F) for M (rows, P) without forming B: O(rows · P · m), B block-sparse."""
+    parts = []
+    if c.n_spheres:
+        parts.extend(mat[:, idx] @ qi for idx, qi in zip(c.sphere_columns, q, strict=True))
+    parts.append(mat[:, c.loose])
+    return np.concatenate(parts, axis=1)
+
+
+def tangent_project(c: Constraint, theta, h) -> np.ndarray:
+    """Bᵀ H B (F, F), symmetrised, for H (P, P) and B = :func:`tangent_basis` (θ)."""
+    th = retract(c, np.asarray(theta, np.float64))
+    q = _householder(th[c.spheres]) if c.n_spheres else None
+    h = np.asarray(h, np.float64)
+    out = _times_basis(c, q, _times_basis(c, q, h).T)  # (H B)ᵀ B = Bᵀ Hᵀ B
+    return 0.5 * (out + out.T)
+
+
+def riemannian_hessian(c: Constraint, theta, g, h) -> np.ndarray:
     """Hess_R = Bᵀ (H − Σ_i (w_i·g_{w_i}) I_{w_i}) B (F, F) at θ ∈ M from the Euclidean
-    g = ∇L(θ) (P,) and H = ∇²L(θ) (P, P); ``basis`` B (P, F) (default :func:`tangent_basis`)."""
+    g = ∇L(θ) (P,) and H = ∇²L(θ) (P, P); B = :func:`tangent_basis` (θ)."""
     th = retract(c, np.asarray(theta, np.float64))
     g, h = np.asarray(g, np.float64), np.array(h, dtype=np.float64)
-    b = tangent_basis(c, th) if basis is None else basis
     if c.n_spheres:
         ug = np.sum(th[c.spheres] * g[c.spheres], axis=1)  # (n_s,)
         flat = c.spheres.reshape(-1)
         h[flat, flat] -= np.repeat(ug, c.spheres.shape[1])
-    out = b.T @ h @ b
-    return 0.5 * (out + out.T)
+    return tangent_project(c, th, h)
 
 
 # --------------------------------------------------------------------- objective
@@ -378,4 +405,5 @@ __all__ = [
     "spectrum_hessian",
     "spectrum_size",
     "tangent_basis",
+    "tangent_project",
 ]

@@ -45,6 +45,7 @@ from core.manifold import (
     spectrum_eigh,
     spectrum_hessian,
     tangent_basis,
+    tangent_project,
 )
 from core.objectives import Objective
 
@@ -118,7 +119,7 @@ def trust_region(
 
     def hess(z):
         h = np.asarray(objective.hessian(jnp.asarray(at(z))), np.float64)
-        return h if basis is None else basis.T @ h @ basis
+        return h if basis is None else tangent_project(c, origin, h)
 
     def callback(intermediate_result):
         if deadline is not None and time.perf_counter() > deadline:

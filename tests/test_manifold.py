@@ -39,8 +39,11 @@ from core.problem import build_problem
 from core.refine import newton, refine
 
 
-def _mse_problem(unit_norm=True, train_output=True, seed=0, d=3, k=3, outputs=1):
-    spec = make_spec(d, (k,), (("erf",) * k,), (False, True), outputs)
+def _mse_problem(unit_norm=True, train_output=True, seed=0, d=3, k=3, outputs=1, deep=False):
+    if deep:  # two hidden layers, biases after the first
+        spec = make_spec(d, (k, 2), (("erf",) * k, ("tanh",) * 2), (False, True, True), outputs)
+    else:
+        spec = make_spec(d, (k,), (("erf",) * k,), (False, True), outputs)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((64, d))
     y = np.tanh(x @ rng.standard_normal((d, outputs)))
@@ -63,15 +66,18 @@ def _chart(base, c, theta):
     return f, jnp.zeros(b.shape[1])
 
 
-@pytest.mark.parametrize("unit_norm,train_output", [(True, True), (True, False), (False, False)])
-def test_gradient_and_hessian_equal_the_charts(unit_norm, train_output):
-    spec, base, obj, c, theta = _mse_problem(unit_norm, train_output)
+@pytest.mark.parametrize(
+    "unit_norm,train_output,deep",
+    [(True, True, False), (True, False, False), (False, False, False), (True, False, True)],
+)
+def test_gradient_and_hessian_equal_the_charts(unit_norm, train_output, deep):
+    spec, base, obj, c, theta = _mse_problem(unit_norm, train_output, deep=deep)
     f, z0 = _chart(base, c, theta)
     b = tangent_basis(c, theta)
     assert b.shape == (spec.n_params, c.n_free)
     np.testing.assert_allclose(b.T @ b, np.eye(c.n_free), atol=1e-14)
     n_spheres = spec.widths[0] if unit_norm else 0
-    n_fixed = spec.output_dim * (spec.widths[0] + 1) if not train_output else 0
+    n_fixed = spec.output_dim * (spec.widths[-1] + 1) if not train_output else 0
     assert c.n_free == spec.n_params - n_spheres - n_fixed
     g = np.asarray(obj.grad(jnp.asarray(theta)))
     # The embedded Riemannian gradient is tangent (B Bᵀ g = g) and its coordinates are
@@ -333,3 +339,22 @@ def test_a_constrained_run_saves_reports_and_replays(tmp_path):
     np.testing.assert_allclose(
         problem.objective.loss(jnp.asarray(seg.theta[-1])), seg.loss[-1], rtol=1e-14
     )
+
+
+def test_loss_slice_follows_the_manifold_with_the_riemannian_curvature():
+    """The loss-slice view on a constrained objective: its eigenvectors are tangent, and
+    s ↦ L(N(θ + s v)) has second derivative λ at s = 0 (second-order retraction)."""
+    from core.views import loss_slice
+
+    _spec, _base, obj, c, theta = _mse_problem(train_output=False, seed=8)
+    out = loss_slice(obj, theta, n=5, radius=1e-3)
+    lam, _ = spectrum_eigh(obj, theta)
+    assert out["lam_min"] == pytest.approx(lam[0]) and out["lam_max"] == pytest.approx(lam[-1])
+    for key in ("min", "max"):
+        v = out[f"v_{key}"]
+        assert np.all(v[c.fixed] == 0.0)
+        assert np.max(np.abs(np.sum(theta[c.spheres] * v[c.spheres], axis=1))) < 1e-14
+        vals, s = out[key], out[f"s_{key}"]
+        h = s[3] - s[2]
+        second = (vals[1] - 2 * vals[2] + vals[3]) / h**2
+        assert second == pytest.approx(out[f"lam_{key}"], rel=1e-4, abs=1e-6)

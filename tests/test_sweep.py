@@ -516,3 +516,26 @@ def test_cli_sweep_ctrl_c_then_rerun_completes(tmp_path):
         assert (out / name / "meta.json").read_bytes() == meta
     rows = read_summary_csv(out / "summary.csv")
     assert len(rows) == 6 and all(r["outcome"] not in ("pending", "failed") for r in rows)
+
+
+def test_sweep_workers_use_the_apps_compilation_cache(tmp_path):
+    """A worker process (set up as a spawned Dask worker is, by execute_run) points JAX at
+    core.cache's folder, like the app — not a temporary one (that it then stores compiled
+    programs there is tests/test_cache.py's)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_JAX_CACHE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    code = (
+        "from core.sweep.execute import _worker_setup; _worker_setup(); "
+        "import jax; print(jax.config.jax_compilation_cache_dir)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "PYTHONPATH": str(root)}, cwd=root, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "xdg" / "landscape-explorer" / "jax")

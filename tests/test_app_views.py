@@ -248,10 +248,10 @@ def test_class_regions_snapshot_monochrome_80x24(snap_compare, monkeypatch) -> N
 @sync
 async def test_softmax_function_view_shows_the_class_regions() -> None:
     """three_classes (softmax, d = 2): the class map holds core.views.class_regions at the
-    replayed θ, draws the student's class digits and × where the teacher's class differs,
+    replayed θ, draws the student's class digits, in reverse video where the teacher's differs,
     the f − g heatmap is hidden, and the line shows p = softmax(f) with the teacher's class."""
     from core.views import class_regions, function_line
-    from explorer.widgets.views import CLASS_DISAGREE, ClassMap, SignHeatmap
+    from explorer.widgets.views import CLASS_DISAGREE_STYLE, ClassMap, SignHeatmap
 
     app = _replay_app("three_classes")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -269,15 +269,29 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
         assert not panel.query_one(SignHeatmap).display
         class_map = panel.query_one(ClassMap)
         assert class_map.display and class_map.region.area > 0
-        text = class_map.render().plain
+        rendered = class_map.render()
+        text = rendered.plain
         body = text.splitlines()[1:-1]
-        assert {"1", "2", "3"} <= set("".join(body))  # all three sectors drawn
-        # The end state misclassifies a thin band along the boundaries: marked, not hidden.
-        assert 0 < 1 - want["agreement"] < 0.1 and CLASS_DISAGREE in "".join(body)
+        assert set("".join(body)) == {"1", "2", "3"}  # all three sectors, digits only
+        # Top row is the largest y: the student's class 1 sector (the teacher's neuron 1
+        # points at 90°).
+        assert set(body[0]) == {"1"}
+        # The end state misclassifies a thin band along the boundaries: in reverse video,
+        # exactly the cells of class_rows' resampled disagreement (recomputed here).
+        assert 0 < 1 - want["agreement"] < 0.1
+        w, h = class_map.content_size.width, class_map.content_size.height
+        rows = np.linspace(0, 40, h - 2).round().astype(int)[::-1]
+        cols = np.linspace(0, 40, w).round().astype(int)
+        wrong = want["disagree"][np.ix_(rows, cols)]
+        marked = np.zeros_like(wrong)
+        start = len(text.splitlines()[0]) + 1
+        for span in rendered.spans:
+            if CLASS_DISAGREE_STYLE in str(span.style) and span.start < start + len(body) * (w + 1):
+                row, col = divmod(span.start - start, w + 1)
+                marked[row, col] = True
+        assert wrong.any() and np.array_equal(marked, wrong)
         assert f"≠teacher {1 - want['agreement']:.0%}," in text.splitlines()[0]
-        assert "1 2 3 class" in text.splitlines()[-1]
-        # Top row is the largest y: the teacher's class 1 sector (its neuron points at 90°).
-        assert set(body[0]) <= {"1", CLASS_DISAGREE}
+        assert text.splitlines()[-1].startswith("1 2 3 class")
         line = function_line(seg.spec, seg.theta[j], screen.problem.teacher, probabilities=True)
         np.testing.assert_array_equal(panel.result.data["line"]["student"], line["student"])
         np.testing.assert_allclose(line["student"].sum(axis=1), 1.0, rtol=1e-12)

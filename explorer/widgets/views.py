@@ -14,8 +14,9 @@ reference lines and text labels.  The function view's f − g heatmap (:class:`S
 shows the sign by glyph (``+ * #`` above, ``- = ≡`` below, ``·`` about zero) as well as by
 colour.  For a softmax student (cross-entropy loss) the line shows the class probabilities
 p = softmax(f) against the teacher's class, and for d = 2 a :class:`ClassMap` replaces the
-heatmap: the student's class per cell by digit (``1`` = output 1) and colour, ``×`` (in the
-student's class colour) where the teacher's class differs — readable without colour.
+heatmap: the student's class per cell by digit (``1`` = output 1) and colour, in reverse
+video where the teacher's class differs (NO_COLOR keeps reverse video: the student's class
+stays readable where it is wrong, and without colour).
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ HEAT_POS, HEAT_NEG, HEAT_ZERO = ("+", "*", "#"), ("-", "=", "≡"), "·"
 HEAT_EDGES = (0.125, 0.125 + 0.875 / 3, 0.125 + 2 * 0.875 / 3)
 
 #: Class map: the glyph of class c (0-based) is CLASS_GLYPHS[c] (so "1" is output 1, as in
-#: the line's legend); "×" marks a cell whose teacher class differs from the student's.
+#: the line's legend); a cell whose teacher class differs from the student's is drawn with
+#: CLASS_DISAGREE_STYLE added — reverse video, not a glyph of its own, so the student's class
+#: still shows where it is wrong (at a plateau that is most of the map).
 CLASS_GLYPHS = "123456789abcdefghijklmnopqrstuvwxyz"
-CLASS_DISAGREE = "×"
+CLASS_DISAGREE_STYLE = "reverse bold"
 
 #: Student outputs 1–3 of the function view: plotext marker and its legend glyph.
 OUTPUT_MARKERS = ("braille", "+", "x")
@@ -559,9 +562,10 @@ class SignHeatmap(Widget):
 def class_rows(
     student: np.ndarray, disagree: np.ndarray | None, width: int, height: int
 ) -> list[list]:
-    """Rows of (glyph, colour) cells, top row = largest y: the class grid (n_y, n_x)
+    """Rows of (glyph, style) cells, top row = largest y: the class grid (n_y, n_x)
     resampled (nearest neighbour) to ``height`` × ``width``; class c is CLASS_GLYPHS[c] in
-    PALETTE[2c mod 6] (the colour of output c + 1's line), CLASS_DISAGREE where ``disagree``."""
+    PALETTE[2c mod 6] (the colour of output c + 1's line), with CLASS_DISAGREE_STYLE where
+    ``disagree``."""
     c = np.asarray(student)
     rows = np.linspace(0, c.shape[0] - 1, max(1, height)).round().astype(int)
     cols = np.linspace(0, c.shape[1] - 1, max(1, width)).round().astype(int)
@@ -571,16 +575,17 @@ def class_rows(
         for j in cols:
             k = int(c[r, j])
             glyph = CLASS_GLYPHS[k] if k < len(CLASS_GLYPHS) else "?"
+            style = PALETTE[2 * k % 6]
             if disagree is not None and disagree[r, j]:
-                glyph = CLASS_DISAGREE
-            cells.append((glyph, PALETTE[2 * k % 6]))
+                style = f"{CLASS_DISAGREE_STYLE} {style}"
+            cells.append((glyph, style))
         out.append(cells)
     return out
 
 
 class ClassMap(Widget):
     """Class regions on the d = 2 grid (softmax students): the student's class per cell,
-    × where the teacher's differs (rows = y, larger y on top), resampled to its size."""
+    reverse video where the teacher's differs (rows = y, larger y on top), resampled."""
 
     DEFAULT_CSS = "ClassMap { height: 1fr; width: 1fr; }"
 
@@ -608,15 +613,16 @@ class ClassMap(Widget):
         text.append(self.title[:w] + "\n", style="bold")
         r = self.regions
         for row in class_rows(r["student"], r["disagree"], w, max(1, h - 2)):
-            for glyph, color in row:
-                text.append(glyph, style=f"bold {color}" if glyph == CLASS_DISAGREE else color)
+            for glyph, style in row:
+                text.append(glyph, style=style)
             text.append("\n")
         k = r["n_classes"]
-        names = " ".join(CLASS_GLYPHS[: min(k, len(CLASS_GLYPHS))])
-        legend = f"{names} class"
-        if r["disagree"] is not None:
-            legend += f"  {CLASS_DISAGREE} ≠ teacher"
+        legend = " ".join(CLASS_GLYPHS[: min(k, len(CLASS_GLYPHS))]) + " class"
         text.append(legend[:w], style="dim")
+        if r["disagree"] is not None and len(legend) + 14 <= w:
+            text.append("  ")
+            text.append(" 1 ", style=CLASS_DISAGREE_STYLE)
+            text.append(" ≠ teacher", style="dim")
         return text
 
 

@@ -364,3 +364,45 @@ def test_setup_screen_with_an_explicit_teacher_and_two_errors(snap_compare, size
         await pilot.pause()
 
     assert snap_compare(ExplorerApp(config=default_config()), terminal_size=size, run_before=fill)
+
+
+def test_per_neuron_and_per_layer_activations_are_shown_and_kept() -> None:
+    """A config whose student names an activation per neuron (or teacher per layer) kept it
+    only by accident of the first choice: the select showed 'cube' and the form's config
+    had activation = 'cube'.  Now the select says what is loaded and keeps it."""
+    from core.config import parse_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import AS_LOADED
+
+    cfg = parse_config(
+        {
+            "teacher": {
+                "kind": "random",
+                "input_dim": 1,
+                "widths": [2, 2],
+                "activations": ["tanh", ["relu", "erf"]],
+            },
+            "student": {"widths": [2], "activation": ["relu", "tanh"]},
+        },
+        "cfg",
+    )
+    app = ExplorerApp(config=cfg, autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            student = screen.query_one("#f-student--activation")
+            teacher = screen.query_one("#f-teacher--activation")
+            assert student.value == AS_LOADED and teacher.value == AS_LOADED
+            shown = [str(w.query_one("SelectCurrent #label").render()) for w in (student, teacher)]
+            assert shown == ["per neuron: relu, tanh", "per layer: tanh | relu, erf"]
+            assert screen.error is None and screen.config == cfg
+            student.value = "gelu"  # another choice replaces the list
+            teacher.value = "silu"
+            await pilot.pause()
+            assert screen.config.student.activation == "gelu"
+            assert screen.config.teacher.activation == "silu"
+            assert screen.config.teacher.activations is None
+
+    asyncio.run(scenario())

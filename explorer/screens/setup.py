@@ -188,6 +188,39 @@ def form_fields() -> list[tuple[str, list[Field]]]:
     ]
 
 
+#: The select value that stands for the loaded config's own value when the choices cannot
+#: express it (per-neuron or per-layer activations): kept as loaded until another is picked.
+AS_LOADED = "<as loaded>"
+
+
+def select_options(f: Field, base: dict) -> tuple[list[tuple[str, Any]], Any]:
+    """The (label, value) options of a select field and its value for the config ``base``.
+
+    A value that is no single choice — per-neuron names (``activation = ["relu", …]``), one
+    entry per layer (``activations``) or a kind the form does not list — is one more option
+    labelled with what it holds, so the form shows it and keeps it (:data:`AS_LOADED`).
+    """
+    value = get_dotted(base, f.key)
+    opts: list[tuple[str, Any]] = [(c, c) for c in f.choices]
+    layers = get_dotted(base, f.key + "s") if f.key.endswith(".activation") else None
+    if layers is not None or isinstance(value, list):
+
+        def names(v: Any) -> str:
+            return ", ".join(v) if isinstance(v, list) else str(v)
+
+        label = (
+            "per layer: " + " | ".join(names(e) for e in layers)
+            if layers is not None
+            else "per neuron: " + names(value)
+        )
+        return [*opts, (label, AS_LOADED)], AS_LOADED
+    if value is None:
+        return opts, opts[0][1]
+    if value not in f.choices:
+        opts.append((str(value), value))
+    return opts, value
+
+
 def check_label(value: bool) -> str:
     """A checkbox's label: its state in words."""
     return "on" if value else "off"
@@ -396,15 +429,8 @@ class SetupScreen(Screen):
         with Horizontal(classes=classes, id=widget_id(f.key) + "-row"):
             yield Label(f.label, classes="field-label")
             if f.kind == "select":
-                opts = list(f.choices)
-                if isinstance(value, str) and value not in opts:
-                    opts.append(value)
-                yield Select(
-                    [(c, c) for c in opts],
-                    value=value if value in opts else opts[0],
-                    allow_blank=False,
-                    id=widget_id(f.key),
-                )
+                opts, current = select_options(f, self.base)
+                yield Select(opts, value=current, allow_blank=False, id=widget_id(f.key))
             elif f.kind == "check":
                 # The label spells the state: the check mark alone is told apart only by
                 # colour, which 16-colour terminals and screen readers lose.
@@ -444,11 +470,13 @@ class SetupScreen(Screen):
                         for key in (f.key, *f.companions):
                             del_dotted(mapping, key)
                     continue
-            if f.key.endswith(".activation") and get_dotted(mapping, f.key + "s") is not None:
-                continue  # the config names one activation per layer (``activations``) instead
             widget = self.query_one("#" + widget_id(f.key))
+            if isinstance(widget, Select) and widget.value == AS_LOADED:
+                continue  # the loaded per-neuron / per-layer names, kept
             if isinstance(widget, (Select, Checkbox)):
                 value = widget.value
+                if f.key.endswith(".activation"):
+                    del_dotted(mapping, f.key + "s")  # one name now stands for every layer
             else:
                 text = widget.text if isinstance(widget, TextArea) else widget.value
                 if text.strip() == "" and f.kind != "text" and get_dotted(self.base, f.key) is None:
@@ -555,12 +583,9 @@ class SetupScreen(Screen):
                 value = get_dotted(self.base, f.key)
                 widget = self.query_one("#" + widget_id(f.key))
                 if isinstance(widget, Select):
-                    if value is not None:
-                        if value not in {v for _, v in widget._options}:
-                            # A value the form does not list (e.g. a newer config kind).
-                            opts = [v for _, v in widget._options if v is not Select.NULL]
-                            widget.set_options([(c, c) for c in [*opts, value]])
-                        widget.value = value
+                    opts, current = select_options(f, self.base)
+                    widget.set_options(opts)
+                    widget.value = current
                 elif isinstance(widget, Checkbox):
                     widget.value = bool(value)
                     widget.label = check_label(bool(value))

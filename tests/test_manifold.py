@@ -39,7 +39,9 @@ from core.problem import build_problem
 from core.refine import newton, refine
 
 
-def _mse_problem(unit_norm=True, train_output=True, seed=0, d=3, k=3, outputs=1, deep=False):
+def _mse_problem(
+    unit_norm=True, train_output=True, seed=0, d=3, k=3, outputs=1, deep=False, loss="mse"
+):
     if deep:  # two hidden layers, biases after the first
         spec = make_spec(d, (k, 2), (("erf",) * k, ("tanh",) * 2), (False, True, True), outputs)
     else:
@@ -47,7 +49,12 @@ def _mse_problem(unit_norm=True, train_output=True, seed=0, d=3, k=3, outputs=1,
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((64, d))
     y = np.tanh(x @ rng.standard_normal((d, outputs)))
-    base = mse_objective(spec, Dataset(x, y))
+    if loss == "correlation":  # finite-data −mean f·y (core.correlation)
+        from core.correlation import correlation_objective
+
+        base = correlation_objective(spec, Dataset(x, y))
+    else:
+        base = mse_objective(spec, Dataset(x, y))
     from core.manifold import constrained_objective
 
     c = make_constraint(spec, unit_norm, train_output)
@@ -67,11 +74,17 @@ def _chart(base, c, theta):
 
 
 @pytest.mark.parametrize(
-    "unit_norm,train_output,deep",
-    [(True, True, False), (True, False, False), (False, False, False), (True, False, True)],
+    "unit_norm,train_output,deep,loss",
+    [
+        (True, True, False, "mse"),
+        (True, False, False, "mse"),
+        (False, False, False, "mse"),
+        (True, False, True, "mse"),
+        (True, False, False, "correlation"),
+    ],
 )
-def test_gradient_and_hessian_equal_the_charts(unit_norm, train_output, deep):
-    spec, base, obj, c, theta = _mse_problem(unit_norm, train_output, deep=deep)
+def test_gradient_and_hessian_equal_the_charts(unit_norm, train_output, deep, loss):
+    spec, base, obj, c, theta = _mse_problem(unit_norm, train_output, deep=deep, loss=loss)
     f, z0 = _chart(base, c, theta)
     b = tangent_basis(c, theta)
     assert b.shape == (spec.n_params, c.n_free)

@@ -424,3 +424,52 @@ def test_orthogonal_index_vectors_each_neuron_goes_to_its_nearest(tmp_path, p: i
     w_end = np.asarray(unflatten(seg.spec, seg.theta[-1])["w1"])
     cos = sign * np.sum(w_end * v[nearest], axis=1)
     assert np.all(cos > 1 - 1e-6), (m0, nearest, cos)
+
+
+def test_finite_data_riemannian_hessian_converges_to_the_infinite_one(tmp_path) -> None:
+    """The same unit-norm problem on N Gaussian samples (data.kind = "gaussian", the finite
+    correlation loss), at w̄ below β_c.  With B an orthonormal basis of w̄⊥, z_n = w̄·x_n and
+    y_n = f*(x_n), the finite-data Riemannian Hessian is the mean of the per-sample terms
+
+        T_n = −y_n [h″(z_n) Bᵀx_n x_nᵀB − h′(z_n) z_n I]     (Hess_R = Bᵀ(∇²L − (w̄·∇L) I)B),
+
+    so (i) the spectrum core.analysis.analyze reports equals that of mean T_n (to 1e-10:
+    the pipeline's finite-data Riemannian Hessian), and (ii) mean T_n is within 5 standard
+    errors (per entry, from the T_n) of the infinite-data Hessian
+    −p(p−1)ρ̄^{p−2} Bᵀ(Σ_j v_jv_jᵀ)B + p k ρ̄^p I, at N = 4000 and at N = 64000."""
+    from core.analysis import analyze
+    from core.problem import build_problem
+
+    p, k, d = 4, 3, 4
+    beta = beta_critical(p, k) - 0.05
+    v = equal_overlap_vectors(k, beta, d, seed=3)
+    wbar = v.sum(axis=0) / np.linalg.norm(v.sum(axis=0))
+    q, _ = np.linalg.qr(np.column_stack([wbar, np.random.default_rng(5).normal(size=(d, d - 1))]))
+    basis = q[:, 1:]
+    rho = np.sqrt((1 + (k - 1) * beta) / k)
+    exact = -p * (p - 1) * rho ** (p - 2) * basis.T @ (v.T @ v) @ basis + p * k * rho**p * np.eye(
+        d - 1
+    )
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(exact), closed_form_eigenvalues(p, k, beta, d), atol=1e-12
+    )
+    act = get_activation(f"he{p}")
+    text = multi_index_config_text(v, wbar[None], p)
+    for n in (4_000, 64_000):
+        finite = text.replace('kind = "gaussian-infinite"', f'kind = "gaussian"\nsamples = {n}')
+        problem = build_problem(_load(tmp_path, finite, f"n{n}.toml"))
+        x, y = np.asarray(problem.data.x), np.asarray(problem.data.y)[:, 0]
+        assert x.shape == (n, d)
+        z = x @ wbar
+        xb = x @ basis  # (n, d−1)
+        d1, d2 = np.asarray(act.df(jnp.asarray(z))), np.asarray(act.d2f(jnp.asarray(z)))
+        terms = -y[:, None, None] * (
+            d2[:, None, None] * xb[:, :, None] * xb[:, None, :]
+            - (d1 * z)[:, None, None] * np.eye(d - 1)
+        )
+        mean, se = terms.mean(axis=0), terms.std(axis=0) / np.sqrt(n)
+        res = analyze(problem.objective, np.asarray(problem.theta0), problem.teacher)
+        np.testing.assert_allclose(
+            np.sort(res.spectrum.eigenvalues), np.linalg.eigvalsh(mean), rtol=1e-10, atol=1e-10
+        )
+        assert np.all(np.abs(mean - exact) < 5 * se), (n, (mean - exact) / se)

@@ -187,3 +187,30 @@ def test_atlas_tab_snapshot(snap_compare, tmp_path, monkeypatch) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(SweepApp(), terminal_size=(100, 20), run_before=show_atlas)
+
+
+def test_atlas_tab_of_a_sweep_without_atlas_says_so(tmp_path) -> None:
+    """A sweep folder written before atlases (or still on its first pass) has no atlas.csv:
+    the tab is empty and the status line says when it will be written."""
+    from textual.app import App
+
+    from explorer.screens.sweep import SweepScreen
+
+    _fixed_sweep_folder(tmp_path)
+    (tmp_path / "atlas.csv").unlink()
+
+    class SweepApp(App):
+        def on_mount(self) -> None:
+            self.push_screen(SweepScreen(tmp_path))
+
+    async def scenario() -> None:
+        app = SweepApp()
+        async with app.run_test(size=(100, 20)) as pilot:
+            await pilot.press("a")
+            await pilot.pause(0.1)
+            assert app.screen.query_one("#atlas-table").row_count == 0
+            status = str(app.screen.query_one("#status").render())
+            assert "no atlas.csv yet" in status
+            assert app.screen.query_one("#sweep-table").row_count == 6
+
+    asyncio.run(scenario())

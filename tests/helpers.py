@@ -112,6 +112,33 @@ async def wait_for(pilot: Any, cond: Callable[[], Any], what: str, timeout: floa
         await pilot.pause(0.05)
 
 
+async def start_run(
+    pilot: Any,
+    until: str | tuple[str, ...] | None = "done",
+    timeout: float = 240.0,
+    *,
+    config: Any = None,
+) -> Any:
+    """Press ctrl+r (the setup screen's run), or start ``config`` with ``app.start_run`` (an
+    app made with ``autostart=False``: the run screen builds the problem, then pauses);
+    wait for the run screen and, unless ``until`` is None, for its state to be ``until``
+    (or one of them); return the run screen."""
+    from explorer.screens.run import RunScreen
+
+    app = pilot.app
+    if config is None:
+        await pilot.press("ctrl+r")
+    else:
+        await pilot.pause(0.1)
+        app.start_run(config)
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "the run screen", 60.0)
+    screen = app.screen
+    if until is not None:
+        states = (until,) if isinstance(until, str) else until
+        await wait_for(pilot, lambda: screen.state in states, f"run state {until}", timeout)
+    return screen
+
+
 def sync(fn: Callable) -> Callable:
     """Run an async test body with ``asyncio.run`` (no pytest async plugin is installed)."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import sync, wait_for
+from helpers import start_run, sync, wait_for
 
 from core.session import load_session
 
@@ -27,6 +27,19 @@ SIZES = [(80, 24), (120, 40)]
 
 # The narration line is on in these tests; figures are built synchronously (conftest.py).
 pytestmark = [pytest.mark.narration, pytest.mark.usefixtures("synchronous_plots")]
+
+
+async def final_narration(pilot, screen):
+    """The narration line's narration once it describes the run screen's final state."""
+    from explorer.widgets.narration import NarrationLine
+
+    line = screen.query_one(NarrationLine)
+    await wait_for(
+        pilot,
+        lambda: line.narration is not None and line.narration.t == screen.run.t,
+        "narration of the final state",
+    )
+    return line.narration
 
 
 async def _narration_at(pilot, screen, position: int) -> str:
@@ -131,22 +144,11 @@ async def test_live_narration_on_the_run_screen(tiny_config_path):
     """A live run narrates its latest state (computed in a worker), and says it is done."""
     from core.config import load_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
-    from explorer.widgets.narration import NarrationLine
 
     app = ExplorerApp(config=load_config(tiny_config_path), config_path=tiny_config_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-        screen = app.screen
-        await wait_for(pilot, lambda: screen.state == "done", "run finished", 180)
-        line = screen.query_one(NarrationLine)
-        await wait_for(
-            pilot,
-            lambda: line.narration is not None and line.narration.t == screen.run.t,
-            "narration of the final state",
-        )
-        text = line.narration.text
+        screen = await start_run(pilot, "done")
+        text = (await final_narration(pilot, screen)).text
         assert text.strip() and "…" not in text
         # the words restate the state's analysis: its loss is in them
         assert f"{screen.run.loss:.3g}" in text or f"{screen.run.loss:.4g}" in text
@@ -159,26 +161,16 @@ async def test_live_narration_on_the_symmetry_saddles_plateau():
     and names the split pair."""
     from core.config import config_to_dict, load_config, parse_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
-    from explorer.widgets.narration import NarrationLine
 
     table = config_to_dict(load_config(PRESETS / "symmetry_saddle.toml"))
     table["dynamics"]["t_max"] = 100.0
     table["refine"] = {"method": "none"}
     app = ExplorerApp(config=parse_config(table, "symmetry_saddle, t_max = 100"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-        screen = app.screen
-        await wait_for(pilot, lambda: screen.state == "done", "run finished", 180)
-        line = screen.query_one(NarrationLine)
-        await wait_for(
-            pilot,
-            lambda: line.narration is not None and line.narration.t == screen.run.t,
-            "narration of the final state",
-        )
-        text = line.narration.text
-        assert line.narration.kind == "flat"
+        screen = await start_run(pilot, "done")
+        narration = await final_narration(pilot, screen)
+        text = narration.text
+        assert narration.kind == "flat"
         assert "loss flat since t ≈ 0.01 at L = 0.001385" in text
         assert "index 1 (λmin = -0.01): near a saddle, a plateau so far" in text
         assert "neurons 0 and 1 are a split pair" in text and "μ = 0.50" in text
@@ -191,7 +183,6 @@ async def test_live_narration_on_the_symmetry_saddles_plateau():
 async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
     from core.config import load_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
     from explorer.watch import PRESET_KEYS
     from explorer.widgets.narration import WatchPanel
 
@@ -205,9 +196,7 @@ async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
         await pilot.pause()
         assert panel.has_class("-shown") and panel.display
         assert "Watch the loss plateau at 0.001385" in str(panel.render())
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-        run = app.screen
+        run = await start_run(pilot, None)
         watch = run.query_one("#watch", WatchPanel)
         assert not watch.has_class("-shown")
         await pilot.press("w")
@@ -254,15 +243,13 @@ async def test_w_in_the_replay_of_a_shipped_session_shows_its_presets_text(tmp_p
 async def test_w_without_a_preset_says_there_is_no_text(tiny_config_path):
     from core.config import load_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
     from explorer.widgets.narration import WatchPanel
 
     app = ExplorerApp(
         config=load_config(tiny_config_path), config_path=tiny_config_path, autostart=False
     )
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
+        await start_run(pilot, None)
         await pilot.press("w")
         await pilot.pause()
         assert not app.screen.query_one(WatchPanel).has_class("-shown")

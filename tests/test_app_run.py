@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_config, wait_for
+from helpers import start_run, tiny_config, wait_for
 
 
 def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
@@ -21,7 +21,6 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     from core.session import load_session
     from explorer.app import ExplorerApp
     from explorer.screens.replay import ReplayScreen
-    from explorer.screens.run import RunScreen
     from explorer.widgets.inspector import NeuronInspector
     from explorer.widgets.plots import LinePlot
 
@@ -33,10 +32,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state == "running", "first chunk", 120)
+            screen = await start_run(pilot, "running")
             loss0 = screen.run.segments[0].loss[0][0]
 
             # Pause (space) mid-run; the point stays where the flow stopped.
@@ -213,7 +209,6 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
 
 def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     # Gradient descent with a huge step diverges to non-finite values.
     cfg = tiny_config(method="gd", lr=50.0, t_max=1e6)
@@ -221,10 +216,7 @@ def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state in ("error", "done"), "divergence", 120)
+            screen = await start_run(pilot, ("error", "done"))
             assert screen.state == "error", screen.state
             assert np.all(np.isfinite(screen.run.theta)) and np.isfinite(screen.run.loss)
             await pilot.pause(0.3)
@@ -246,7 +238,6 @@ def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
     round-off, the Hessian plot shows the saddles' λmin < 0, and phase boundaries are marked."""
     from core.config import load_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
     from explorer.widgets.plots import LinePlot
 
     presets = Path(__file__).resolve().parents[1] / "explorer" / "presets"
@@ -254,10 +245,7 @@ def test_live_saddle_to_saddle_shows_the_plateaus_apart() -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state == "done", "run to convergence", 120)
+            screen = await start_run(pilot, "done")
             loss = screen.query_one("#plot-loss", LinePlot)
             assert screen.run.loss < 1e-20  # the final drop to round-off is in the data
 

@@ -13,12 +13,11 @@ Update with ``pytest tests/test_app_snapshots.py --snapshot-update`` after check
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_mapping, wait_for
+from helpers import start_run, tiny_mapping, wait_for
 from textual.widgets import DataTable
 
 from core.config import default_config, parse_config
@@ -63,17 +62,12 @@ def test_help_overlay(snap_compare) -> None:
 
 def test_finished_run(snap_compare) -> None:
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     cfg = parse_config(TINY, "tiny")
     app = ExplorerApp(config=cfg, show_clock=False)
 
     async def run_to_end(pilot) -> None:
-        await pilot.press("ctrl+r")
-        start = time.monotonic()
-        while not (isinstance(app.screen, RunScreen) and app.screen.state == "done"):
-            assert time.monotonic() - start < 120, "run did not finish"
-            await pilot.pause(0.1)
+        await start_run(pilot)
         await pilot.pause(0.5)  # one redraw tick
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_to_end)
@@ -106,20 +100,22 @@ def test_replay_screen(snap_compare, saved_session, size) -> None:
     assert snap_compare(app, terminal_size=size, run_before=scrub)
 
 
+async def inspect_replayed(pilot) -> None:
+    """Once the replay has rebuilt its problem: i (inspect the cursor's point), settled."""
+    rs = pilot.app.screen
+    await wait_for(pilot, lambda: rs.problem is not None, "problem rebuilt")
+    await pilot.press("i")
+    await wait_for(pilot, lambda: rs.last_inspection is not None, "inspection")
+    await settle(pilot)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_replay_inspector(snap_compare, saved_session, size) -> None:
     from explorer.app import ExplorerApp
 
     app = ExplorerApp(replay=saved_session)
 
-    async def inspect(pilot) -> None:
-        rs = app.screen
-        await wait_for(pilot, lambda: rs.problem is not None, "problem rebuilt")
-        await pilot.press("i")
-        await wait_for(pilot, lambda: rs.last_inspection is not None, "inspection")
-        await settle(pilot)
-
-    assert snap_compare(app, terminal_size=size, run_before=inspect)
+    assert snap_compare(app, terminal_size=size, run_before=inspect_replayed)
 
 
 SESSIONS = Path(__file__).resolve().parents[1] / "sessions"
@@ -155,11 +151,4 @@ def test_replay_inspector_heatmap_monochrome(snap_compare, monkeypatch, size) ->
     monkeypatch.setenv("NO_COLOR", "1")
     app = ExplorerApp(replay=load_session(SESSIONS / "teacher_recovery"))
 
-    async def inspect(pilot) -> None:
-        rs = app.screen
-        await wait_for(pilot, lambda: rs.problem is not None, "problem rebuilt")
-        await pilot.press("i")
-        await wait_for(pilot, lambda: rs.last_inspection is not None, "inspection")
-        await settle(pilot)
-
-    assert snap_compare(app, terminal_size=size, run_before=inspect)
+    assert snap_compare(app, terminal_size=size, run_before=inspect_replayed)

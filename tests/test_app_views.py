@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import sync, wait_for
+from helpers import start_run, sync, wait_for
 
 from core.config import parse_config
 from core.session import load_session
@@ -178,13 +178,10 @@ async def test_live_run_views_show_the_current_point() -> None:
     """A live run of a linear d = 2 net: every view computed at the run's own θ and t."""
     from core import views
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     app = ExplorerApp(config=parse_config(LINEAR, "linear"), show_clock=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-        screen = app.screen
+        screen = await start_run(pilot, None)
         await pilot.press("5")
         await wait_for(pilot, lambda: screen.state == "done", "run finished", timeout=120)
         await settle_views(pilot)

@@ -160,19 +160,15 @@ def test_app_k_compares_methods_shows_both_plots_saves_and_replays(tmp_path):
     from core.runner import dynamics_settings
     from explorer.app import ExplorerApp
     from explorer.screens.replay import ReplayScreen
-    from explorer.screens.run import RunScreen
 
     cfg = parse_config(tomllib.loads(TINY_CONFIG.replace("t_max = 100.0", "t_max = 2.0")), "tiny")
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    from helpers import wait_for
+    from helpers import start_run, wait_for
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "done", "the run")
+            screen = await start_run(pilot, "done")
             await pilot.press("k")
             await wait_for(pilot, lambda: screen.comparison is not None, "compare")
             cmp = screen.comparison

@@ -334,21 +334,17 @@ def test_classification_runs_in_the_app() -> None:
 
     from core.config import load_config, with_overrides
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "explorer" / "presets" / "three_classes.toml")
     cfg = with_overrides(cfg, dynamics={"t_max": 50.0}, refine={"method": "none"})
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    from helpers import wait_for
+    from helpers import start_run
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "done", "run to t_max", 240)
+            screen = await start_run(pilot, "done")
             assert screen.objective.name == "crossentropy"
             assert screen.run.t == pytest.approx(50.0)
             assert screen.run.loss == pytest.approx(

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import TINY_CONFIG, wait_for
+from helpers import TINY_CONFIG, start_run, wait_for
 
 from core.config import parse_config
 from core.session import load_session
@@ -189,7 +189,6 @@ def test_refine_banner_uses_the_reports_classification_and_says_not_converged():
     from core.networks import params_to_lists
     from core.problem import build_problem
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     demo = load_session(ROOT / "sessions" / "channel_to_infinity")
     assert demo.report["classification"] == "channel"
@@ -200,11 +199,7 @@ def test_refine_banner_uses_the_reports_classification_and_says_not_converged():
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause(0.1)
-            app.start_run(cfg)
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "paused", "build", 60)
+            screen = await start_run(pilot, "paused", config=cfg)
             await pilot.press("r")
             await wait_for(pilot, lambda: screen.last_refine is not None, "refine", 120)
             res, spectrum, kind = screen.last_refine
@@ -225,7 +220,6 @@ def test_a_live_runs_own_refinement_is_classified_as_the_report_does():
     without the channel check, so "minimum", before)."""
     from core.config import load_config
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     demo = load_session(ROOT / "sessions" / "channel_to_infinity")
     assert demo.report["classification"] == "channel"
@@ -234,9 +228,7 @@ def test_a_live_runs_own_refinement_is_classified_as_the_report_does():
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
+            screen = await start_run(pilot, None)
             await wait_for(pilot, lambda: screen.last_refine is not None, "refinement", 120)
             _, _, kind = screen.last_refine
             assert kind == "channel"
@@ -248,17 +240,13 @@ def test_a_live_runs_own_refinement_is_classified_as_the_report_does():
 def test_ctrl_q_and_ctrl_c_never_quit_an_unsaved_run_without_asking():
     from explorer.app import ExplorerApp
     from explorer.screens.dialogs import ConfirmScreen
-    from explorer.screens.run import RunScreen
 
     cfg = parse_config({**TINY_APP, "dynamics": {**TINY_APP["dynamics"], "t_max": 0.05}}, "t")
     app = ExplorerApp(config=cfg, show_clock=False)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "done", "the run", 120)
+            screen = await start_run(pilot, "done")
             assert screen.unsaved
             await pilot.press("ctrl+c")
             await pilot.pause(0.1)
@@ -331,17 +319,13 @@ def test_replay_without_a_screen_beneath_offers_no_back():
 
 def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspector():
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
     from explorer.widgets.inspector import NeuronInspector
 
     app = ExplorerApp(config=parse_config(TINY_APP, "tiny"), show_clock=False)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "running", "first chunk", 120)
+            screen = await start_run(pilot, "running")
             await pilot.press("r")  # while running: pauses by itself, then refines
             await wait_for(pilot, lambda: screen.last_refine is not None, "refine", 120)
             assert screen.state == "paused"
@@ -471,7 +455,6 @@ def test_a_long_error_is_whole_in_the_log_and_the_status_says_where():
 
     from explorer.app import ExplorerApp
     from explorer.messages import FlowFailed
-    from explorer.screens.run import RunScreen
 
     cfg = parse_config(TINY_APP, "tiny")
     app = ExplorerApp(config=cfg, show_clock=False, autostart=False)
@@ -479,11 +462,7 @@ def test_a_long_error_is_whole_in_the_log_and_the_status_says_where():
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.1)
-            app.start_run(cfg)
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state == "paused", "build", 60)
+            screen = await start_run(pilot, "paused", config=cfg)
             screen.post_message(FlowFailed(long, "", screen._segment))
             await wait_for(pilot, lambda: screen.state == "error", "error", 10)
             await pilot.pause(0.3)

@@ -87,16 +87,21 @@ def test_stiff_linear_flow_and_tauinv(solver):
     assert np.max(np.abs(plain.theta[-1] - run.theta[-1])) > 1e-2
 
 
-def test_stiff_solver_uses_exact_hessian():
-    """Kvaerno5's Jacobian comes from objective.hessian (counted at run time)."""
-    calls = []
+def counted_hessian_quadratic(name: str) -> tuple[Objective, list]:
+    """QUADRATIC with a Hessian that appends to the returned list each time it runs."""
+    calls: list = []
     h = jnp.asarray(H_QUAD)
 
     def hessian(th):
         jax.debug.callback(lambda: calls.append(1))
         return h
 
-    obj = hand_objective(lambda th: 0.5 * th @ h @ th, "counted", hessian=hessian)
+    return hand_objective(lambda th: 0.5 * th @ h @ th, name, hessian=hessian), calls
+
+
+def test_stiff_solver_uses_exact_hessian():
+    """Kvaerno5's Jacobian comes from objective.hessian (counted at run time)."""
+    obj, calls = counted_hessian_quadratic("counted")
     run = run_to_end(obj, THETA0, DynamicsSettings(solver="kvaerno5", t_max=10.0, n_saves=10))
     assert run.reason == "t_max"
     # One Jacobian per attempted step (first-stage linearisation), none re-derived.
@@ -293,14 +298,7 @@ def test_lsoda_stiff_linear_flow_and_tauinv():
 
 
 def test_lsoda_uses_the_exact_hessian():
-    calls = []
-    h = jnp.asarray(H_QUAD)
-
-    def hessian(th):
-        jax.debug.callback(lambda: calls.append(1))
-        return h
-
-    obj = hand_objective(lambda th: 0.5 * th @ h @ th, "counted-lsoda", hessian=hessian)
+    obj, calls = counted_hessian_quadratic("counted-lsoda")
     settings = DynamicsSettings(solver="lsoda", t_max=1e4, n_saves=10, rtol=1e-8, atol=1e-10)
     run = run_to_end(obj, THETA0, settings)
     assert run.reason == "t_max"

@@ -82,7 +82,12 @@ def test_auto_polishes_and_reports(teacher_problem):
     theta = np.asarray(teacher.theta) + 1e-2
     res = refine(obj, theta, method="auto")
     assert res.converged and res.loss < 1e-20
-    assert res.iterations >= 1 and res.reason
+    # the report: iterations spent, the polish named, and the loss and gradient it
+    # states are the objective's at the returned point (recomputed here)
+    assert res.iterations >= 1 and "polish" in res.reason, res.reason
+    loss, grad = obj.value_and_grad(jnp.asarray(res.theta))
+    assert float(loss) == pytest.approx(res.loss, rel=1e-9, abs=1e-30)
+    assert float(jnp.max(jnp.abs(grad))) == pytest.approx(res.grad_inf_norm, rel=1e-9, abs=1e-30)
 
 
 def test_refine_bad_input_names_argument(teacher_problem):

@@ -713,7 +713,6 @@ def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
     import asyncio
 
     from explorer.app import ExplorerApp
-    from explorer.screens.run import RunScreen
 
     other = copy_session(session_dir, tmp_path / "other")
     before = {p.name: p.read_bytes() for p in other.iterdir()}
@@ -730,7 +729,7 @@ def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
     )
     app = ExplorerApp(config=cfg, show_clock=False)
 
-    from helpers import wait_for
+    from helpers import start_run, wait_for
 
     async def save_as(pilot, path):
         await pilot.press("s")
@@ -741,10 +740,7 @@ def test_app_asks_before_saving_over_another_session(tmp_path, session_dir):
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen")
-            screen: RunScreen = app.screen  # type: ignore[assignment]
-            await wait_for(pilot, lambda: screen.state == "done", "the run")
+            screen = await start_run(pilot, "done")
             await save_as(pilot, other)
             assert type(app.screen).__name__ == "ConfirmScreen"
             await pilot.press("n")  # keep the other session

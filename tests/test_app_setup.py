@@ -150,6 +150,12 @@ def test_tab_goes_field_to_field_without_a_stop_on_the_scroll_container() -> Non
                     )
                     assert focused.region.height > 0  # on screen: scrolled into view
                     seen.append(focused.id)
+                    # Its label in reverse video (focus seen without colour), no other's.
+                    marked = [r.id for r in screen.query(".field-row.-focused")]
+                    assert marked == ([focused.id + "-row"] if focused.id.startswith("f-") else [])
+                    for row_id in marked:
+                        label = screen.query_one(f"#{row_id} .field-label")
+                        assert label.styles.text_style.reverse
                 assert seen == expected, kind
             # Shift+Tab goes back the same way.
             await pilot.press("shift+tab")

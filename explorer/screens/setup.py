@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -547,6 +547,21 @@ class SetupScreen(Screen):
                 row.display = f.shown(self._value_of(f.only_for[0]))
 
     # -- events -----------------------------------------------------------------
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Mark the focused field's row (its label shows in reverse video, app.tcss): an
+        input's cursor is visible in every colour mode, a select's or checkbox's focus is
+        only a shade, which NO_COLOR and 16-colour terminals lose."""
+        for row in self.query(".field-row.-focused"):
+            row.remove_class("-focused")
+        for node in event.widget.ancestors_with_self:
+            if node.has_class("field-row"):
+                node.add_class("-focused")
+                break
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        for row in self.query(".field-row.-focused"):
+            row.remove_class("-focused")
 
     @on(Input.Changed)
     @on(TextArea.Changed)

@@ -179,6 +179,10 @@ def test_outcome_rules():
     assert outcome("channel", 1e-6) == "channel"
     assert outcome("unconverged", float("nan")) == "unconverged"
     assert outcome(None, None) == "failed"
+    # A correlation loss is negative: a minimum there is no "zero loss".
+    assert outcome("minimum", -1.04, zero_is_global=False) == "minimum"
+    assert outcome("minimum", -1.04) == "minimum"
+    assert outcome("saddle", 0.0, zero_is_global=False) == "saddle"
     (run,) = parse_sweep({}, "s.toml").runs
     assert run_row(run, None)["outcome"] == "pending"
     assert run_row(run, None, "KilledWorker: x")["outcome"] == "failed"

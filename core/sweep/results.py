@@ -3,9 +3,10 @@
 Outcomes (per run, for the summary):
 
 * ``zero-loss``   — the loss at the analysed point (the refined point if any, else the
-  end of the dynamics) is below :data:`ZERO_LOSS` = 1e-20 (a global minimum of an
-  expressible target, up to round-off: losses of exact interpolants are ~1e-30);
-* ``minimum``     — classified "minimum" at a finite loss ≥ 1e-20;
+  end of the dynamics) is in [0, :data:`ZERO_LOSS` = 1e-20) (a global minimum of an
+  expressible target, up to round-off: losses of exact interpolants are ~1e-30); never
+  for the correlation loss, which is negative and whose zero is no minimum;
+* ``minimum``     — classified "minimum", and not zero-loss;
 * ``saddle``, ``channel`` (a channel to infinity), ``unconverged`` — the classification;
 * ``failed``      — the run raised (or its worker died more often than the scheduler
   allows); its row says why;
@@ -55,11 +56,12 @@ RUN_COLUMNS = (
 # ----------------------------------------------------------------------------- outcomes
 
 
-def outcome(classification: str | None, loss: float | None) -> str:
-    """The run's outcome (see the module docstring); ``loss`` at the analysed point."""
+def outcome(classification: str | None, loss: float | None, zero_is_global: bool = True) -> str:
+    """The run's outcome (see the module docstring); ``loss`` at the analysed point;
+    ``zero_is_global``: whether L = 0 is the global minimum (false for the correlation loss)."""
     if classification is None:
         return "failed"
-    if loss is not None and math.isfinite(loss) and loss < ZERO_LOSS:
+    if zero_is_global and loss is not None and math.isfinite(loss) and 0.0 <= loss < ZERO_LOSS:
         return "zero-loss"
     return classification if classification in OUTCOMES else "unconverged"
 
@@ -109,7 +111,7 @@ def run_row(run: SweepRun, session: Any = None, error: str = "") -> dict[str, An
             "classification": cls,
             "final_loss": final_loss,
             "wall_seconds": _float(report.get("wall_seconds")),
-            "outcome": outcome(cls, loss),
+            "outcome": outcome(cls, loss, session.config.data.loss != "correlation"),
             "analysed_loss": loss,
             "refined_loss": _float(refined.get("loss")) if refined else None,
             "morse_index": (report.get("spectrum") or {}).get("index"),

@@ -6,10 +6,13 @@ A :class:`core.config.ConfigError` names the field: its message is shown inline
 under that field and the Run button stays disabled until the form parses.
 
 :func:`core.config.parse_config` stops at the first error; to list them all,
-:func:`form_errors` puts the failing field back to its last valid value (the loaded
-config's) and parses again, until the form parses or an error repeats — every rule stays
-core's.  Fields that a teacher kind does not use are hidden (``Field.only_for``), and an
-explicit teacher's ``params`` are typed as the TOML of the ``[teacher.params]`` table.
+:func:`form_errors` puts the failing field (or, when that does not help, its table) back to
+the loaded config's value and parses again — every rule stays core's.  Fields that a kind
+does not use are hidden (``Field.only_for``); fields for keys core does not parse are not
+in the form (:func:`parsed_keys`); an explicit teacher's ``params`` are typed as the TOML
+of the ``[teacher.params]`` table; values no single choice expresses (per-neuron
+activations) are shown as loaded and kept.  Tab goes field to field (:class:`FormScroll`)
+and the focused field's label is in reverse video.
 """
 
 from __future__ import annotations

@@ -395,8 +395,11 @@ async def test_app_replays_a_file_data_session_with_its_views_and_inspector(
             await pilot.press(key)
             await pilot.pause(0.3)
             await app.workers.wait_for_complete()
-        panels = list(screen.query(ViewPanel))
-        assert panels
+        function = next(p for p in screen.query(ViewPanel) if p.view == "function")
+        await wait_for(pilot, lambda: function.result is not None, "function view")
+        assert function.result.data["line"]["teacher"] is None
+        note = str(function.query_one(".view-note").render())
+        assert "no teacher" in note and "teacher g" not in note
         await pilot.press("i")
         await pilot.pause(0.5)
         await app.workers.wait_for_complete()

@@ -240,11 +240,12 @@ def function_figure(result: ViewResult) -> tuple[PlotSpec, str]:
     title = "f along x = s·u"
     if g is not None:
         title = f"max|f−g| {_fmt(float(np.max(np.abs(f - g))))} on the line x = s·u"
+    g_key = "·· teacher g" if g is not None else "no teacher"  # None: a data file's targets
     if f.shape[1] == 1:
-        legend = f"⠤⠤ student f  ·· teacher g  u = ({u}{more})"
+        legend = f"⠤⠤ student f  {g_key}  u = ({u}{more})"
     else:
         outs = "  ".join(f"{OUTPUT_GLYPHS[k]} f{'₁₂₃'[k]}" for k in range(k_out))
-        legend = f"{outs}  ·· teacher g  u = ({u}{more})"
+        legend = f"{outs}  {g_key}  u = ({u}{more})"
     if f.shape[1] > k_out:
         legend += f"  (outputs 1–{k_out} of {f.shape[1]})"
     return PlotSpec(tuple(series), title, xlabel="s"), legend

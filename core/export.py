@@ -170,6 +170,8 @@ def format_report(report: dict) -> str:
         lines.append(f"channel: neurons {ch['neurons']}  ε = {_g(ch.get('epsilon'))}")
     if which.get("note"):
         lines.append(f"note: {which['note']}")
+    if (report.get("teacher") or {}).get("kind") == "none":
+        lines.append("teacher: none (the targets are data.path's y)")
     lines.append(f"wall: {report.get('wall_seconds') or 0:.2f} s")
     return "\n".join(lines) + "\n"
 

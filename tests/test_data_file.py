@@ -318,7 +318,8 @@ def test_cli_run_report_and_replay_of_a_file_data_run(file_session, capsys):
     np.testing.assert_allclose(session.final_loss, 0.5 * np.mean((f - y) ** 2), rtol=1e-10)
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
-    assert "rmse" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "rmse" in text and "teacher: none" in text
     png = out.parent / "f.png"
     assert main(["plot", str(out), "--out", str(png), "--view", "function"]) == 0
     assert png.stat().st_size > 0

@@ -257,6 +257,13 @@ def test_refine_lands_on_the_saddle_the_flow_approaches():
     assert res.theta[d] == problem.theta0[d]  # bit for bit
     a = analyze(problem.objective, res.theta)
     np.testing.assert_allclose(a.spectrum.eigenvalues, [-4.0, 2.0, 2.0], atol=1e-8)
+    # At the critical point the chart's autodiff Hessian is the Riemannian one as well.
+    c = problem.constraint
+    f, z0 = _chart(problem.objective.extras["base"], c, res.theta)
+    np.testing.assert_allclose(
+        np.asarray(jax.hessian(f)(z0)), spectrum_hessian(problem.objective, res.theta),
+        atol=1e-12,
+    )  # fmt: skip
     assert a.spectrum.index == 1 and a.classification == "saddle"
     # refine's default (trust region, which descends) leaves the saddle for a minimum.
     res = refine(problem.objective, flow_end)

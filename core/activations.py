@@ -117,8 +117,16 @@ def _hermite(p: int) -> Activation:
     c2 = np.polynomial.polynomial.polyder(coef, 2)[::-1] if p >= 2 else np.zeros(1)
 
     def horner(c: np.ndarray) -> Elementwise:
-        cj = tuple(float(x) for x in c)
-        return lambda z: jnp.polyval(jnp.asarray(cj, z.dtype), z) + jnp.zeros_like(z)
+        cs = tuple(float(x) for x in c)
+
+        def poly(z: Array) -> Array:
+            z = jnp.asarray(z)
+            acc = jnp.full(z.shape, cs[0], jnp.result_type(z, 1.0))  # integer z → float
+            for ci in cs[1:]:
+                acc = acc * z + ci
+            return acc
+
+        return poly
 
     return Activation(f"he{p}", horner(c0), horner(c1), horner(c2))
 

@@ -109,6 +109,9 @@ def test_hermite_values_and_finite_difference_derivatives(p: int) -> None:
     z = np.linspace(-4.0, 4.0, 17)
     he = np.polynomial.hermite_e.hermeval(z, [0.0] * p + [1.0]) / math.sqrt(math.factorial(p))
     np.testing.assert_allclose(act.f(jnp.asarray(z)), he, rtol=1e-14, atol=1e-13)
+    zi = np.arange(-3, 4)  # integer input is evaluated in floating point, not truncated
+    he_i = np.polynomial.hermite_e.hermeval(zi, [0.0] * p + [1.0]) / math.sqrt(math.factorial(p))
+    np.testing.assert_allclose(act.f(jnp.asarray(zi)), he_i, rtol=1e-14, atol=1e-13)
     h = 1e-4  # central differences: error O(h²·f‴) ≈ 1e-7 for these polynomials
     f = lambda u: np.asarray(act.f(jnp.asarray(u)))
     df = lambda u: np.asarray(act.df(jnp.asarray(u)))

@@ -144,7 +144,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await pilot.pause(0.1)
             await pilot.press("enter")  # default ε
             await wait_for(
-                pilot, lambda: not np.array_equal(screen.run.theta, theta_split), 60, "perturb"
+                pilot, lambda: not np.array_equal(screen.run.theta, theta_split), "perturb", 60
             )
             await wait_for(pilot, lambda: screen.state == "done", "idle after perturb", 10)
             assert np.linalg.norm(screen.run.theta - theta_split) == pytest.approx(1e-3, rel=1e-6)

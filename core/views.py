@@ -190,10 +190,15 @@ def class_regions(
     None, "disagree": ĉ ≠ c (n, n) bool or None, "agreement": fraction of grid points with
     ĉ = c or None, "n_classes": K, "points": (M, 2) or None, "labels": (M,) int or None,
     "predicted": ĉ at the points (M,) int or None, "accuracy": mean of predicted = labels
-    or None}``.
+    or None, "wrong_cells": (n, n) bool or None}``; ``wrong_cells[i, j]`` says that a
+    misclassified point has (x[j], y[i]) as its nearest grid point (points outside the square
+    are not counted there): where the student disagrees with the labels when there is no
+    teacher to compare the whole grid with.
     """
     if spec.input_dim != 2:
         raise ValueError(f"class regions need input_dim = 2, got {spec.input_dim}")
+    if n < 2:
+        raise ValueError(f"n must be ≥ 2, got {n}")
     k = spec.output_dim
     if k < 2:
         raise ValueError(f"class regions need output_dim ≥ 2 classes, got {k}")
@@ -215,6 +220,7 @@ def class_regions(
         "labels": None,
         "predicted": None,
         "accuracy": None,
+        "wrong_cells": None,
     }
     if points is not None:
         xp = np.asarray(points, dtype=np.float64)
@@ -225,7 +231,18 @@ def class_regions(
         if lab.shape != (xp.shape[0],):
             raise ValueError(f"labels must hold {xp.shape[0]} classes, got shape {lab.shape}")
         pred = np.argmax(_student(spec, theta, xp), axis=1)
-        out.update(points=xp, labels=lab, predicted=pred, accuracy=float(np.mean(pred == lab)))
+        wrong = np.zeros((n, n), dtype=bool)
+        step = 2.0 * extent / (n - 1)
+        idx = np.rint((xp + extent) / step).astype(np.int64)  # nearest grid index per axis
+        inside = (pred != lab) & np.all((idx >= 0) & (idx < n), axis=1)
+        wrong[idx[inside, 1], idx[inside, 0]] = True  # rows = y
+        out.update(
+            points=xp,
+            labels=lab,
+            predicted=pred,
+            accuracy=float(np.mean(pred == lab)),
+            wrong_cells=wrong,
+        )
     return out
 
 

@@ -878,7 +878,8 @@ def _class_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
             label=f"p{j + 1}, class {j + 1}",
         )
         ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
-    ax.plot([], [], color="0.1", linestyle="--", linewidth=1.5, label="teacher's class (0/1)")
+    if line["teacher"] is not None:
+        ax.plot([], [], color="0.1", linestyle="--", linewidth=1.5, label="teacher's class (0/1)")
     ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="p at t = 0")
     u = ", ".join(f"{v:.2f}" for v in line["direction"])
     ax.set_xlabel(f"s   (x = s·u, u = ({u}))")

@@ -242,6 +242,41 @@ def test_class_regions_snapshot_monochrome_80x24(snap_compare, monkeypatch) -> N
     assert snap_compare(_replay_app("three_classes"), terminal_size=(80, 24), run_before=show)
 
 
+def _screen_cells(grid_mask: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(h, w) top row first: the cells a class map of that size marks for ``grid_mask``
+    (n, n), rows = y: each marked grid point's cell, and each cell whose nearest grid point
+    is marked."""
+    n = grid_mask.shape[0]
+    out = np.zeros((h, w), dtype=bool)
+    for iy, ix in zip(*np.nonzero(grid_mask), strict=True):
+        out[h - 1 - min(iy * h // n, h - 1), min(ix * w // n, w - 1)] = True
+    for a in range(h):
+        for b in range(w):
+            iy = round(a * (n - 1) / max(h - 1, 1))
+            ix = round(b * (n - 1) / max(w - 1, 1))
+            out[h - 1 - a, b] |= bool(grid_mask[iy, ix])
+    return out
+
+
+def test_class_rows_keep_a_single_wrong_grid_point_when_shrinking() -> None:
+    from explorer.widgets.views import CLASS_DISAGREE_STYLE, class_rows
+
+    student = np.zeros((41, 41), dtype=int)
+    student[:, 21:] = 1  # class 2 on the right (x > 0)
+    bad = np.zeros((41, 41), dtype=bool)
+    bad[7, 13] = True  # one grid point, between the rows and columns nearest sampling keeps
+    rows = class_rows(student, bad, 20, 10)
+    assert len(rows) == 10 and all(len(r) == 20 for r in rows)
+    assert {g for r in rows for g, _ in r} == {"1", "2"}
+    assert [r[0][0] for r in rows] == ["1"] * 10 and [r[-1][0] for r in rows] == ["2"] * 10
+    marked = np.array([[CLASS_DISAGREE_STYLE in st for _, st in r] for r in rows])
+    assert marked.sum() == 1 and marked[10 - 1 - 7 * 10 // 41, 13 * 20 // 41]
+    np.testing.assert_array_equal(marked, _screen_cells(bad, 20, 10))
+    assert not any(
+        CLASS_DISAGREE_STYLE in st for r in class_rows(student, None, 20, 10) for _, st in r
+    )
+
+
 @sync
 async def test_softmax_function_view_shows_the_class_regions() -> None:
     """three_classes (softmax, d = 2): the class map holds core.views.class_regions at the
@@ -274,12 +309,10 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
         # points at 90°).
         assert set(body[0]) == {"1"}
         # The end state misclassifies a thin band along the boundaries: in reverse video,
-        # exactly the cells of class_rows' resampled disagreement (recomputed here).
+        # exactly the screen cells that hold a disagreeing grid point (recomputed here).
         assert 0 < 1 - want["agreement"] < 0.1
         w, h = class_map.content_size.width, class_map.content_size.height
-        rows = np.linspace(0, 40, h - 2).round().astype(int)[::-1]
-        cols = np.linspace(0, 40, w).round().astype(int)
-        wrong = want["disagree"][np.ix_(rows, cols)]
+        wrong = _screen_cells(want["disagree"], w, h - 2)
         marked = np.zeros_like(wrong)
         start = len(text.splitlines()[0]) + 1
         for span in rendered.spans:
@@ -294,6 +327,86 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
         np.testing.assert_allclose(line["student"].sum(axis=1), 1.0, rtol=1e-12)
         note = str(panel.query_one(".view-note").render())
         assert "p₁" in note and "teacher's class" in note
+
+
+#: A softmax student on a data file's own class labels (no teacher), d = 2, K = 3.
+LABELS_CONFIG = """\
+seed = 1
+
+[student]
+widths = [3]
+activation = "softplus"
+output = "softmax"
+init_scale = 0.5
+
+[data]
+kind = "file"
+path = "data.npz"
+loss = "crossentropy"
+
+[dynamics]
+t_max = 20.0
+n_saves = 10
+max_seconds = 60
+
+[refine]
+method = "none"
+"""
+
+
+def labelled_session(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """Run LABELS_CONFIG through the CLI on 120 points labelled by 120° sector:
+    (session folder, x (120, 2), labels (120,))."""
+    from explorer.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2))
+    labels = (np.floor(np.degrees(np.arctan2(x[:, 1], x[:, 0])) % 360.0 / 120.0)).astype(int)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "data.npz", x=x, y=labels)
+    (folder / "c.toml").write_text(LABELS_CONFIG)
+    out = folder / "run"
+    assert main(["run", str(folder / "c.toml"), "--out", str(out), "--quiet"]) == 0
+    return out, x, labels
+
+
+@sync
+async def test_class_map_without_a_teacher_marks_the_misclassified_training_points(
+    tmp_path,
+) -> None:
+    """Data-file labels, no teacher: the class map compares with the labels — reverse video
+    on the cells holding a misclassified training point, the training accuracy in the title."""
+    from core.views import class_regions
+    from explorer.app import ExplorerApp
+    from explorer.widgets.views import CLASS_DISAGREE_STYLE, ClassMap
+
+    out, x, labels = labelled_session(tmp_path)
+    app = ExplorerApp(replay=load_session(out))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await settle_views(pilot)
+        screen = app.screen
+        s, j = screen.index[screen.position]
+        seg = app.replay.segments[s]
+        got = _panel(app, "function").result.data["classes"]
+        want = class_regions(seg.spec, seg.theta[j], None, points=x, labels=labels)
+        assert got["teacher"] is None and got["disagree"] is None
+        np.testing.assert_array_equal(got["labels"], labels)
+        np.testing.assert_array_equal(got["wrong_cells"], want["wrong_cells"])
+        assert 0 < want["accuracy"] < 1 and want["wrong_cells"].any()
+        class_map = _panel(app, "function").query_one(ClassMap)
+        rendered = class_map.render()
+        lines = rendered.plain.splitlines()
+        assert lines[0].startswith(f"train acc {want['accuracy']:.0%}")
+        assert lines[-1].endswith("wrong label")
+        w, h = class_map.content_size.width, class_map.content_size.height
+        marked = np.zeros((h - 2, w), dtype=bool)
+        start = len(lines[0]) + 1
+        for span in rendered.spans:
+            if CLASS_DISAGREE_STYLE in str(span.style) and span.start < start + (h - 2) * (w + 1):
+                row, col = divmod(span.start - start, w + 1)
+                marked[row, col] = True
+        np.testing.assert_array_equal(marked, _screen_cells(want["wrong_cells"], w, h - 2))
 
 
 # ------------------------------------------------------------------ figures without the app

@@ -197,6 +197,32 @@ def test_class_regions_panel_is_the_students_argmax_with_the_data():
     assert "student ≠ teacher" in labels and "misclassified" in labels
 
 
+def test_class_regions_without_a_teacher_compare_with_the_labels(tmp_path):
+    """A data file's own labels (no teacher): the student's regions, no teacher boundary or
+    disagreement hatch, the data by label, crosses on exactly the misclassified points."""
+    pytest.importorskip("core.views")
+    from test_app_views import labelled_session
+
+    from core.networks import forward_jit
+
+    out, x, labels = labelled_session(tmp_path)
+    session = load_session(out)
+    fig = figures.session_figure(session, "function")
+    ax_line, ax_map = fig.axes[0], fig.axes[1]
+    seg = session.final_segment
+    pred = np.argmax(np.asarray(forward_jit(seg.spec, seg.theta[-1], x)), axis=1)
+    wrong = pred != labels
+    assert 0 < wrong.sum() < len(wrong)
+    crosses = [c for c in ax_map.collections if c.get_offsets().shape[0] == wrong.sum()]
+    got = {tuple(np.round(r, 12)) for r in np.asarray(crosses[-1].get_offsets())}
+    assert got == {tuple(np.round(r, 12)) for r in x[wrong]}
+    assert f"training accuracy {np.mean(~wrong):.1%}" in ax_map.get_title(loc="left")
+    names = [t.get_text() for t in ax_map.get_legend().get_texts()]
+    assert "misclassified" in names and "data: label 3" in names
+    assert "teacher's boundaries" not in names and "student ≠ teacher" not in names
+    assert not any("teacher" in ln.get_label() for ln in ax_line.get_lines())
+
+
 # ----------------------------------------------------------------------------- overview content
 
 

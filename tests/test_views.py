@@ -162,6 +162,16 @@ def test_class_regions_are_the_argmax_of_a_numpy_forward(three_class_pair) -> No
         np.testing.assert_array_equal(r["labels"], labels)
         np.testing.assert_array_equal(r["predicted"], pred)
         assert r["accuracy"] == pytest.approx(np.mean(pred == labels))
+    # wrong_cells: each misclassified point inside the square marks its nearest grid point.
+    r = class_regions(spec, theta, teacher, n=9, extent=2.0, points=x, labels=labels)
+    g9 = np.linspace(-2.0, 2.0, 9)
+    want = np.zeros((9, 9), dtype=bool)
+    for (px, py), bad in zip(x, pred != labels, strict=True):
+        if bad and abs(px) <= 2.0 + 0.25 and abs(py) <= 2.0 + 0.25:
+            want[np.argmin(np.abs(g9 - py)), np.argmin(np.abs(g9 - px))] = True
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(r["wrong_cells"], want)
+    assert a["wrong_cells"] is not None and out["wrong_cells"] is None
     # No teacher: the student's regions alone.
     alone = class_regions(spec, theta, None, n=13, extent=2.5)
     np.testing.assert_array_equal(alone["student"], mine)
@@ -202,6 +212,8 @@ def test_class_regions_reject_bad_input(three_class_pair) -> None:
         class_regions(one, np.zeros(one.n_params), None)
     with pytest.raises(ValueError, match="points must have shape"):
         class_regions(spec, theta, teacher, points=np.zeros((4, 3)), labels=np.zeros(4))
+    with pytest.raises(ValueError, match="n must be ≥ 2"):
+        class_regions(spec, theta, teacher, n=1)
     with pytest.raises(ValueError, match="labels must hold 4"):
         class_regions(spec, theta, teacher, points=np.zeros((4, 2)), labels=np.zeros(3))
 

@@ -15,7 +15,8 @@ shows the sign by glyph (``+ * #`` above, ``- = ≡`` below, ``·`` about zero) 
 colour.  For a softmax student (cross-entropy loss) the line shows the class probabilities
 p = softmax(f) against the teacher's class, and for d = 2 a :class:`ClassMap` replaces the
 heatmap: the student's class per cell by digit (``1`` = output 1) and colour, in reverse
-video where the teacher's class differs (NO_COLOR keeps reverse video: the student's class
+video where the teacher's class differs — or, with no teacher (a data file's labels), where
+a misclassified training point lies (NO_COLOR keeps reverse video: the student's class
 stays readable where it is wrong, and without colour).
 """
 
@@ -110,6 +111,8 @@ class ViewInputs:
         cursor: the time marked on time axes (the replayed or current t).
         loss: the problem's ``data.loss``; "crossentropy" (softmax outputs) makes the function
             view show class probabilities and, for d = 2, class regions.
+        data: the training set (x (N, d), one-hot y (N, K)) for the class regions when there
+            is no teacher to compare them with (teacher kind "none"), else None.
     """
 
     spec: Any
@@ -121,6 +124,7 @@ class ViewInputs:
     history_theta: np.ndarray | None = None
     cursor: float | None = None
     loss: str = "mse"
+    data: Any = None
 
     def key(self, view: str) -> tuple:
         """Identifies the result: same key, same picture."""
@@ -162,7 +166,11 @@ def compute_view(view: str, inputs: ViewInputs) -> ViewResult:
             classes = inputs.loss == "crossentropy" and spec.output_dim >= 2
             data = {"line": views.function_line(spec, theta, teacher, probabilities=classes)}
             if spec.input_dim == 2 and classes:
-                data["classes"] = views.class_regions(spec, theta, teacher)
+                points = None if inputs.data is None else np.asarray(inputs.data.x)
+                labels = None if inputs.data is None else np.asarray(inputs.data.y)
+                data["classes"] = views.class_regions(
+                    spec, theta, teacher, points=points, labels=labels
+                )
             elif spec.input_dim == 2:
                 data["grid"] = views.function_grid(spec, theta, teacher)
         elif view == "weights":
@@ -208,12 +216,13 @@ def class_line_figure(result: ViewResult) -> tuple[PlotSpec, str]:
             teacher.append(ViewSeries(s, onehot[:, k], "", PALETTE[2 * k % 6], marker="·"))
     u = ", ".join(f"{c:.2f}" for c in line["direction"][:4])
     more = ", …" if line["direction"].size > 4 else ""
-    title = "p = softmax(f) along x = s·u"
+    title = "p along x = s·u"
     if line["teacher_class"] is not None:
         agree = float(np.mean(line["student_class"] == line["teacher_class"]))
         title = f"p: {agree:.0%} = teacher"  # short: plotext cuts titles to the canvas
     outs = "  ".join(f"{OUTPUT_GLYPHS[k]} p{'₁₂₃'[k]}" for k in range(k_out))
-    legend = f"{outs}  ·· teacher's class (0/1)  u = ({u}{more})"
+    teacher_part = "  ·· teacher's class (0/1)" if onehot is not None else ""
+    legend = f"{outs}{teacher_part}  u = ({u}{more})"
     if p.shape[1] > k_out:
         legend += f"  (classes 1–{k_out} of {p.shape[1]})"
     extra = {"ylim": (-0.05, 1.05)}
@@ -565,19 +574,32 @@ def class_rows(
 ) -> list[list]:
     """Rows of (glyph, style) cells, top row = largest y: the class grid (n_y, n_x)
     resampled (nearest neighbour) to ``height`` × ``width``; class c is CLASS_GLYPHS[c] in
-    PALETTE[2c mod 6] (the colour of output c + 1's line), with CLASS_DISAGREE_STYLE where
-    ``disagree``."""
+    PALETTE[2c mod 6] (the colour of output c + 1's line), with CLASS_DISAGREE_STYLE on every
+    cell whose block of grid points holds one where ``disagree`` (so a band or a point one
+    grid step wide is not lost when the grid is shrunk to the screen)."""
     c = np.asarray(student)
-    rows = np.linspace(0, c.shape[0] - 1, max(1, height)).round().astype(int)
-    cols = np.linspace(0, c.shape[1] - 1, max(1, width)).round().astype(int)
+    n_y, n_x = c.shape
+    height, width = max(1, height), max(1, width)
+    rows = np.linspace(0, n_y - 1, height).round().astype(int)
+    cols = np.linspace(0, n_x - 1, width).round().astype(int)
+    marks = np.zeros((height, width), dtype=bool)
+    if disagree is not None:
+        bad = np.asarray(disagree, dtype=bool)
+        marks |= bad[np.ix_(rows, cols)]  # nearest (covers upsampling)
+        iy, ix = np.nonzero(bad)  # and every grid point into the cell it falls in
+        at_y, at_x = (
+            np.minimum(iy * height // n_y, height - 1),
+            np.minimum(ix * width // n_x, width - 1),
+        )
+        marks[at_y, at_x] = True
     out = []
-    for r in rows[::-1]:
+    for i, r in enumerate(rows[::-1]):
         cells = []
-        for j in cols:
-            k = int(c[r, j])
+        for j, col in enumerate(cols):
+            k = int(c[r, col])
             glyph = CLASS_GLYPHS[k] if k < len(CLASS_GLYPHS) else "?"
             style = PALETTE[2 * k % 6]
-            if disagree is not None and disagree[r, j]:
+            if marks[height - 1 - i, j]:
                 style = f"{CLASS_DISAGREE_STYLE} {style}"
             cells.append((glyph, style))
         out.append(cells)
@@ -599,11 +621,13 @@ class ClassMap(Widget):
         """``regions`` from :func:`core.views.class_regions`."""
         self.regions = regions
         extent = float(regions["x"][-1])
-        if regions["agreement"] is None:
-            self.title = f"class argmax f, |x|,|y|≤{extent:g}"
-        else:  # short: the map is half of a view's width
+        if regions["agreement"] is not None:  # short: the map is half of a view's width
             wrong = 1.0 - regions["agreement"]
             self.title = f"class≠teacher {wrong:.0%}, |x|,|y|≤{extent:g}"
+        elif regions["accuracy"] is not None:
+            self.title = f"train acc {regions['accuracy']:.0%}, |x|,|y|≤{extent:g}"
+        else:
+            self.title = f"class argmax f, |x|,|y|≤{extent:g}"
         self.refresh()
 
     def render(self) -> Text:
@@ -613,17 +637,19 @@ class ClassMap(Widget):
         text = Text(no_wrap=True)
         text.append(self.title[:w] + "\n", style="bold")
         r = self.regions
-        for row in class_rows(r["student"], r["disagree"], w, max(1, h - 2)):
+        marks = r["disagree"] if r["disagree"] is not None else r.get("wrong_cells")
+        for row in class_rows(r["student"], marks, w, max(1, h - 2)):
             for glyph, style in row:
                 text.append(glyph, style=style)
             text.append("\n")
         k = r["n_classes"]
         legend = " ".join(CLASS_GLYPHS[: min(k, len(CLASS_GLYPHS))]) + " class"
         text.append(legend[:w], style="dim")
-        if r["disagree"] is not None and len(legend) + 14 <= w:
+        what = " ≠ teacher" if r["disagree"] is not None else " wrong label"
+        if marks is not None and len(legend) + 5 + len(what) <= w:
             text.append("  ")
             text.append(" 1 ", style=CLASS_DISAGREE_STYLE)
-            text.append(" ≠ teacher", style="dim")
+            text.append(what, style="dim")
         return text
 
 
@@ -760,6 +786,8 @@ def _history(run: Any) -> tuple[np.ndarray, np.ndarray] | None:
 def view_inputs(view_name: str, view: TrajectoryView) -> ViewInputs | None:
     """The :class:`ViewInputs` of a :class:`TrajectoryView` (main thread), None before a
     problem is built (every view compares with its teacher or needs its loss)."""
+    from core.teachers import has_target
+
     run, problem = view.run, view.problem
     if run is None or problem is None:
         return None
@@ -790,6 +818,7 @@ def view_inputs(view_name: str, view: TrajectoryView) -> ViewInputs | None:
         None if history is None else history[1],
         view.cursor if view.cursor is not None else float(run.t),
         problem.config.data.loss,
+        problem.data if not has_target(problem.teacher) else None,
     )
 
 

@@ -69,7 +69,7 @@ def per_layer_activations(
 
 
 def _linear(
-    widths: Sequence[int], activation: str | tuple[str, ...] | None, activations
+    widths: Sequence[int], activation: str | tuple[str, ...] | None, activations: Any
 ) -> bool:
     """Whether every hidden activation is the identity (a deep linear network)."""
     layers = per_layer_activations(widths, activation, activations)

@@ -136,7 +136,7 @@ def parse_data_file(data: bytes, path: Path) -> DataFile:
     return DataFile(path, sha, x, y)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)  # a few files of ≤ 1 GiB each
 def _cached(path: str, identity: tuple) -> DataFile:
     del identity  # part of the cache key only
     p = Path(path)

@@ -378,3 +378,37 @@ def test_loss_slice_follows_the_manifold_with_the_riemannian_curvature():
         h = s[3] - s[2]
         second = (vals[1] - 2 * vals[2] + vals[3]) / h**2
         assert second == pytest.approx(out[f"lam_{key}"], rel=1e-4, abs=1e-6)
+
+
+def test_live_run_in_the_app_shows_the_riemannian_spectrum():
+    """The explorer's live run of a unit-norm preset: the flow stays on the sphere, the
+    output weight stays at 1, and the spectra it plots are the Riemannian Hessian's
+    (d − 1 = 3 values), ending at the report's minimum."""
+    import asyncio
+    from pathlib import Path
+
+    from helpers import wait_for
+
+    from core.config import load_config
+    from explorer.app import ExplorerApp
+    from explorer.screens.run import RunScreen
+
+    preset = Path(__file__).parents[1] / "explorer" / "presets" / "multi_index_below.toml"
+    app = ExplorerApp(config=load_config(preset), show_clock=False)
+    seen: dict = {}
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), "run screen", 10)
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state == "done", "run to the end", 240)
+            seen["theta"] = np.asarray(screen.run.theta)
+            seen["spectrum"] = screen.run.spectrum
+            seen["min"] = list(screen.run.spec_min)
+
+    asyncio.run(scenario())
+    theta, spectrum = seen["theta"], seen["spectrum"]
+    assert abs(np.linalg.norm(theta[:4]) - 1.0) <= 1e-12 and theta[4] == 1.0
+    assert spectrum.eigenvalues.shape == (3,) and spectrum.index == 0
+    assert min(seen["min"]) < -0.5 < 0 < seen["min"][-1]  # left the index-2 saddle w̄

@@ -311,12 +311,19 @@ def _rows(m: np.ndarray) -> str:
 
 
 def multi_index_config_text(
-    v: np.ndarray, w0: np.ndarray | None, p: int, *, t_max: float = 100.0, init_scale=1.0
+    v: np.ndarray,
+    w0: np.ndarray | None,
+    p: int,
+    *,
+    t_max: float = 100.0,
+    init_scale: float = 1.0,
+    n_neurons: int | None = None,
 ) -> str:
     """A config: teacher Σ_j h_p(v_j·x) (explicit, output weights 1), unit-norm student of
-    len(w0) he_p neurons with output weights fixed at 1, correlation loss on infinite data."""
+    len(w0) he_p neurons (or ``n_neurons`` from the project's random init, w0 = None) with
+    output weights fixed at 1, correlation loss on infinite data."""
     k, d = v.shape
-    n = k if w0 is None else w0.shape[0]
+    n = (n_neurons or k) if w0 is None else w0.shape[0]
     student_params = ""
     if w0 is not None:
         student_params = f"\n[student.params]\nw1 = {_rows(w0)}\nw2 = {_rows(np.ones((1, n)))}\n"
@@ -387,17 +394,20 @@ def test_beta_threshold_through_the_pipeline(tmp_path, p: int, k: int, d: int) -
         assert res.classification == ("minimum" if index == 0 else "saddle")
 
 
-@pytest.mark.parametrize("p", [3, 4])
-def test_orthogonal_index_vectors_each_neuron_goes_to_its_nearest(tmp_path, p: int) -> None:
-    """Orthogonal v_j = e_j (k = 3, d = 5), three h_p student neurons from a random start:
-    the spherical flow (core.runner.run_config) sends neuron i to the index vector it
-    overlaps most at t = 0 (cosine > 1 − 1e-6), with ‖w_i‖ = 1 to 1e-12 at every saved
-    state, and the fixed output weights unchanged.
+@pytest.mark.parametrize(("p", "init"), [(3, "explicit"), (4, "explicit"), (4, "project")])
+def test_orthogonal_index_vectors_each_neuron_goes_to_its_nearest(tmp_path, p, init) -> None:
+    """Orthogonal v_j = e_j (k = 3, d = 5), h_p student neurons from a random start (three
+    given as student.params, or five from the project's own seeded init): the spherical
+    flow (core.runner.run_config) sends neuron i to the index vector it overlaps most at
+    t = 0 (cosine > 1 − 1e-6), with ‖w_i‖ = 1 to 1e-12 at every saved state, and the fixed
+    output weights unchanged.
 
-    "Overlaps most": with m_j = w·v_j the flow is ṁ_j = p m_j^{p−1} − m_j Σ_l p m_l^p, so
-    d/dt log|m_i/m_j| = p (m_i^{p−2} − m_j^{p−2}): for p = 4 the largest |m_j| wins (and
-    the neuron ends at sign(m_j) v_j: h₄ is even), for p = 3 the largest signed m_j (ending
-    at +v_j: −(w·v)³ is smallest there).
+    "Overlaps most": with fixed output weights the correlation loss decouples the neurons,
+    and with m_j = w·v_j the flow is ṁ_j = p m_j^{p−1} − m_j Σ_l p m_l^p, so
+    d/dt log|m_i/m_j| = p (m_i^{p−2} − m_j^{p−2}) and m_j = 0 is invariant: for p = 4 the
+    largest |m_j| wins (the neuron ends at sign(m_j) v_j: h₄ is even), for p = 3 the largest
+    signed m_j, provided it is positive (ending at +v_j, where −(w·v)³ is smallest; a neuron
+    with every m_j < 0 would drift to the complement of the v's instead).
     """
     from core.networks import unflatten
     from core.problem import build_problem
@@ -406,21 +416,26 @@ def test_orthogonal_index_vectors_each_neuron_goes_to_its_nearest(tmp_path, p: i
 
     k, d = 3, 5
     v = np.eye(d)[:k]
-    rng = np.random.default_rng(10 + p)
-    w0 = rng.normal(size=(k, d))
-    w0 /= np.linalg.norm(w0, axis=1, keepdims=True)
-    cfg = _load(tmp_path, multi_index_config_text(v, w0, p, t_max=200.0))
+    w0 = None
+    if init == "explicit":
+        w0 = np.random.default_rng(10 + p).normal(size=(k, d))
+        w0 /= np.linalg.norm(w0, axis=1, keepdims=True)
+    text = multi_index_config_text(v, w0, p, t_max=200.0, n_neurons=5)
+    cfg = _load(tmp_path, text)
     problem = build_problem(cfg)
     m0 = np.asarray(unflatten(problem.spec, problem.theta0)["w1"]) @ v.T  # (n, k) overlaps
+    n = m0.shape[0]
     nearest = np.argmax(np.abs(m0) if p % 2 == 0 else m0, axis=1)
-    sign = np.sign(m0[np.arange(k), nearest]) if p % 2 == 0 else np.ones(k)
+    sign = np.sign(m0[np.arange(n), nearest]) if p % 2 == 0 else np.ones(n)
+    if p % 2:
+        assert np.all(m0.max(axis=1) > 0)  # the precondition above
     out = run_config(cfg, tmp_path / "run")
     seg = load_session(out).final_segment
     assert len(seg.theta) >= 10
     for theta in seg.theta:
         q = unflatten(seg.spec, theta)
         np.testing.assert_allclose(np.linalg.norm(np.asarray(q["w1"]), axis=1), 1.0, atol=1e-12)
-        np.testing.assert_array_equal(np.asarray(q["w2"]), np.ones((1, k)))
+        np.testing.assert_array_equal(np.asarray(q["w2"]), np.ones((1, n)))
     w_end = np.asarray(unflatten(seg.spec, seg.theta[-1])["w1"])
     cos = sign * np.sum(w_end * v[nearest], axis=1)
     assert np.all(cos > 1 - 1e-6), (m0, nearest, cos)

@@ -300,6 +300,8 @@ def test_unit_norm_and_fixed_outputs_hold_along_a_flow(solver):
     assert np.max(np.abs(norms - 1.0)) <= 1e-12
     assert np.all(chunk.theta[:, c.fixed] == theta[c.fixed])
     assert chunk.loss[-1] < chunk.loss[0]
+    again = run_to_end(obj, theta, settings)  # deterministic: the same states bit for bit
+    np.testing.assert_array_equal(again.theta, chunk.theta)
 
 
 @pytest.mark.parametrize("method", ["gd", "adam", "sgd"])

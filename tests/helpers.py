@@ -106,6 +106,8 @@ method = "newton"
 async def wait_for(pilot: Any, cond: Callable[[], Any], what: str, timeout: float = 120.0) -> None:
     """Let the app run (the flow and the workers run in threads) until ``cond()`` holds;
     fail naming ``what`` after ``timeout`` seconds (generous: only a failing test waits)."""
+    if not isinstance(what, str) or isinstance(timeout, str):
+        raise TypeError(f"wait_for(pilot, cond, what: str, timeout), got {what!r}, {timeout!r}")
     start = time.monotonic()
     while not cond():
         assert time.monotonic() - start < timeout, f"timed out waiting for {what}"

@@ -99,7 +99,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             grad_before = screen.run.grad_norm
             await pilot.press("r")
             await wait_for(
-                pilot, lambda: screen.last_refine is not None or screen.error, 120, "refine"
+                pilot, lambda: screen.last_refine is not None or screen.error, "refine", 120
             )
             assert screen.error is None, screen.error
             await wait_for(pilot, lambda: screen.state == "done", "idle after refine", 10)

@@ -337,7 +337,7 @@ def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspec
             await pilot.pause(0.1)
             await pilot.press("enter")
             await wait_for(
-                pilot, lambda: any("no descent direction" in n for n in notes(app)), 60, "e"
+                pilot, lambda: any("no descent direction" in n for n in notes(app)), "e", 60
             )
             event = [e for e in screen.recorder.events if e["kind"] == "surgery"][-1]
             assert event["lambda_min"] > 0
@@ -352,7 +352,7 @@ def test_r_pauses_like_i_e_at_a_minimum_says_so_and_surgery_refreshes_the_inspec
             await wait_for(pilot, lambda: screen.run.spec.widths == (2,), "split", 60)
             # The inspector follows the new point without pressing i again.
             await wait_for(
-                pilot, lambda: len(inspector.result.neurons) == 2, 60, "inspector refresh"
+                pilot, lambda: len(inspector.result.neurons) == 2, "inspector refresh", 60
             )
             assert inspector.query_one("#inspector-table").row_count == 2
 

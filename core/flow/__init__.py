@@ -48,6 +48,12 @@ trajectory on the save grid is the same whatever the machine's load.  The scipy 
 check the clock after every step and yield a chunk every ~0.2 s or 8 saves.  Runs that stop
 early say why (:class:`StopReason`).
 
+Constrained parameters (``student.unit_norm`` / ``train_output``, :mod:`core.manifold`):
+the objective is then L∘N (N normalising each first-layer w_i), whose gradient is the
+Riemannian one, so every solver above runs unchanged; its ``extras["retract"]`` puts the
+state back on the spheres at t0, at every save time (diffrax: the solver's own state too;
+scipy and the discrete methods: the saved states, and every optax step) and at the end.
+
 Layout: :mod:`core.flow.settings` (settings, solver names and choice, save grid, stop
 reasons), :mod:`core.flow.continuous` (diffrax loop, scipy callbacks),
 :mod:`core.flow.discrete` (optax loops), :mod:`core.flow.loops` (their shared pieces),

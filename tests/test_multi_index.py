@@ -268,9 +268,11 @@ def closed_form_eigenvalues(p: int, k: int, beta: float, d: int) -> np.ndarray:
     return np.sort(np.r_[np.full(k - 1, split), np.full(d - k, ortho)])
 
 
-def sphere_chart_hessian(v: np.ndarray, p: int) -> np.ndarray:
-    """Independent reference: the Hessian at z = 0 of z ↦ L(w(z)), w(z) = (w̄ + Bz)/‖w̄ + Bz‖,
-    B an orthonormal basis of w̄⊥, L(w) = −Σ_j (w·v_j)^p; by jax.hessian (d−1, d−1)."""
+def sphere_chart(v: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Independent reference: gradient (d−1,) and Hessian (d−1, d−1) at z = 0 of z ↦ L(w(z)),
+    w(z) = (w̄ + Bz)/‖w̄ + Bz‖, B an orthonormal basis of w̄⊥, L(w) = −Σ_j (w·v_j)^p, by
+    jax.grad / jax.hessian (the chart is a second-order retraction: its Hessian at a point of
+    the sphere is the Riemannian Hessian there)."""
     wbar = v.sum(axis=0) / np.linalg.norm(v.sum(axis=0))
     d = v.shape[1]
     q, _ = np.linalg.qr(np.column_stack([wbar, np.random.default_rng(1).normal(size=(d, d - 1))]))
@@ -282,7 +284,8 @@ def sphere_chart_hessian(v: np.ndarray, p: int) -> np.ndarray:
         w = w / jnp.linalg.norm(w)
         return -jnp.sum((vj @ w) ** p)
 
-    return np.asarray(jax.hessian(loss)(jnp.zeros(d - 1)))
+    z0 = jnp.zeros(d - 1)
+    return np.asarray(jax.grad(loss)(z0)), np.asarray(jax.hessian(loss)(z0))
 
 
 @pytest.mark.parametrize(("p", "k", "d"), [(3, 3, 5), (4, 3, 4), (3, 4, 6), (4, 2, 3)])
@@ -293,13 +296,15 @@ def test_beta_threshold_by_an_autodiff_reference_on_the_sphere(p: int, k: int, d
     for beta, index in ((bc - 0.02, k - 1), (bc + 0.02, 0)):
         v = equal_overlap_vectors(k, beta, d)
         np.testing.assert_allclose(v @ v.T, (1 - beta) * np.eye(k) + beta, atol=1e-14)
-        eig = np.linalg.eigvalsh(sphere_chart_hessian(v, p))
+        grad, hess = sphere_chart(v, p)
+        assert np.max(np.abs(grad)) < 1e-14  # w̄ is a critical point on the sphere
+        eig = np.linalg.eigvalsh(hess)
         np.testing.assert_allclose(eig, closed_form_eigenvalues(p, k, beta, d), atol=1e-12)
         assert np.min(np.abs(eig)) > 1e-2
         assert int(np.sum(eig < 0)) == index, (beta, eig)
     # and exactly at β_c the splitting eigenvalue vanishes
     v = equal_overlap_vectors(k, bc, d)
-    eig = np.linalg.eigvalsh(sphere_chart_hessian(v, p))
+    eig = np.linalg.eigvalsh(sphere_chart(v, p)[1])
     assert np.sum(np.abs(eig) < 1e-12) == k - 1
 
 

@@ -141,6 +141,17 @@ async def start_run(
     return screen
 
 
+async def replay_ready(pilot: Any, timeout: float = 120.0) -> Any:
+    """Wait for the replay screen and for its problem (rebuilt in a worker); return it."""
+    from explorer.screens.replay import ReplayScreen
+
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "the replay screen", 60)
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.problem is not None, "the replay's problem", timeout)
+    return screen
+
+
 def sync(fn: Callable) -> Callable:
     """Run an async test body with ``asyncio.run`` (no pytest async plugin is installed)."""
 

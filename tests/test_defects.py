@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import TINY_CONFIG, start_run, wait_for
+from helpers import TINY_CONFIG, replay_ready, start_run, wait_for
 
 from core.config import parse_config
 from core.session import load_session
@@ -366,7 +366,6 @@ def test_replay_inspector_down_moves_the_selection_and_cells_say_what_they_hold(
 
     from core.analysis import RESPONSE_EXTENT, RESPONSE_POINTS_2D, neuron_response
     from explorer.app import ExplorerApp
-    from explorer.screens.replay import ReplayScreen
     from explorer.widgets.inspector import NORM_WITH_BIAS, NeuronInspector
 
     session = load_session(ROOT / "sessions" / "symmetry_saddle")
@@ -374,9 +373,7 @@ def test_replay_inspector_down_moves_the_selection_and_cells_say_what_they_hold(
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.problem is not None, "problem", 60)
+            screen = await replay_ready(pilot)
             await pilot.press("home", "i")
             await wait_for(pilot, lambda: screen.last_inspection is not None, "inspect", 60)
             await pilot.pause(0.2)
@@ -486,7 +483,6 @@ def test_replay_inside_a_channel_phase_names_the_forming_pair():
     from core.analysis import FORMING_CHANNEL_ROLE, Inspection, mark_forming_channels
     from core.phases import session_phases
     from explorer.app import ExplorerApp
-    from explorer.screens.replay import ReplayScreen
 
     session = load_session(ROOT / "sessions" / "channel_to_infinity")
     (channel,) = [p for p in session_phases(session) if p.kind == "channel"]
@@ -497,9 +493,7 @@ def test_replay_inside_a_channel_phase_names_the_forming_pair():
 
     async def scenario() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, ReplayScreen), "replay", 10)
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.problem is not None, "problem", 60)
+            screen = await replay_ready(pilot)
             screen.position = k
             screen.action_inspect()
             await wait_for(pilot, lambda: screen.last_inspection is not None, "inspect", 60)

@@ -108,6 +108,17 @@ def test_stiff_solver_uses_exact_hessian():
     assert run.steps <= len(calls) <= 3 * run.steps + 10
 
 
+def assert_resume_matches(whole, first, rest, n_saves: int) -> None:
+    """A run paused after chunk ``first`` and resumed from its last state (``rest``) holds
+    the uninterrupted run's states on all n_saves + 1 grid times, no row twice."""
+    assert rest.t[0] > first.t[-1]  # no duplicate row on resume
+    t = np.concatenate([first.t, rest.t])
+    theta = np.concatenate([first.theta, rest.theta])
+    common, i, j = np.intersect1d(t, whole.t, return_indices=True)
+    assert len(common) == n_saves + 1
+    np.testing.assert_allclose(theta[i], whole.theta[j], rtol=0, atol=1e-9)
+
+
 def test_resume_equals_uninterrupted_and_no_recompilation():
     """Pausing and resuming gives the uninterrupted trajectory, and with the same
     (objective, settings) nothing is traced again: counted by JAX's own monitoring events
@@ -122,12 +133,7 @@ def test_resume_equals_uninterrupted_and_no_recompilation():
         rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
     assert traced == []  # same (objective, settings): no retrace, no recompilation
     assert not first.done and len(first.t) >= 2
-    assert rest.t[0] > first.t[-1]  # no duplicate row on resume
-    t = np.concatenate([first.t, rest.t])
-    theta = np.concatenate([first.theta, rest.theta])
-    common, i, j = np.intersect1d(t, whole.t, return_indices=True)
-    assert len(common) == settings.n_saves + 1
-    np.testing.assert_allclose(theta[i], whole.theta[j], rtol=0, atol=1e-9)
+    assert_resume_matches(whole, first, rest, settings.n_saves)
 
 
 def test_trace_counter_sees_a_rebuilt_flow_program():
@@ -333,12 +339,7 @@ def test_lsoda_resume_and_interleaved_runs():
         np.testing.assert_array_equal(np.concatenate([c.theta for c in part]), whole.theta)
     first = next(run_dynamics(QUARTIC, THETA0, settings))
     rest = run_to_end(QUARTIC, first.theta[-1], settings, t0=float(first.t[-1]))
-    assert rest.t[0] > first.t[-1]
-    t = np.concatenate([first.t, rest.t])
-    theta = np.concatenate([first.theta, rest.theta])
-    common, i, j = np.intersect1d(t, whole_q.t, return_indices=True)
-    assert len(common) == settings.n_saves + 1
-    np.testing.assert_allclose(theta[i], whole_q.theta[j], rtol=0, atol=1e-9)
+    assert_resume_matches(whole_q, first, rest, settings.n_saves)
 
 
 def test_deep_linear_small_init_finishes_with_auto():

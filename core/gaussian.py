@@ -507,8 +507,9 @@ def gaussian_objective(
         ∂L/∂a_i = E[ρ σ_i(w_i·x)],
         ∂L/∂w_i = a_i E[ρ σ_i′(w_i·x) x] = a_i Σ_q c_q (2 w_i ∂K_iq/∂c₁₁ + w_q ∂K_iq/∂c₁₂),
 
-    where ρ = Σ_q c_q σ_q(w_q·x) over the stacked neurons.  The Hessian is ``jax.jacfwd`` of
-    that gradient, symmetrised.  ``data`` of the returned Objective is ``None``.
+    where ρ = Σ_q c_q σ_q(w_q·x) over the stacked neurons.  The Hessian is assembled from the
+    pair structure by :func:`core.gaussian_hessian.structured_hessian` (equal to ``jax.jacfwd``
+    of that gradient, symmetrised, to rounding).  ``data`` of the returned Objective is ``None``.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -572,9 +573,13 @@ def gaussian_objective(
             g = g + jax.grad(barrier)(theta, maxnorm)
         return g
 
+    # Imported here: core.gaussian_hessian builds on this module's kernels.
+    from core.gaussian_hessian import structured_hessian
+
     def hess_fn(theta: Array, v: Array, b: Array) -> Array:
-        h = jax.jacfwd(grad_fn)(theta, v, b)
-        return 0.5 * (h + h.T)
+        return structured_hessian(
+            spec, acts_t, theta, v, b, mse=mse, maxnorm=maxnorm, n_nodes=n_nodes
+        )
 
     # Teacher arrays are passed as arguments, not closed over, so XLA cannot constant-fold
     # the teacher blocks differently from the student blocks (exact zero at the teacher).

@@ -51,6 +51,10 @@ MAX_DATA_BYTES = 4 << 30
 ParamTuples = tuple[tuple[str, tuple], ...]
 #: ``activations``: per hidden layer, one name or a tuple of per-neuron names.
 LayerActivations = tuple[str | tuple[str, ...], ...]
+#: ``bias``: one flag for every layer, or one per layer (hidden layers in order, then the
+#: output layer: :func:`core.spec.make_spec`'s convention); a list of equal flags is stored
+#: as the one flag.
+Bias = bool | tuple[bool, ...]
 
 
 def per_layer_activations(
@@ -66,6 +70,11 @@ def per_layer_activations(
     if isinstance(activation, tuple):
         return [activation]
     return [(activation or "softplus",) * k for k in widths]
+
+
+def layer_biases(widths: Sequence[int], bias: Bias) -> tuple[bool, ...]:
+    """One flag per layer (hidden layers, then the output layer) from ``bias``."""
+    return (bias,) * (len(widths) + 1) if isinstance(bias, bool) else tuple(bias)
 
 
 def _linear(
@@ -108,7 +117,7 @@ class TeacherConfig:
     input_dim: int = 2
     widths: tuple[int, ...] = (4,)
     activation: str | None = "softplus"
-    bias: bool = True
+    bias: Bias = True
     output_dim: int = 1
     u: tuple[float, ...] | None = None
     v: tuple[float, ...] | None = None
@@ -143,7 +152,7 @@ class StudentConfig:
 
     widths: tuple[int, ...] = (4,)
     activation: str | tuple[str, ...] | None = "softplus"
-    bias: bool = True
+    bias: Bias = True
     init_scale: float = 1.0
     params: ParamTuples | None = None
     activations: LayerActivations | None = None
@@ -415,6 +424,20 @@ class _Validator:
             raise self.fail(name, f"must be true or false, got {_fmt(value)}")
         return value
 
+    def bias(self, value: Any, name: str, widths: tuple[int, ...]) -> Bias:
+        """One flag, or one per layer: the hidden layers in order, then the output layer."""
+        if not isinstance(value, list | tuple):
+            return self.boolean(value, name)
+        n = len(widths) + 1
+        if len(value) != n:
+            raise self.fail(
+                name,
+                f"needs one flag per layer, hidden layers then output ({n} for widths = "
+                f"{list(widths)}), got {len(value)}",
+            )
+        flags = tuple(self.boolean(b, f"{name}[{i}]") for i, b in enumerate(value))
+        return flags[0] if len(set(flags)) == 1 else flags
+
     def choice(self, value: Any, name: str, options: Sequence[str]) -> str:
         if not isinstance(value, str) or value not in options:
             close = (
@@ -575,7 +598,10 @@ class _Validator:
             activations = self.layer_activations(t, "teacher", widths)
         else:
             act = self.activation_name(t.get("activation", "softplus"), "teacher.activation")
-        bias = self.boolean(t.get("bias", kind != "orthonormal"), "teacher.bias")
+        bias = self.bias(t.get("bias", kind != "orthonormal"), "teacher.bias", widths)
+        if not isinstance(bias, bool) and kind not in ("random", "file", "explicit"):
+            msg = f"one flag per layer only for kind = random, file or explicit, not {kind!r}"
+            raise self.fail("teacher.bias", msg)
         out_dim = self.integer(t.get("output_dim", 1), "teacher.output_dim", 1, 1000)
         u = v = path = params = None
         if kind != "glu":
@@ -666,7 +692,7 @@ class _Validator:
             )
         else:
             act = self.activation_name(raw_act, "student.activation")
-        bias = self.boolean(s.get("bias", True), "student.bias")
+        bias = self.bias(s.get("bias", True), "student.bias", widths)
         scale = self.number(s.get("init_scale", 1.0), "student.init_scale", hi=1e6)
         if scale < 0:
             raise self.fail("student.init_scale", f"must be ≥ 0, got {scale}")
@@ -677,7 +703,7 @@ class _Validator:
         output = self.choice(s.get("output", "identity"), "student.output", OUTPUTS)
         unit_norm = self.boolean(s.get("unit_norm", False), "student.unit_norm")
         train_output = self.boolean(s.get("train_output", True), "student.train_output")
-        if unit_norm and bias:
+        if unit_norm and layer_biases(widths, bias)[0]:
             raise self.fail(
                 "student.unit_norm",
                 "needs a bias-free first layer: set student.bias = false (w_i·x has no offset "
@@ -864,8 +890,10 @@ class _Validator:
                     "data.kind",
                     f"'gaussian-infinite' needs a network teacher, not kind = {t.kind!r}",
                 )
-            two_layer = len(t.widths) == 1 and not t.bias and t.output_dim == 1
-            two_layer = two_layer and len(s.widths) == 1 and not s.bias
+            t_bias = any(layer_biases(t.widths, t.bias))
+            s_bias = any(layer_biases(s.widths, s.bias))
+            two_layer = len(t.widths) == 1 and not t_bias and t.output_dim == 1
+            two_layer = two_layer and len(s.widths) == 1 and not s_bias
             if not two_layer and _linear(s.widths, s.activation, s.activations):
                 # a deep linear student (core.linear_gaussian): any depth, outputs, biases
                 if not _linear(t.widths, t.activation, t.activations):
@@ -880,13 +908,13 @@ class _Validator:
                         f"a deep linear student on 'gaussian-infinite' data needs 'mse', not "
                         f"{data.loss!r} (−E[f g] of a linear net is unbounded below)",
                     )
-            elif len(t.widths) != 1 or t.bias:
+            elif len(t.widths) != 1 or t_bias:
                 raise self.fail(
                     "data.kind",
                     "'gaussian-infinite' needs a bias-free one-hidden-layer teacher "
                     "(teacher.bias = false, one entry in teacher.widths)",
                 )
-            elif len(s.widths) != 1 or s.bias:
+            elif len(s.widths) != 1 or s_bias:
                 raise self.fail(
                     "data.kind",
                     "'gaussian-infinite' needs a bias-free one-hidden-layer student "

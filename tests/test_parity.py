@@ -463,3 +463,161 @@ def test_rmse_for_infinite_data_matches_samples() -> None:
     r2 = np.asarray((forward_jit(problem.spec, theta, x) - problem.teacher(x)) ** 2)[:, 0]
     se = r2.std() / np.sqrt(len(r2))
     assert abs(rmse**2 - r2.mean()) < 5 * se
+
+
+# ------------------------------------------------------------ one bias flag per layer
+
+#: MLPGradientFlow's nets with a bias flag per layer, as (input_dim, hidden widths,
+#: activations per hidden layer, bias per layer (hidden layers, then the output), outputs).
+PER_LAYER_BIAS_NETS = [
+    # ((4, sigmoid, true), (2, identity, false), (2, g, true), (5, identity, false))
+    (2, [4, 2, 2], ["sigmoid", "identity", "g"], [True, False, True, False], 5),
+    # ((2, sigmoid, false), (4, identity, true))
+    (2, [2], ["sigmoid"], [False, True], 4),
+]
+
+
+def _per_layer_bias_mapping(d, widths, acts, bias, k) -> dict:
+    """Teacher and student both of the net's shape (the student's own seed and init)."""
+    m = config_to_dict(default_config())
+    net = {"widths": widths, "activations": acts, "bias": bias}
+    m["teacher"] = {"kind": "random", "input_dim": d, "output_dim": k, **net}
+    m["student"] = {**net, "init_scale": 1.0}
+    m["data"] = {"kind": "gaussian", "samples": 12}
+    return m
+
+
+@pytest.mark.parametrize("net", PER_LAYER_BIAS_NETS)
+def test_per_layer_bias_config_round_trip(net) -> None:
+    """``bias = [true, false, …]``: one flag per layer, hidden layers then the output layer
+    (make_spec's convention), for the student and a network teacher; it round-trips through
+    the TOML mapping and text, and a list of equal flags is the one flag."""
+    import tomllib
+
+    d, widths, acts, bias, k = net
+    cfg = parse_config(_per_layer_bias_mapping(*net))
+    assert cfg.student.bias == tuple(bias) and cfg.teacher.bias == tuple(bias)
+    assert cfg.student_spec().bias == tuple(bias) and cfg.teacher.spec().bias == tuple(bias)
+    back = config_to_dict(cfg)
+    assert back["student"]["bias"] == bias and back["teacher"]["bias"] == bias
+    assert parse_config(back) == cfg
+    assert parse_config(tomllib.loads(config_to_toml(cfg))) == cfg
+    same = _per_layer_bias_mapping(d, widths, acts, [False] * len(bias), k)
+    assert parse_config(same).student.bias is False
+
+
+@pytest.mark.parametrize("net", PER_LAYER_BIAS_NETS)
+def test_per_layer_bias_nets_against_autodiff(net) -> None:
+    """The problem built from the config: its loss, gradient and Hessian equal autodiff of
+    the independent reference forward pass (½·mean‖r‖²) on its data, and the teacher's
+    targets are the reference forward pass of the teacher's θ."""
+    from core.problem import build_problem
+
+    problem = build_problem(parse_config(_per_layer_bias_mapping(*net)))
+    spec, teacher = problem.spec, problem.teacher
+    assert spec.bias == tuple(net[3]) and teacher.spec.bias == tuple(net[3])
+    x, y = jnp.asarray(problem.data.x), jnp.asarray(problem.data.y)
+    np.testing.assert_allclose(y, reference_forward(teacher.spec, teacher.theta, x), rtol=1e-12)
+
+    def ref(t):
+        return 0.5 * jnp.mean(jnp.sum((reference_forward(spec, t, x) - y) ** 2, axis=1))
+
+    theta = problem.theta0
+    obj = problem.objective
+    assert float(obj.loss(theta)) == pytest.approx(float(ref(theta)), rel=1e-13)
+    assert _rel(obj.grad(theta), jax.jit(jax.grad(ref))(theta)) < 1e-11
+    assert _rel(obj.hessian(theta), jax.jit(jax.hessian(ref))(theta)) < 1e-11
+
+
+@pytest.mark.parametrize("net", PER_LAYER_BIAS_NETS)
+def test_per_layer_bias_sessions_save_and_load(tmp_path, net) -> None:
+    """A short headless run of each net saves a session (with its analysis) that loads
+    back with the same config and per-layer flags."""
+    from core.runner import run_config
+
+    m = _per_layer_bias_mapping(*net)
+    m["dynamics"] = {"t_max": 1.0, "n_saves": 5}
+    m["refine"] = {"method": "none"}
+    cfg = parse_config(m)
+    session = load_session(run_config(cfg, tmp_path / "s"))
+    assert session.config == cfg
+    assert session.final_spec.bias == tuple(net[3])
+    assert session.final_segment.theta.shape[1] == cfg.student_spec().n_params
+    assert session.analysis is not None and np.isfinite(session.analysis["loss"])
+
+
+@pytest.mark.parametrize(
+    ("table", "bias", "field", "message"),
+    [
+        ("student", [True, False], "student.bias", r"one flag per layer.*\(3 for widths = "
+         r"\[4, 2\]\), got 2"),
+        ("teacher", [True], "teacher.bias", r"\(2 for widths = \[3\]\), got 1"),
+        ("student", [True, 1, False], r"student.bias\[1\]", "must be true or false, got 1"),
+        ("student", "yes", "student.bias", "must be true or false"),
+    ],
+)  # fmt: skip
+def test_per_layer_bias_errors_name_the_field(table, bias, field, message) -> None:
+    from core.config import ConfigError
+
+    m = config_to_dict(default_config())
+    m["student"]["widths"] = [4, 2]
+    m["teacher"]["widths"] = [3]
+    m[table]["bias"] = bias
+    with pytest.raises(ConfigError, match=f"^cfg.toml: {field}: .*{message}") as info:
+        parse_config(m, "cfg.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_per_layer_bias_refusals() -> None:
+    """Per-layer flags only for MLP teachers; unit_norm reads the first layer's flag and
+    infinite Gaussian data any flag."""
+    from core.config import ConfigError
+
+    m = config_to_dict(default_config())
+    m["teacher"] = {"kind": "glu", "input_dim": 2, "u": [1.0, 0.0], "v": [0.0, 1.0]}
+    m["teacher"] |= {"bias": [True, False]}
+    with pytest.raises(ConfigError, match=r"teacher\.bias: one flag per layer only for kind"):
+        parse_config(m)
+    m = config_to_dict(default_config())
+    m["student"] |= {"bias": [False, True], "unit_norm": True}
+    assert parse_config(m).student.unit_norm  # first layer bias-free: fine
+    m["student"]["bias"] = [True, False]
+    with pytest.raises(ConfigError, match=r"student\.unit_norm: needs a bias-free first"):
+        parse_config(m)
+    m = config_to_dict(default_config())
+    m["teacher"] |= {"bias": False}
+    m["student"] |= {"bias": [False, True]}
+    m["data"] = {"kind": "gaussian-infinite"}
+    with pytest.raises(ConfigError, match=r"data\.kind: .*bias-free one-hidden-layer student"):
+        parse_config(m)
+
+
+def test_setup_screen_keeps_per_layer_bias() -> None:
+    """Per-layer bias flags open in the setup form valid and kept, their checkbox labelled
+    with the loaded flags; ticking the box replaces them by one flag for every layer."""
+    import asyncio
+
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import SetupScreen, widget_id
+
+    cfg = parse_config(_per_layer_bias_mapping(*PER_LAYER_BIAS_NETS[0]))
+    app = ExplorerApp(cfg, autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, SetupScreen)
+            assert screen.error is None and screen.config == cfg
+            box = screen.query_one("#" + widget_id("student.bias"))
+            assert str(box.label) == "per layer: on | off | on | off"
+            teacher_box = screen.query_one("#" + widget_id("teacher.bias"))
+            assert str(teacher_box.label) == "per layer: on | off | on | off"
+            box.value = True
+            await pilot.pause()
+            assert screen.error is None
+            assert screen.config.student.bias is True
+            assert screen.config.teacher.bias == cfg.teacher.bias
+            assert str(box.label) == "on"
+
+    asyncio.run(scenario())

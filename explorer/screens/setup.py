@@ -11,8 +11,8 @@ the loaded config's value and parses again — every rule stays core's.  Fields 
 does not use are hidden (``Field.only_for``); fields for keys core does not parse are not
 in the form (:func:`parsed_keys`); an explicit teacher's ``params`` are typed as the TOML
 of the ``[teacher.params]`` table; values no single choice expresses (per-neuron
-activations) are shown as loaded and kept.  Tab goes field to field (:class:`FormScroll`)
-and the focused field's label is in reverse video.
+activations, per-layer bias flags) are shown as loaded and kept.  Tab goes field to field
+(:class:`FormScroll`) and the focused field's label is in reverse video.
 """
 
 from __future__ import annotations
@@ -224,8 +224,11 @@ def select_options(f: Field, base: dict) -> tuple[list[tuple[str, Any]], Any]:
     return opts, value
 
 
-def check_label(value: bool) -> str:
-    """A checkbox's label: its state in words."""
+def check_label(value: Any) -> str:
+    """A checkbox's label: its state in words; a list of flags (``bias`` per layer) is shown
+    as loaded, ``per layer: on | off | …``."""
+    if isinstance(value, list):
+        return "per layer: " + " | ".join(check_label(v) for v in value)
     return "on" if value else "off"
 
 
@@ -401,6 +404,7 @@ class SetupScreen(Screen):
         self._fields = [f for _, fs in form_fields() for f in fs]
         self._keys = {f.key for f in self._fields}
         self._text_errors: dict[str, str] = {}  # form key → why its text is not TOML
+        self._as_loaded: set[str] = set()  # check fields holding the loaded per-layer list
 
     def compose(self) -> ComposeResult:
         presets = list_presets()
@@ -437,7 +441,9 @@ class SetupScreen(Screen):
             elif f.kind == "check":
                 # The label spells the state: the check mark alone is told apart only by
                 # colour, which 16-colour terminals and screen readers lose.
-                yield Checkbox(check_label(bool(value)), value=bool(value), id=widget_id(f.key))
+                if isinstance(value, list):  # per-layer flags: kept until the box is ticked
+                    self._as_loaded.add(f.key)
+                yield Checkbox(check_label(value), value=value is True, id=widget_id(f.key))
             elif f.kind == "text":
                 yield TextArea(
                     format_params(value),
@@ -476,6 +482,8 @@ class SetupScreen(Screen):
             widget = self.query_one("#" + widget_id(f.key))
             if isinstance(widget, Select) and widget.value == AS_LOADED:
                 continue  # the loaded per-neuron / per-layer names, kept
+            if f.key in self._as_loaded:
+                continue  # the loaded per-layer flags, kept
             if isinstance(widget, (Select, Checkbox)):
                 value = widget.value
                 if f.key.endswith(".activation"):
@@ -573,6 +581,7 @@ class SetupScreen(Screen):
 
     @on(Checkbox.Changed)
     def _checked(self, event: Checkbox.Changed) -> None:
+        self._as_loaded -= {k for k in self._as_loaded if widget_id(k) == event.checkbox.id}
         event.checkbox.label = check_label(event.value)
         self.validate()
 
@@ -605,8 +614,12 @@ class SetupScreen(Screen):
                     widget.set_options(opts)
                     widget.value = current
                 elif isinstance(widget, Checkbox):
-                    widget.value = bool(value)
-                    widget.label = check_label(bool(value))
+                    if isinstance(value, list):
+                        self._as_loaded.add(f.key)
+                    else:
+                        self._as_loaded.discard(f.key)
+                    widget.value = value is True
+                    widget.label = check_label(value)
                 elif isinstance(widget, TextArea):
                     widget.text = format_params(value)
                 else:

@@ -24,13 +24,12 @@ import functools
 import hashlib
 import io
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.files import FileReadError, read_bytes, short
+from core.files import FileReadError, npz_arrays, read_bytes, short
 
 #: Largest data file (and largest total of its uncompressed members): 1 GiB holds
 #: 10⁵ samples of d = 1000 in float64 with room for y.
@@ -76,29 +75,6 @@ class DataFile:
         return y.astype(np.int64)
 
 
-def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays of an in-memory ``.npz`` (bounded like :func:`core.files.load_npz`)."""
-    f = io.BytesIO(data)
-    try:
-        with zipfile.ZipFile(f) as z:
-            total = sum(i.file_size for i in z.infolist())
-        if total > MAX_DATA_FILE_BYTES:
-            raise FileReadError(f"uncompresses to {total} bytes, more than the limit")
-        f.seek(0)
-        with np.load(f, allow_pickle=False) as arrays:
-            return {k: np.asarray(arrays[k]) for k in arrays.files}
-    except FileReadError:
-        raise
-    except zipfile.BadZipFile:
-        raise FileReadError("not an .npz archive (np.savez of x and y)") from None
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise FileReadError("holds object arrays (pickles); refusing to load") from None
-        raise FileReadError(f"unreadable array file ({short(e, 120)})") from None
-    except Exception as e:  # zlib.error, EOFError… from a damaged archive
-        raise FileReadError(f"unreadable array file ({type(e).__name__})") from None
-
-
 def _real_finite(a: np.ndarray, name: str) -> np.ndarray:
     if a.dtype.kind not in "fiub":
         raise FileReadError(f"array {name!r} has dtype {a.dtype}, expected real numbers")
@@ -112,7 +88,7 @@ def _real_finite(a: np.ndarray, name: str) -> np.ndarray:
 def parse_data_file(data: bytes, path: Path) -> DataFile:
     """Validate the bytes of a data archive (see the module docstring); ``FileReadError``
     saying what is wrong (shapes, names, values) otherwise."""
-    arrays = _npz_arrays(data)
+    arrays = npz_arrays(io.BytesIO(data), MAX_DATA_FILE_BYTES, hint="np.savez of x and y")
     extra = sorted(set(arrays) - set(ARRAY_NAMES))
     if extra:
         raise FileReadError(f"unexpected array {short(extra[0])!r} (holds x and optionally y)")

@@ -193,33 +193,45 @@ def read_toml(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, 
 # ----------------------------------------------------------------------------- arrays
 
 
+def npz_arrays(
+    f: BinaryIO, max_bytes: int, *, hint: str = "a zip of .npy arrays"
+) -> dict[str, np.ndarray]:
+    """All arrays of the ``.npz`` archive open as ``f`` (seekable, positioned at its start),
+    bounded: members that uncompress to ≤ ``max_bytes`` in total; no pickles.
+
+    ``hint`` says what the archive should be in the "not an .npz archive (…)" error.
+    Raises :class:`FileReadError` for anything else (a bare ``.npy``, a broken zip…).
+    """
+    try:
+        with zipfile.ZipFile(f) as z:
+            total = sum(i.file_size for i in z.infolist())
+        if total > max_bytes:
+            raise FileReadError(f"uncompresses to {total} bytes, more than the limit")
+        f.seek(0)
+        with np.load(f, allow_pickle=False) as arrays:
+            return {k: np.asarray(arrays[k]) for k in arrays.files}
+    except FileReadError:
+        raise
+    except zipfile.BadZipFile:
+        raise FileReadError(f"not an .npz archive ({hint})") from None
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise FileReadError("holds object arrays (pickles); refusing to load") from None
+        raise FileReadError(f"unreadable array file ({short(e, 120)})") from None
+    except Exception as e:  # zlib.error, EOFError, struct.error… from a damaged archive
+        raise FileReadError(f"unreadable array file ({type(e).__name__})") from None
+
+
 def load_npz(
     path: str | Path, max_bytes: int = MAX_ARRAY_FILE_BYTES, *, follow: bool = True
 ) -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` archive, bounded: a regular file of ≤ ``max_bytes``
-    whose members uncompress to ≤ ``max_bytes`` in total; no pickles.
+    whose members uncompress to ≤ ``max_bytes`` in total; no pickles (:func:`npz_arrays`).
 
     Raises :class:`FileReadError` for anything else (a bare ``.npy``, a broken zip…).
     """
     with open_regular(path, max_bytes, follow=follow) as f:
-        try:
-            with zipfile.ZipFile(f) as z:
-                total = sum(i.file_size for i in z.infolist())
-            if total > max_bytes:
-                raise FileReadError(f"uncompresses to {total} bytes, more than the limit")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as arrays:
-                return {k: np.asarray(arrays[k]) for k in arrays.files}
-        except FileReadError:
-            raise
-        except zipfile.BadZipFile:
-            raise FileReadError("not an .npz archive (a zip of .npy arrays)") from None
-        except ValueError as e:
-            if "pickle" in str(e):
-                raise FileReadError("holds object arrays (pickles); refusing to load") from None
-            raise FileReadError(f"unreadable array file ({short(e, 120)})") from None
-        except Exception as e:  # zlib.error, EOFError, struct.error… from a damaged archive
-            raise FileReadError(f"unreadable array file ({type(e).__name__})") from None
+        return npz_arrays(f, max_bytes)
 
 
 def load_params_npz(path: str | Path, shapes: Mapping[str, tuple[int, ...]]) -> dict:

@@ -16,7 +16,8 @@ Conventions (as in MLPGradientFlow.jl):
 * ``g``: σ(z) = sigmoid(4z) + softplus(z), MLPGradientFlow's ``g`` (its papers' default);
   MLPGradientFlow's ``sigmoid2`` = erf(z/√2) is the alias ``sigmoid2`` of ``erf`` here.
 * ``exp``: σ = σ′ = σ″ = eᶻ.
-* ``square`` is z² here; MLPGradientFlow's ``square`` is z²/2.
+* ``square``: σ(z) = z² — NOT as in MLPGradientFlow.jl, whose ``square`` is z²/2 (kept:
+  saved sessions use it; docs/DESIGN.md lists the differences).
 * ``he1`` … ``he4``: h_p(z) = He_p(z)/√(p!), the probabilists' Hermite polynomials
   He₁ = z, He₂ = z² − 1, He₃ = z³ − 3z, He₄ = z⁴ − 6z² + 3, normalised so that for
   unit-variance u, v with correlation ρ, E[h_p(u) h_q(v)] = δ_pq ρ^p (the multi-index

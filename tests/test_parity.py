@@ -621,3 +621,20 @@ def test_setup_screen_keeps_per_layer_bias() -> None:
             assert str(box.label) == "on"
 
     asyncio.run(scenario())
+
+
+def test_square_differs_from_mlpgf_and_the_docs_say_so() -> None:
+    """``square`` is z² here (MLPGradientFlow's is z²/2): the meaning stays (saved sessions
+    use it) and docs/DESIGN.md's differences table says so plainly."""
+    from pathlib import Path
+
+    from core.activations import get_activation
+
+    act = get_activation("square")
+    z = jnp.asarray([-1.5, 0.5, 3.0])
+    np.testing.assert_allclose(act(z), z**2)
+    np.testing.assert_allclose(act.df(z), 2 * z)
+    design = (Path(__file__).resolve().parents[1] / "docs" / "DESIGN.md").read_text()
+    table = design.split("Differences from MLPGradientFlow.jl", 1)[1].split("\n\n", 2)[1]
+    row = next(line for line in table.splitlines() if line.startswith("| `square`"))
+    assert "z²" in row and "z²/2" in row

@@ -16,6 +16,11 @@ Conventions (as in MLPGradientFlow.jl):
 * ``g``: σ(z) = sigmoid(4z) + softplus(z), MLPGradientFlow's ``g`` (its papers' default);
   MLPGradientFlow's ``sigmoid2`` = erf(z/√2) is the alias ``sigmoid2`` of ``erf`` here.
 * ``exp``: σ = σ′ = σ″ = eᶻ.
+* ``selu``: σ(z) = λz for z > 0, λα(eᶻ − 1) for z ≤ 0, with MLPGradientFlow's constants
+  λ = 1.05070098, α = 1.67326324 (the self-normalising values to 8 decimals, as there);
+  σ′(0) = λα and σ″ = λα eᶻ for z ≤ 0, 0 for z > 0 (its one-sided conventions at the kink).
+* ``sigmoid_fast`` is an alias of ``sigmoid``: MLPGradientFlow's ``sigmoid`` *is*
+  ``sigmoid_fast`` (NNlib's faster evaluation of the same logistic function 1/(1 + e^{−z})).
 * ``square``: σ(z) = z² — NOT as in MLPGradientFlow.jl, whose ``square`` is z²/2 (kept:
   saved sessions use it; docs/DESIGN.md lists the differences).
 * ``he1`` … ``he4``: h_p(z) = He_p(z)/√(p!), the probabilists' Hermite polynomials
@@ -157,6 +162,26 @@ def _d2_g(z: Array) -> Array:
     return 16.0 * _d2_sigmoid(4.0 * z) + _d_sigmoid(z)
 
 
+#: MLPGradientFlow's selu constants (λ, α), 8 decimals as there (not the exact
+#: self-normalising 1.0507009873…, 1.6732632423…): a net carried over computes the same σ.
+_SELU_LAMBDA, _SELU_ALPHA = 1.05070098, 1.67326324
+
+
+def _selu(z: Array) -> Array:
+    """λz for z > 0, λα(eᶻ − 1) for z ≤ 0 (e^{min(z, 0)}: no overflow, finite gradients)."""
+    return _SELU_LAMBDA * jnp.where(z > 0.0, z, _SELU_ALPHA * jnp.expm1(jnp.minimum(z, 0.0)))
+
+
+def _d_selu(z: Array) -> Array:
+    """λ for z > 0, λα eᶻ for z ≤ 0."""
+    return _SELU_LAMBDA * jnp.where(z > 0.0, 1.0, _SELU_ALPHA * jnp.exp(jnp.minimum(z, 0.0)))
+
+
+def _d2_selu(z: Array) -> Array:
+    """0 for z > 0, λα eᶻ for z ≤ 0."""
+    return jnp.where(z > 0.0, 0.0, _SELU_LAMBDA * _SELU_ALPHA * jnp.exp(jnp.minimum(z, 0.0)))
+
+
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
@@ -193,6 +218,7 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("identity", lambda z: z, jnp.ones_like, jnp.zeros_like),
         Activation("g", _g, _d_g, _d2_g),
         Activation("exp", jnp.exp, jnp.exp, jnp.exp),
+        Activation("selu", _selu, _d_selu, _d2_selu),
         *(_hermite(p) for p in (1, 2, 3, 4)),
     ]
 }

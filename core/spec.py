@@ -27,16 +27,24 @@ ACTIVATION_NAMES: tuple[str, ...] = (
     "identity",
     "g",
     "exp",
+    "selu",
     "he1",
     "he2",
     "he3",
     "he4",
 )
 #: Other names accepted for an activation.  ``sigmoid2`` is MLPGradientFlow's name for
-#: erf(z/√2), ``tanh_fast`` its fast tanh (the same function).  (``g`` was an alias of
+#: erf(z/√2), ``tanh_fast`` and ``sigmoid_fast`` its fast tanh and sigmoid (the same
+#: functions; its ``sigmoid`` is ``sigmoid_fast``).  (``g`` was an alias of
 #: ``erf`` before session schema 3; it is now MLPGradientFlow's g(z) = sigmoid(4z) +
 #: softplus(z) — see :data:`LEGACY_ALIASES`.)
-ALIASES = {"linear": "identity", "id": "identity", "sigmoid2": "erf", "tanh_fast": "tanh"}
+ALIASES = {
+    "linear": "identity",
+    "id": "identity",
+    "sigmoid2": "erf",
+    "tanh_fast": "tanh",
+    "sigmoid_fast": "sigmoid",
+}
 #: Names whose meaning changed, with what they meant before session schema 3.  Sessions
 #: saved with an older schema are read with these (:func:`core.session.load_session`).
 LEGACY_ALIASES = {"g": "erf"}

@@ -697,6 +697,27 @@ def inspect_point(objective: Objective, theta, teacher: Teacher | None, t: float
 FORMING_CHANNEL_ROLE = "channel (forming)"
 
 
+def forming_channels(
+    t: float,
+    here: Sequence[Channel],
+    ahead: Sequence[Channel],
+    t_ahead: float,
+    *,
+    phases: Sequence[Phase],
+) -> list[Channel]:
+    """The pairs of ``ahead`` (:func:`detect_channels` at the later state t_ahead) that are
+    forming at t: those ``here`` (the channels detected at t) does not confirm, when t and
+    t_ahead lie in one channel phase of ``phases``; else none.  The one decision behind
+    :func:`mark_forming_channels` (the inspector) and the narration (core.narration)."""
+    t, t_ahead = float(t), float(t_ahead)
+    inside = any(
+        p.kind == "channel" and p.t_start <= t <= p.t_end and p.t_start <= t_ahead <= p.t_end
+        for p in phases
+    )
+    confirmed = {ch.neurons for ch in here}
+    return [ch for ch in ahead if ch.neurons not in confirmed] if inside else []
+
+
 def mark_forming_channels(
     inspection: Inspection,
     ahead: Sequence[Channel],
@@ -718,13 +739,8 @@ def mark_forming_channels(
     unchanged.
     """
     t = float(inspection.t)
-    inside = any(
-        p.kind == "channel" and p.t_start <= t <= p.t_end and p.t_start <= t_ahead <= p.t_end
-        for p in phases
-    )
-    here = {ch.neurons for ch in inspection.channels}
-    forming = [ch for ch in ahead if ch.neurons not in here]
-    if not inside or not forming:
+    forming = forming_channels(t, inspection.channels, ahead, t_ahead, phases=phases)
+    if not forming:
         return inspection
     pairs = {n for ch in forming for n in ch.neurons}
     neurons = [
@@ -771,6 +787,7 @@ __all__ = [
     "default_eigen_tol",
     "detect_channels",
     "first_layer",
+    "forming_channels",
     "gaussian_sample",
     "glu_function",
     "hessian_spectrum",

@@ -36,6 +36,7 @@ from core.analysis import (
     default_eigen_tol,
     detect_channels,
     first_layer,
+    forming_channels,
     neuron_table,
 )
 from core.phases import PLATEAU_FLAT_REL, PLATEAU_MIN_DECADES, Phase
@@ -88,6 +89,9 @@ class PointFacts:
         nearest: per neuron the nearest teacher neuron (None without one).
         cosines: per neuron that cosine (None without one).
         channels: :func:`core.analysis.detect_channels` at the state.
+        forming: the pairs core marks "channel (forming)" at the state (the inspector's
+            :func:`core.analysis.mark_forming_channels`): confirmed at a later state of the
+            same channel phase (:func:`core.analysis.forming_channels`), not yet here.
         singular: linear nets: singular values (descending) of the end-to-end map, else None.
         teacher_singular: the same for a linear teacher network, else None.
     """
@@ -101,6 +105,7 @@ class PointFacts:
     nearest: tuple[int | None, ...] = ()
     cosines: tuple[float | None, ...] = ()
     channels: tuple[Channel, ...] = ()
+    forming: tuple[Channel, ...] = ()
     singular: tuple[float, ...] | None = None
     teacher_singular: tuple[float, ...] | None = None
 
@@ -261,8 +266,11 @@ def narrate_state(
 ) -> Narration:
     """:func:`narrate` at state ``j`` of a segment (t (m,), θ (m, P), L (m,), ‖∇L‖∞ (m,)).
 
-    Analyses θ_j with the report's inputs (:func:`core.analysis.analysis_inputs`); when it
-    finds a channel, also the latest state at or before t_j / 2 (for the trends).
+    Analyses θ_j with the report's inputs (:func:`core.analysis.analysis_inputs`); inside a
+    channel phase also the segment's last state, whose channels not yet confirmed at t_j are
+    forming there (as the inspector marks them: :func:`core.analysis.forming_channels`);
+    when it finds a channel or a forming one, also the latest state at or before t_j / 2
+    (for the trends).
     """
     from core.analysis import analysis_inputs
 
@@ -284,8 +292,16 @@ def narrate_state(
 
     j = int(j) % st.shape[0]
     facts = facts_at(j)
+    last = st.shape[0] - 1
+    in_channel = any(p.kind == "channel" and p.t_start <= st[j] <= p.t_end for p in phases)
+    if in_channel and j < last and facts.w is not None and np.all(np.isfinite(th[last])):
+        ahead = detect_channels(spec, th[last], x)
+        forming = forming_channels(st[j], facts.channels, ahead, st[last], phases=phases)
+        # as mark_forming_channels: a pair is marked where a neuron has no role of its own
+        forming = [ch for ch in forming if any(not facts.roles[n] for n in ch.neurons)]
+        facts = replace(facts, forming=tuple(forming))
     earlier = None
-    if facts.channels:
+    if facts.channels or facts.forming:
         r = int(np.searchsorted(st, 0.5 * st[j], side="right")) - 1
         if 0 <= r < j:
             earlier = facts_at(r)
@@ -474,6 +490,8 @@ def _neuron_line(kind, facts, earlier, spectrum) -> str:
         return ""
     if facts.channels:
         return _channel_words(facts.channels[0], facts, earlier)
+    if facts.forming and facts.a is not None:
+        return _forming_words(facts.forming[0], facts, earlier)
     if kind == "channel" and facts.w is not None:
         return "no neuron pair passes the channel test here yet: which pair, unsure"
     if facts.singular is not None:
@@ -515,6 +533,30 @@ def _channel_words(ch: Channel, facts: PointFacts, earlier: PointFacts | None) -
     return (
         f"neurons {i}, {j} merge ({eps_txt}), {a_txt}: a gated linear unit "
         f"(GLU error {ch.glu_error:.1g})"
+    )
+
+
+def _forming_words(ch: Channel, facts: PointFacts, earlier: PointFacts | None) -> str:
+    """A pair that a later state of this channel phase confirms (``ch`` is that state's
+    channel), said with the numbers at this state: ε = ‖w̃_i − w̃_j‖/2 and a_i, a_j."""
+    i, j = ch.neurons
+    w, a = facts.w, facts.a
+    eps = 0.5 * float(np.linalg.norm(w[i] - w[j]))
+    eps_trend = a_trend = ""
+    if earlier is not None and earlier.w is not None and earlier.a is not None:  # noqa: SIM102
+        if earlier.w.shape == w.shape:
+            eps0 = 0.5 * float(np.linalg.norm(earlier.w[i] - earlier.w[j]))
+            eps_trend = _trend(eps, eps0, "shrinking", "widening")
+            amax0 = max(abs(earlier.a[i]), abs(earlier.a[j]))
+            a_trend = _trend(max(abs(a[i]), abs(a[j])), amax0, "shrinking", "growing")
+    moving = " approach each other" if eps_trend == "shrinking" else ""
+    eps_txt = f"ε = {eps:.2g}" + (f", {eps_trend}" if eps_trend else "")
+    big = max(abs(a[i]), abs(a[j]))
+    pm = f"±{big:.3g}" if abs(a[i] + a[j]) <= 1e-2 * big else f"{a[i]:+.3g}/{a[j]:+.3g}"
+    return (
+        f"channel forming: neurons {i}, {j}{moving} ({eps_txt}), output weights {pm}"
+        + (f" {a_trend}" if a_trend else "")
+        + " (the pair passes the channel test later in this phase)"
     )
 
 

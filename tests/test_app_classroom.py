@@ -82,6 +82,10 @@ MOMENTS = {
     ],
     "channel_to_infinity": [
         (10.0, ["descent since t ≈ 0"], ["channel"]),
+        # inside the channel phase, before the pair passes the channel test: the pair the
+        # inspector marks "channel (forming)"
+        (1e4, ["channel to infinity since t ≈ 264",
+               "channel forming: neurons 0, 1 approach each other", "growing"], ["unsure"]),
         (5e8, ["channel to infinity since t ≈ 264", "neurons 0, 1 merge (ε = 0.0",
                "shrinking", "growing", "gated linear unit (GLU error"], []),
         (np.inf, ["refinement did not converge", "channel", "neurons 0, 1 merge"],

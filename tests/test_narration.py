@@ -265,3 +265,59 @@ def test_a_multi_output_net_gets_no_split_pair_from_its_first_output_alone():
     f = _facts(spec, th)
     assert f.a is None and f.w is not None
     assert "split pair" not in narrate(1.0, T, np.ones(T.size), [], f).text
+
+
+def test_a_forming_channel_is_named_as_the_inspector_marks_it():
+    """The shipped channel_to_infinity session inside its channel phase, before the pair
+    passes the channel test: the inspector marks neurons 0, 1 "channel (forming)"
+    (core.analysis.mark_forming_channels against the segment's last state), and the
+    narration names the same pair with ε and a at t — not "which pair, unsure"; before
+    the channel phase nothing is said to be forming."""
+    from core.analysis import (
+        FORMING_CHANNEL_ROLE,
+        analysis_inputs,
+        detect_channels,
+        inspect_point,
+        mark_forming_channels,
+    )
+    from core.narration import narrate_state
+    from core.phases import session_phases
+    from core.problem import build_problem
+    from core.session import load_session
+
+    s = load_session("sessions/channel_to_infinity")
+    phases = session_phases(s)
+    channel = next(p for p in phases if p.kind == "channel")
+    problem = build_problem(s.config)
+    seg = s.segments[-1]
+    objective = problem.objective_for(seg.spec)
+    x = analysis_inputs(objective)
+    t = np.asarray(seg.t)
+    j = int(np.searchsorted(t, 100 * channel.t_start))  # two decades into the phase
+    assert channel.t_start < t[j] < t[-1] <= channel.t_end
+    assert not detect_channels(seg.spec, seg.theta[j], x), "no pair may pass the test at t"
+    ahead = detect_channels(seg.spec, seg.theta[-1], x)
+    inspection = mark_forming_channels(
+        inspect_point(objective, seg.theta[j], problem.teacher, float(t[j])),
+        ahead,
+        float(t[-1]),
+        phases=phases,
+    )
+    marked = [n.index for n in inspection.neurons if n.role == FORMING_CHANNEL_ROLE]
+    assert marked == [0, 1]
+
+    def say(k: int) -> str:
+        return narrate_state(
+            objective, problem.teacher, seg.t, seg.theta, seg.loss, seg.grad_norm, k,
+            history_t=seg.t, history_loss=seg.loss, phases=phases,
+        ).text  # fmt: skip
+
+    text = say(j)
+    w1 = np.asarray(seg.theta[j][: 2 * seg.spec.input_dim]).reshape(2, -1)  # bias-free
+    assert not seg.spec.bias[0]
+    eps = 0.5 * float(np.linalg.norm(w1[0] - w1[1]))
+    assert f"channel forming: neurons 0, 1 approach each other (ε = {eps:.2g}, shrinking)" in text
+    assert "growing" in text.split("output weights")[1]
+    assert "unsure" not in text
+    before = int(np.searchsorted(t, 0.5 * channel.t_start))  # in the descent before it
+    assert "forming" not in say(before)

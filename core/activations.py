@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf as _erf
 
-from core.spec import ALIASES, activation_names, canonical_activation
+from core.spec import ALIASES, PARITY, activation_names, canonical_activation
 
 Array = jax.Array
 
@@ -69,6 +69,11 @@ class Activation:
 
     def __call__(self, z: Array) -> Array:
         return self.f(z)
+
+    @property
+    def parity(self) -> int:
+        """−1 odd (σ(−z) = −σ(z)), +1 even (σ(−z) = σ(z)), 0 neither (:data:`core.spec.PARITY`)."""
+        return PARITY.get(self.name, 0)
 
 
 def _phi(z: Array) -> Array:

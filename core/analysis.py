@@ -37,6 +37,7 @@ from core.activations import Activation, apply_per_neuron, get_activation
 from core.manifold import spectrum_hessian
 from core.networks import NetworkSpec, unflatten
 from core.objectives import Objective
+from core.spec import ODD_ACTIVATIONS
 from core.teachers import Teacher
 
 if TYPE_CHECKING:
@@ -83,10 +84,6 @@ DEAD_REL_A = 1e-6
 CHANNEL_EPS_REL = 0.1
 CHANNEL_RATIO = 3.0
 CHANNEL_MIN_GLU_SHARE = 1e-2
-
-#: Activations with σ(−z) = −σ(z): for them (w, a) and (−w, −a) are the same neuron, so
-#: teacher matching uses |cos| and sign-flipped combinations.
-ODD_ACTIVATIONS = frozenset({"erf", "tanh", "identity", "cube"})
 
 #: Size of the Gaussian sample used for channel checks when no inputs are given.
 DEFAULT_GAUSSIAN_SAMPLES = 4096
@@ -326,6 +323,8 @@ def neuron_table(
 
     out = []
     for i in range(k):
+        # odd σ (the registry's parity, core.spec.PARITY): (w, a) and (−w, −a) are the same
+        # neuron, so teacher matching uses |cos|
         odd = acts[i] in ODD_ACTIVATIONS
         nearest, cosine = None, None
         if tw is not None:

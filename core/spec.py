@@ -48,6 +48,24 @@ ALIASES = {
 #: Names whose meaning changed, with what they meant before session schema 3.  Sessions
 #: saved with an older schema are read with these (:func:`core.session.load_session`).
 LEGACY_ALIASES = {"g": "erf"}
+#: Parity of an activation: −1 odd, σ(−z) = −σ(z) (so (w, a) and (−w, −a) are the same
+#: neuron); +1 even, σ(−z) = σ(z) (so (w, a) and (−w, a) are); absent: neither.  The one
+#: table (:attr:`core.activations.Activation.parity`, :mod:`core.analysis`' teacher
+#: matching, :mod:`core.symmetry`'s sign flips); tests/test_activations.py checks it
+#: against every registered function.
+PARITY: dict[str, int] = {
+    "erf": -1,
+    "tanh": -1,
+    "identity": -1,
+    "cube": -1,
+    "he1": -1,
+    "he3": -1,
+    "square": 1,
+    "he2": 1,
+    "he4": 1,
+}
+ODD_ACTIVATIONS = frozenset(name for name, p in PARITY.items() if p == -1)
+EVEN_ACTIVATIONS = frozenset(name for name, p in PARITY.items() if p == 1)
 
 
 def activation_names() -> list[str]:

@@ -62,17 +62,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from core.spec import NetworkSpec
+from core.spec import EVEN_ACTIVATIONS, ODD_ACTIVATIONS, NetworkSpec
 
-#: σ(−z) = −σ(z) (checked against :mod:`core.activations` in the tests).
-ODD = frozenset({"erf", "tanh", "identity", "cube", "he1", "he3"})
-#: σ(−z) = σ(z).
-EVEN = frozenset({"square", "he2", "he4"})
+#: σ(−z) = −σ(z) and σ(−z) = σ(z): the activation registry's parity
+#: (:data:`core.spec.PARITY`, checked against :mod:`core.activations` in the tests).
+ODD, EVEN = ODD_ACTIVATIONS, EVEN_ACTIVATIONS
 #: σ(cz) = c^p σ(z) for c > 0.
 HOMOGENEOUS_DEGREE = {"relu": 1, "identity": 1, "he1": 1, "square": 2, "cube": 3}
 #: σ(0) = 0: a neuron with u_i = 0 is silent.
 ZERO_AT_ZERO = frozenset(
-    {"relu", "tanh", "erf", "gelu", "silu", "square", "cube", "identity", "he1", "he3"}
+    {"relu", "tanh", "erf", "gelu", "silu", "square", "cube", "identity", "he1", "he3", "selu"}
 )
 #: A weight vector counts as zero below SILENT_REL times the largest of its layer: the
 #: dead-neuron threshold of :data:`core.analysis.DEAD_REL_A` (repeated so that this module

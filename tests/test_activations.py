@@ -186,3 +186,31 @@ samples = 50
     assert problem.teacher.spec.activations == (("he3", "he3"),)
     assert np.isfinite(float(problem.objective.loss(jnp.asarray(problem.theta0))))
     assert all(n in activation_names() for n in HERMITE)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_parity_matches_the_function(name: str) -> None:
+    """Each registered activation's parity (core.spec.PARITY, the one table) is what its
+    function does: f(−z) = −f(z) exactly for the odd ones (−1), f(−z) = f(z) for the even
+    ones (+1), neither otherwise (0) — so a new activation cannot be misclassified."""
+    act = get_activation(name)
+    z = jnp.linspace(-3.0, 3.0, 61)
+    f, f_neg = np.asarray(act.f(z)), np.asarray(act.f(-z))
+    scale = 1.0 + np.max(np.abs(f))
+    odd = np.max(np.abs(f_neg + f)) < 1e-12 * scale
+    even = np.max(np.abs(f_neg - f)) < 1e-12 * scale
+    assert act.parity == (-1 if odd else 1 if even else 0)
+
+
+def test_one_odd_table_for_analysis_and_symmetry() -> None:
+    """core.analysis' teacher matching and core.symmetry's sign flips read the registry's
+    parity (he1 and he3 were missing from the analysis' own copy)."""
+    import core.analysis
+    import core.symmetry
+    from core.spec import ACTIVATION_NAMES, EVEN_ACTIVATIONS, ODD_ACTIVATIONS, PARITY
+
+    assert set(PARITY) <= set(ACTIVATION_NAMES)
+    assert core.analysis.ODD_ACTIVATIONS is ODD_ACTIVATIONS is core.symmetry.ODD
+    assert core.symmetry.EVEN is EVEN_ACTIVATIONS
+    assert {"he1", "he3"} <= ODD_ACTIVATIONS
+    assert {n for n, a in ACTIVATIONS.items() if a.parity == -1} == ODD_ACTIVATIONS

@@ -41,6 +41,7 @@ from core.objectives import (
     _validate,
     barrier,
     barrier_grad,
+    objective_from,
 )
 
 Array = jax.Array
@@ -90,17 +91,13 @@ def correlation_objective(
     maxnorm = None if maxnorm is None else float(maxnorm)
     x, y, w = _validate(spec, data, maxnorm)
 
-    def bind(fn):
-        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm))
-        return lambda theta: jitted(theta, x, y, w)
-
-    return Objective(
+    return objective_from(
         spec,
-        bind(_loss),
-        bind(_grad),
-        bind(_value_and_grad),
-        bind(_hessian),
-        Dataset(x, y, data.weights),
-        "correlation",
-        {"maxnorm": maxnorm},
+        (_loss, _grad, _value_and_grad, _hessian),
+        (x, y, w),
+        data=Dataset(x, y, data.weights),
+        name="correlation",
+        extras={"maxnorm": maxnorm},
+        spec=spec,
+        maxnorm=maxnorm,
     )

@@ -61,6 +61,10 @@ from core.objectives import (
     _symmetrize_with_barrier,
     barrier,
     barrier_grad,
+    bind_args,
+    check_maxnorm,
+    objective_from,
+    sample_weights,
 )
 
 Array = jax.Array
@@ -259,38 +263,21 @@ def crossentropy_objective(
     if spec.output_dim < 2:
         raise ValueError(f"cross-entropy needs output_dim ≥ 2 classes, got {spec.output_dim}")
     maxnorm = None if maxnorm is None else float(maxnorm)
-    if maxnorm is not None and not (np.isfinite(maxnorm) and maxnorm > 0):
-        raise ValueError(f"maxnorm must be a positive number or None, got {maxnorm!r}")
+    check_maxnorm(maxnorm)
     x = jnp.asarray(data.x, jnp.float64)
     if x.ndim != 2 or x.shape[1] != spec.input_dim or x.shape[0] < 1:
         raise ValueError(f"data.x must have shape (N ≥ 1, {spec.input_dim}), got {x.shape}")
     n = x.shape[0]
     t = _targets(spec, data.y, n)
-    if data.weights is None:
-        w = jnp.full(n, 1.0 / n)
-    else:
-        w = jnp.asarray(data.weights, jnp.float64)
-        if w.shape != (n,):
-            raise ValueError(f"data.weights must have shape ({n},), got {w.shape}")
-
-    def bind(fn):
-        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm, gauge=bool(gauge)))
-        return lambda theta: jitted(theta, x, t, w)
-
+    w = sample_weights(data.weights, n)
+    args, static = (x, t, w), {"spec": spec, "maxnorm": maxnorm, "gauge": bool(gauge)}
     logits = jax.jit(functools.partial(forward, spec))
     extras = {
-        "gauss_newton": bind(_gauss_newton),
+        "gauss_newton": bind_args(_gauss_newton, args, **static),
         "maxnorm": maxnorm,
         "accuracy": lambda theta: accuracy(logits(jnp.asarray(theta), x), t, w),
         "gauge": gauge_matrix(spec) if gauge else None,
     }
-    return Objective(
-        spec,
-        bind(_loss),
-        bind(_grad),
-        bind(_value_and_grad),
-        bind(_hessian),
-        Dataset(x, t, data.weights),
-        "crossentropy",
-        extras,
-    )
+    fns = (_loss, _grad, _value_and_grad, _hessian)
+    data = Dataset(x, t, data.weights)
+    return objective_from(spec, fns, args, data=data, name="crossentropy", extras=extras, **static)

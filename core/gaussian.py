@@ -62,7 +62,7 @@ import numpy as np
 
 from core.activations import get_activation
 from core.networks import NetworkSpec, unflatten
-from core.objectives import Dataset, Objective, barrier
+from core.objectives import Dataset, Objective, barrier, objective_from
 from core.teachers import Teacher
 
 Array = jax.Array
@@ -581,23 +581,15 @@ def gaussian_objective(
             spec, acts_t, theta, v, b, mse=mse, maxnorm=maxnorm, n_nodes=n_nodes
         )
 
-    # Teacher arrays are passed as arguments, not closed over, so XLA cannot constant-fold
-    # the teacher blocks differently from the student blocks (exact zero at the teacher).
-    loss_j, grad_j, hess_j = jax.jit(loss_fn), jax.jit(grad_fn), jax.jit(hess_fn)
-
-    @jax.jit
-    def vg_j(theta, v, b):
+    def vg_fn(theta: Array, v: Array, b: Array) -> tuple[Array, Array]:
         return loss_fn(theta, v, b), grad_fn(theta, v, b)
 
-    def with_teacher(f):
-        return lambda theta: f(jnp.asarray(theta, jnp.float64), v_t, b_t)
-
-    return Objective(
+    # Teacher arrays are passed as arguments, not closed over, so XLA cannot constant-fold
+    # the teacher blocks differently from the student blocks (exact zero at the teacher).
+    return objective_from(
         spec,
-        with_teacher(loss_j),
-        with_teacher(grad_j),
-        with_teacher(vg_j),
-        with_teacher(hess_j),
+        (loss_fn, grad_fn, vg_fn, hess_fn),
+        (v_t, b_t),
         data=None,
         name=f"gaussian-infinite-{loss}",
         extras={"kind": "gaussian-infinite", "loss": loss, "n_nodes": n_nodes, "teacher": teacher},

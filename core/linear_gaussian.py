@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core.networks import NetworkSpec, unflatten
-from core.objectives import Objective, barrier
+from core.objectives import Objective, barrier, objective_from
 from core.teachers import Teacher
 
 Array = jax.Array
@@ -118,25 +118,12 @@ def linear_gaussian_objective(
         h = jax.hessian(loss_fn)(theta, target, offset)
         return 0.5 * (h + h.T)
 
-    loss_j, grad_j, vg_j, hess_j = (
-        jax.jit(loss_fn),
-        jax.jit(grad_fn),
-        jax.jit(jax.value_and_grad(loss_fn)),
-        jax.jit(hess_fn),
-    )
     # The target is an argument, not a closed-over constant (as in core.gaussian), so XLA
     # cannot fold it differently from the student's product.
-    target, offset = jnp.asarray(m_mat), jnp.asarray(m_vec)
-
-    def bind(f):
-        return lambda theta: f(jnp.asarray(theta, jnp.float64), target, offset)
-
-    return Objective(
+    return objective_from(
         spec,
-        bind(loss_j),
-        bind(grad_j),
-        bind(vg_j),
-        bind(hess_j),
+        (loss_fn, grad_fn, jax.value_and_grad(loss_fn), hess_fn),
+        (jnp.asarray(m_mat), jnp.asarray(m_vec)),
         data=None,
         name="gaussian-infinite-linear-mse",
         extras={

@@ -378,15 +378,57 @@ def _validate(spec: NetworkSpec, data: Dataset, maxnorm: float | None):
         y = y[:, None]
     if y.shape != (n, spec.output_dim):
         raise ValueError(f"data.y must have shape ({n}, {spec.output_dim}), got {y.shape}")
-    if data.weights is None:
-        w = jnp.full(n, 1.0 / n)
-    else:
-        w = jnp.asarray(data.weights, jnp.float64)
-        if w.shape != (n,):
-            raise ValueError(f"data.weights must have shape ({n},), got {w.shape}")
+    w = sample_weights(data.weights, n)
+    check_maxnorm(maxnorm)
+    return x, y, w
+
+
+def sample_weights(weights, n: int) -> Array:
+    """The data set's weights (N,) as float64, 1/N each when ``weights`` is None;
+    ``ValueError`` naming ``data.weights`` for another shape."""
+    if weights is None:
+        return jnp.full(n, 1.0 / n)
+    w = jnp.asarray(weights, jnp.float64)
+    if w.shape != (n,):
+        raise ValueError(f"data.weights must have shape ({n},), got {w.shape}")
+    return w
+
+
+def check_maxnorm(maxnorm: float | None) -> None:
+    """``ValueError`` unless ``maxnorm`` is None or a positive finite number."""
     if maxnorm is not None and not (np.isfinite(maxnorm) and maxnorm > 0):
         raise ValueError(f"maxnorm must be a positive number or None, got {maxnorm!r}")
-    return x, y, w
+
+
+def bind_args(fn: Callable, args: tuple, /, **static) -> Callable[[Array], Array]:
+    """θ ↦ fn(θ, *args, **static), jit-compiled once, θ taken as float64.
+
+    ``args`` (the data, or a teacher's arrays) are passed as arguments, not closed over:
+    XLA then neither bakes them into the program as constants nor constant-folds them
+    differently from the student's terms (an infinite-data loss is then exactly 0 at the
+    teacher).  ``static`` (spec, maxnorm…) is bound by ``functools.partial``, so no static
+    argument is re-hashed on every call.
+    """
+    jitted = jax.jit(functools.partial(fn, **static))
+    return lambda theta: jitted(jnp.asarray(theta, jnp.float64), *args)
+
+
+def objective_from(
+    spec: NetworkSpec,
+    fns: tuple[Callable, Callable, Callable, Callable],
+    args: tuple,
+    /,
+    *,
+    data: Dataset | None,
+    name: str,
+    extras: dict,
+    **static,
+) -> Objective:
+    """The :class:`Objective` whose loss, grad, value_and_grad and hessian are
+    ``fns = (loss, grad, value_and_grad, hessian)``, each f(θ, *args, **static), bound to
+    ``args`` by :func:`bind_args`."""
+    loss, grad, value_and_grad, hessian = (bind_args(f, args, **static) for f in fns)
+    return Objective(spec, loss, grad, value_and_grad, hessian, data, name, extras)
 
 
 def mse_objective(spec: NetworkSpec, data: Dataset, maxnorm: float | None = None) -> Objective:
@@ -399,15 +441,12 @@ def mse_objective(spec: NetworkSpec, data: Dataset, maxnorm: float | None = None
     maxnorm = None if maxnorm is None else float(maxnorm)
     x, y, w = _validate(spec, data, maxnorm)
 
-    # One jit per objective with the data as arguments (not baked-in constants); spec and
-    # maxnorm are bound by partial so no static argument is re-hashed on every call.
-    def bind(fn):
-        jitted = jax.jit(functools.partial(fn, spec=spec, maxnorm=maxnorm))
-        return lambda theta: jitted(theta, x, y, w)
-
-    loss, grad, value_and_grad = bind(_loss), bind(_grad), bind(_value_and_grad)
-    hessian, gauss_newton, jacobian = bind(_hessian), bind(_gauss_newton), bind(_full_jacobian)
-    extras = {"gauss_newton": gauss_newton, "jacobian": jacobian, "maxnorm": maxnorm}
-    return Objective(
-        spec, loss, grad, value_and_grad, hessian, Dataset(x, y, data.weights), "mse", extras
-    )
+    args, static = (x, y, w), {"spec": spec, "maxnorm": maxnorm}
+    extras = {
+        "gauss_newton": bind_args(_gauss_newton, args, **static),
+        "jacobian": bind_args(_full_jacobian, args, **static),
+        "maxnorm": maxnorm,
+    }
+    fns = (_loss, _grad, _value_and_grad, _hessian)
+    data = Dataset(x, y, data.weights)
+    return objective_from(spec, fns, args, data=data, name="mse", extras=extras, **static)

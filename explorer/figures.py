@@ -8,7 +8,8 @@ no overwrite unless asked, atomic write (temporary sibling, then rename).
 
 The overview figure has three panels sharing a time axis:
 
-1. loss L(θ(t)) and ‖∇L(θ(t))‖∞ against t, log–log;
+1. loss L(θ(t)) and ‖∇L(θ(t))‖∞ against t, log–log (a loss with values < 0: L − min L,
+   :func:`loss_offset`);
 2. the Hessian spectrum at the recorded snapshot times: every eigenvalue λ_k(t) faint,
    λmin and λmax bold, on a *symmetric* log axis (``symlog``: sign·log|λ| outside
    ±λ_lin, linear inside) so negative eigenvalues — a saddle's escape directions — show;
@@ -485,15 +486,34 @@ def _title(session: Any) -> str:
     return "  ·  ".join(bits)
 
 
+def loss_offset(session: Any) -> float:
+    """min L over the session's recorded (and refined) losses when it is < 0, else 0.
+
+    A loss with values ≤ 0 (the correlation loss −E[f f*]) is drawn as L − min L on the
+    log axis, labelled so; not on a symlog axis, where a loss moving from −0.963 to
+    −1.044 (multi_index_below) would be a flat line (the app's loss plot does the same,
+    :func:`explorer.widgets.plots.loss_offset`).  Losses ≥ 0 are drawn as they are.
+    """
+    values = [np.asarray(seg.loss, np.float64) for seg in session.segments]
+    ref = session.refined
+    if ref and isinstance(ref.get("loss"), int | float):
+        values.append(np.array([ref["loss"]], np.float64))
+    finite = [v[np.isfinite(v)] for v in values]
+    low = min((float(v.min()) for v in finite if v.size), default=0.0)
+    return low if low < 0 else 0.0
+
+
 def _loss_panel(ax: Any, session: Any) -> None:
+    offset = loss_offset(session)
+    loss_label = f"L − min L (min L = {offset:.4g})" if offset else "loss L"
     for i, seg in enumerate(session.segments):
         first = i == 0
         ax.plot(
             seg.t,
-            _positive(seg.loss),
+            _positive(np.asarray(seg.loss, np.float64) - offset),
             color=COLOURS[0],
             linestyle="-",
-            label="loss L" if first else None,
+            label=loss_label if first else None,
         )
         ax.plot(
             seg.t,
@@ -503,17 +523,17 @@ def _loss_panel(ax: Any, session: Any) -> None:
             label="‖∇L‖∞" if first else None,
         )
     ref = session.refined
-    if ref and isinstance(ref.get("loss"), int | float) and ref["loss"] > 0:
+    if ref and isinstance(ref.get("loss"), int | float) and ref["loss"] - offset > 0:
         t_ref = float(ref.get("t", session.final_t))
         note = "" if ref.get("converged", True) else "\n(not converged)"
         ax.plot(
             [t_ref],
-            [ref["loss"]],
+            [ref["loss"] - offset],
             linestyle="none",
             marker="*",
             markersize=9,
             color=COLOURS[0],
-            label=f"refined loss{note}",
+            label=f"refined {'L − min L' if offset else 'loss'}{note}",
         )
         g = ref.get("grad_inf_norm")
         if isinstance(g, int | float) and g > 0:
@@ -527,8 +547,9 @@ def _loss_panel(ax: Any, session: Any) -> None:
                 label=f"refined ‖∇L‖∞{note}",
             )
     _set_log_y(ax)
-    ax.set_ylabel("loss, ‖∇L‖∞")
-    ax.set_title("loss and gradient norm", loc="left")
+    ax.set_ylabel("L − min L, ‖∇L‖∞" if offset else "loss, ‖∇L‖∞")
+    what = f" as L − min L (min L = {offset:.4g})" if offset else ""
+    ax.set_title(f"loss{what} and gradient norm", loc="left")
 
 
 def _spectrum_panel(ax: Any, session: Any) -> None:

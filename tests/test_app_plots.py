@@ -229,6 +229,50 @@ def test_replay_hessian_plot_is_signed(monkeypatch) -> None:
     asyncio.run(scenario())
 
 
+def test_replay_negative_loss_is_drawn_as_l_minus_min(monkeypatch) -> None:
+    """multi_index_below: the correlation loss L = −E[f f*] < 0 everywhere; plot 1 draws
+    L − min L on its log axis (title and legend say so), not an empty loss curve."""
+    from core.session import load_session
+    from explorer.app import ExplorerApp
+    from explorer.widgets.plots import LinePlot, display_xy, thin
+
+    monkeypatch.setattr(LinePlot, "background", False)
+    session = load_session(SESSIONS / "multi_index_below")
+    loss = np.concatenate([s.loss for s in session.segments])
+    assert np.all(loss < 0)
+    app = ExplorerApp(replay=session)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            plot = app.screen.query_one("#plot-loss", LinePlot)
+            await wait_for(pilot, lambda: plot.plot.series and not plot.dirty, "loss figure")
+            spec = plot.figure_spec(plot.content_size.height - 1)
+            assert spec.scale == "log"
+            curve = spec.series[0]
+            assert curve.label == "L − min L"
+            assert f"min L = {loss.min():.4g}" in spec.title
+            np.testing.assert_array_equal(curve.y, loss - loss.min())
+            # Drawn points: every one with t > 0 (log t) and L > min L (the last few equal
+            # min L to the bit: log 0 = −∞), and the thinning keeps enough of them.
+            t = np.concatenate([s.t for s in session.segments])
+            x, y = display_xy(spec, curve)
+            drawn = np.isfinite(x) & np.isfinite(y)
+            np.testing.assert_array_equal(drawn, (t > 0) & (loss > loss.min()))
+            assert drawn.sum() > 150
+            assert len(thin(spec, plot.content_size.width).series[0].x) > 20
+            assert "L − min L" in str(plot.legend())
+
+    asyncio.run(scenario())
+
+
+def test_loss_offset_leaves_positive_losses_alone() -> None:
+    from explorer.widgets.plots import loss_offset
+
+    assert loss_offset(np.array([3.0, 1e-31, 0.0])) == 0.0
+    assert loss_offset(np.array([np.nan, 2.0]), np.array([])) == 0.0
+    assert loss_offset(np.array([0.5, -0.25, np.nan]), np.array([-1.5, np.inf])) == -1.5
+
+
 def test_log_toggle_only_where_it_makes_sense() -> None:
     from explorer.widgets.plots import LinePlot, Series
 

@@ -152,3 +152,18 @@ def test_replay_inspector_heatmap_monochrome(snap_compare, monkeypatch, size) ->
     app = ExplorerApp(replay=load_session(SESSIONS / "teacher_recovery"))
 
     assert snap_compare(app, terminal_size=size, run_before=inspect_replayed)
+
+
+def test_replay_multi_index_below_negative_loss(snap_compare) -> None:
+    """The correlation loss is < 0: plot 1 draws L − min L (title: min L = −1.044) on its
+    log axis beside ‖∇L‖∞, the cursor at the end of the run."""
+    from core.session import load_session
+    from explorer.app import ExplorerApp
+
+    app = ExplorerApp(replay=load_session(SESSIONS / "multi_index_below"))
+
+    async def to_end(pilot) -> None:
+        await pilot.press("end")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=to_end)

@@ -257,6 +257,34 @@ def test_overview_spectrum_is_signed_and_time_axis_starts_at_zero():
     assert ax_loss.get_yscale() == "log"
 
 
+@pytest.mark.parametrize("name", ["multi_index_below", "multi_index_above"])
+def test_negative_loss_is_drawn_as_l_minus_min(name):
+    """The correlation loss L = −E[f f*] < 0: the loss line holds L − min L (every point but
+    the minimum itself drawable on the log axis), and the legend and title name min L."""
+    session = load_session(ROOT / "sessions" / name)
+    loss = np.concatenate([seg.loss for seg in session.segments])
+    assert np.all(loss < 0)
+    low = min(loss.min(), session.refined.get("loss", np.inf))
+    ax_loss = panels(figures.session_figure(session))[0]
+    assert ax_loss.get_yscale() == "log"
+    line = next(ln for ln in ax_loss.get_lines() if ln.get_label().startswith("L − min L"))
+    assert f"min L = {low:.4g}" in line.get_label() and f"min L = {low:.4g}" in ax_loss.get_title(
+        loc="left"
+    )
+    y = np.asarray(line.get_ydata(), float)
+    shifted = loss - low
+    np.testing.assert_array_equal(y[shifted > 0], shifted[shifted > 0])
+    assert np.sum(np.isfinite(y)) >= loss.size - 1
+
+
+def test_positive_loss_is_drawn_as_it_is():
+    session = load_session(ROOT / "sessions" / "saddle_to_saddle")
+    ax_loss = panels(figures.session_figure(session))[0]
+    line = next(ln for ln in ax_loss.get_lines() if ln.get_label() == "loss L")
+    np.testing.assert_array_equal(line.get_ydata(), session.segments[0].loss)
+    assert ax_loss.get_title(loc="left") == "loss and gradient norm"
+
+
 @pytest.mark.parametrize("name", ["teacher_recovery", "saddle_to_saddle"])
 def test_series_differ_by_style_not_colour_alone(name):
     """Readable in greyscale: labelled series in a panel differ in dash pattern or marker."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from explorer.widgets.panels import PlotTab, TrajectoryView
-from explorer.widgets.plots import LinePlot, Series
+from explorer.widgets.plots import LinePlot, Series, loss_offset
 
 #: A colour per discrete method (the flow is white).
 METHOD_COLORS = {"gd": "green", "sgd": "yellow", "adam": "magenta"}
@@ -31,16 +31,21 @@ def _cut(reason: str) -> str:
 
 
 def update_compare_loss(plot: LinePlot, view: TrajectoryView) -> None:
-    """L(θ_m(t)) for the flow and each method, t = k·lr for the discrete ones."""
+    """L(θ_m(t)) for the flow and each method, t = k·lr for the discrete ones; a loss with
+    values < 0 as L − min L over all of them (:func:`loss_offset`), said in the title."""
     cmp = view.comparison
     if cmp is None:
         plot.set_series([], note=NO_COMPARISON)
         return
-    series = [Series(cmp.flow_t, cmp.flow_loss, "flow" + _cut(cmp.flow_stop_reason), "white")]
+    offset = loss_offset(cmp.flow_loss, *(tr.loss for tr in cmp.traces))
+    flow_label = "flow" + _cut(cmp.flow_stop_reason)
+    series = [Series(cmp.flow_t, cmp.flow_loss - offset, flow_label, "white")]
     for tr in cmp.traces:
         label = f"{tr.method} lr={tr.lr:g}" + _cut(tr.stop_reason)
-        series.append(Series(*_finite(tr.t, tr.loss), label, METHOD_COLORS[tr.method]))
-    plot.set_series(series)
+        t, loss = _finite(tr.t, tr.loss)
+        series.append(Series(t, loss - offset, label, METHOD_COLORS[tr.method]))
+    what = f"loss L − min L, min L = {offset:.4g}" if offset else "loss"
+    plot.set_series(series, title=f"flow vs GD/Adam: {what}  (9)")
 
 
 def update_compare_distance(plot: LinePlot, view: TrajectoryView) -> None:

@@ -22,7 +22,7 @@ from textual.widget import Widget
 from textual.widgets import RichLog, TabbedContent, TabPane
 
 from explorer.widgets.inspector import NeuronInspector
-from explorer.widgets.plots import PALETTE, LinePlot, Series
+from explorer.widgets.plots import PALETTE, LinePlot, Series, loss_offset
 
 
 @dataclass
@@ -73,10 +73,19 @@ class PlotTab:
 # -- the standard plots ----------------------------------------------------------------
 
 
+LOSS_TITLE = "loss  (1)"
+
+
 def _update_loss(plot: LinePlot, view: TrajectoryView) -> None:
+    """L and ‖∇L‖∞ against t; a loss with values < 0 as L − min L (:func:`loss_offset`)."""
     t, loss = view.run.series("loss")
     _, gnorm = view.run.series("grad_norm")
-    plot.set_series([Series(t, loss, "loss", "cyan"), Series(t, gnorm, "‖∇L‖∞", "yellow")])
+    offset = loss_offset(loss)
+    curve, title = Series(t, loss, "loss", "cyan"), LOSS_TITLE
+    if offset:
+        curve = Series(t, loss - offset, "L − min L", "cyan")
+        title = f"loss L − min L, min L = {offset:.4g}  (1)"
+    plot.set_series([curve, Series(t, gnorm, "‖∇L‖∞", "yellow")], title=title)
 
 
 def _update_hessian(plot: LinePlot, view: TrajectoryView) -> None:
@@ -128,7 +137,7 @@ TRAJECTORY_PLOTS: tuple[PlotTab, ...] = (
     PlotTab(
         "plot-loss",
         "Loss",
-        lambda: LinePlot("loss  (1)", log_x=True, log_y=True, xlabel="t"),
+        lambda: LinePlot(LOSS_TITLE, log_x=True, log_y=True, xlabel="t"),
         _update_loss,
     ),
     # λ are recorded ≈10 per decade, with no round-off tail: a dip (a saddle's escape) is

@@ -189,6 +189,22 @@ def symlog_threshold(series: Sequence[Series]) -> float:
     return SYMLOG_REL * peak if peak > 0 else 1.0
 
 
+def loss_offset(*ys: np.ndarray) -> float:
+    """min L over the finite values of the loss series ``ys`` when it is < 0, else 0.
+
+    A loss with values ≤ 0 (the correlation loss −E[f f*]) has no log axis; the loss plots
+    draw L − min L on it instead, labelled so, with min L in the title.  Not the symlog
+    axis of the Hessian plot: it is linear near 0 and logarithmic in |L|, so a loss that
+    moves from −0.963 to −1.044 (multi_index_below), or by 3e-5 (multi_index_above), would
+    be a flat line there; L − min L shows the plateaus and the final approach in decades.
+    A loss ≥ 0 is drawn as it is (offset 0: positive-loss plots are unchanged).
+    """
+    lows = [np.min(v[np.isfinite(v)]) for v in (np.asarray(y, float) for y in ys)
+            if np.isfinite(v).any()]  # fmt: skip
+    low = float(min(lows, default=0.0))
+    return low if low < 0 else 0.0
+
+
 def to_display_y(values: np.ndarray, scale: str, linthresh: float = 1.0) -> np.ndarray:
     """y in display coordinates: log10 (NaN for y ≤ 0), symlog, or as is."""
     if scale == "log":

@@ -170,6 +170,12 @@ def format_report(report: dict) -> str:
         lines.append(f"channel: neurons {ch['neurons']}  ε = {_g(ch.get('epsilon'))}")
     if which.get("note"):
         lines.append(f"note: {which['note']}")
+    phases = [ph for ph in report.get("phases") or [] if isinstance(ph, dict)]
+    if phases:
+        lines.append("phases: " + " → ".join(_phase_text(ph) for ph in phases))
+    source = report.get("branched_from")
+    if isinstance(source, dict):
+        lines.append(f"branched from {source.get('session')} at t = {_num(source.get('t'), '.6g')}")
     if (report.get("teacher") or {}).get("kind") == "none":
         lines.append("teacher: none (the targets are data.path's y)")
     lines.append(f"wall: {report.get('wall_seconds') or 0:.2f} s")
@@ -186,6 +192,22 @@ def closing_summary(summary: dict) -> str:
         f"{summary.get('stop_reason')}, {summary.get('classification')}, "
         f"loss {loss_text} ({which}), {summary.get('wall_seconds', 0):.1f} s"
     )
+
+
+def _phase_text(phase: dict) -> str:
+    """One phase of a report as ``plateau 1–300 (L 0.00139, index 1)``."""
+    index = "" if phase.get("index") is None else f", index {phase['index']}"
+    return (
+        f"{phase.get('kind')} {_num(phase.get('t_start'))}–{_num(phase.get('t_end'))}"
+        f" (L {_num(phase.get('loss'))}{index})"
+    )
+
+
+def _num(x: Any, spec: str = ".3g") -> str:
+    """A stored number in ``spec`` format; anything else (a damaged file's value) as is."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return format(x, spec)
+    return "n/a" if x is None else str(x)
 
 
 def _g(x: Any) -> str:

@@ -396,9 +396,10 @@ def session_report(session: Session) -> dict:
     without refining; it is marked ``"partial": true``.
     """
     if session.report is not None:
-        if "phases" in session.report:
-            return session.report
-        return {**session.report, "phases": _phases_json(session)}  # saved before phases
+        report = dict(session.report)
+        if "phases" not in report:  # saved before phases existed
+            report["phases"] = _phases_json(session)
+        return _with_provenance(report, session)
     from core.analysis import analyze
 
     try:
@@ -442,6 +443,15 @@ def session_report(session: Session) -> dict:
             f"the refinement at t = {info['t']:.6g} is of an earlier state (the flow went on "
             "after it); this report analyses the final state"
         )
+    return _with_provenance(report, session)
+
+
+def _with_provenance(report: dict, session: Session) -> dict:
+    """The report with ``branched_from`` ({"session", "t", …}) when the session is a branch
+    of another (``core.branch``; stored in its summary), so a report says where it came from."""
+    source = (session.summary or {}).get("branched_from")
+    if source is not None and "branched_from" not in report:
+        report["branched_from"] = source
     return report
 
 

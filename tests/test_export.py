@@ -125,3 +125,34 @@ def test_report_words():
     assert closing_summary(summary) == "t_max, minimum, loss 0.5 (flow), 0.0 s"
     summary |= {"refined_loss": 1e-30, "wall_seconds": 2.25}
     assert closing_summary(summary) == "t_max, minimum, loss 1e-30 (refined), 2.2 s"
+
+
+def test_report_words_name_the_phases_and_the_source_of_a_branch():
+    report = {
+        "classification": "minimum",
+        "final": {"t": 400.0, "loss": 1e-30, "grad_inf_norm": 1e-16},
+        "phases": [
+            {"kind": "plateau", "t_start": 1.0, "t_end": 300.0, "loss": 1.3851e-3, "index": 1},
+            {"kind": "converged", "t_start": 300.0, "t_end": 400.0, "loss": 1e-30, "index": None},
+        ],
+        "branched_from": {"session": "sessions/a", "t": 2.5, "segment": 0, "index": 7},
+    }
+    lines = format_report(report).splitlines()
+    assert lines[2] == "phases: plateau 1–300 (L 0.00139, index 1) → converged 300–400 (L 1e-30)"
+    assert lines[3] == "branched from sessions/a at t = 2.5"
+
+
+def test_a_branch_report_says_where_it_came_from():
+    import dataclasses
+
+    from core.branch import branch_session
+    from core.runner import session_report
+
+    source = load_session(Path(__file__).parent.parent / "sessions" / "symmetry_saddle")
+    assert "branched_from" not in session_report(source)
+    branch = branch_session(source, float(source.segments[0].t[50]), source="sessions/s")
+    # a branch's report is its own once the run is done: keep the source's stored report
+    branch = dataclasses.replace(branch, report=source.report)
+    got = session_report(branch)["branched_from"]
+    assert got == {"session": "sessions/s", "t": float(source.segments[0].t[50]),
+                   "segment": 0, "index": 50}  # fmt: skip

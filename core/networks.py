@@ -6,7 +6,9 @@ x ∈ ℝ^{d} (d = ``input_dim``) through
     h⁰ = x,   z^l = W_l h^{l−1} + b_l,   h^l = σ_l(z^l)  (l < L),   f(x) = W_L h^{L−1} + b_L,
 
 with W_l of shape (k_l, k_{l−1}) ("out × in") and b_l present only where
-``bias[l-1]`` is true.  The output layer is linear.  Each hidden layer has one
+``bias[l-1]`` is true.  The output layer is linear unless ``spec.output`` names an
+activation φ, then f(x) = φ(W_L h^{L−1} + b_L) elementwise (MLPGradientFlow's last
+layer ``(K, φ, bias)``).  Each hidden layer has one
 activation name per neuron (MLPGradientFlow 0.3 allows mixed layers).
 
 All numerics see θ ∈ ℝ^P, the layers concatenated in order
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from core.activations import apply_per_neuron
+from core.activations import apply_per_neuron, get_activation
 from core.spec import NetworkSpec, make_spec
 
 Array = jax.Array
@@ -76,7 +78,7 @@ def forward(spec: NetworkSpec, theta: Array, x: Array) -> Array:
         if spec.bias[l - 1]:
             z = z + p[f"b{l}"]
         h = apply_per_neuron(spec.activations[l - 1], z) if l < spec.n_layers else z
-    return h
+    return h if spec.linear_output else get_activation(spec.output).f(h)
 
 
 # ``forward`` as one compiled program, for eager callers (a teacher labelling its data at

@@ -31,6 +31,14 @@ N×P×P intermediates: > 20 GB at d=2, k=100, N=10⁴):
 * Second-order term, deeper nets: forward-over-reverse Hessian of
   g(θ) = Σ_n w_n stop_grad(r_n)·f(x_n; θ), whose Hessian is exactly that term, evaluated
   on the basis directions in batches (``lax.map(batch_size=…)``) so memory stays bounded.
+* Nonlinear output f = φ(u), u = W_L h^{L−1} + b_L (``spec.output``, MSE only): with
+  J^u_n = ∂u_n/∂θ (the linear-output Jacobian above) and r = φ(u) − y,
+      ∇L  = Σ_n w_n J^uᵀ_n (r_n ⊙ φ′(u_n)),
+      ∇²L = Σ_n Σ_o w_n (φ′(u_no)² + r_no φ″(u_no)) J^u_no J^uᵀ_no
+            + Σ_n Σ_o w_n r_no φ′(u_no) ∇²u_o(x_n; θ),
+  i.e. the linear-output pieces with per-(n, o) weights: the first sum is the "Gauss-Newton"
+  product with weights w(φ′² + rφ″) (no longer PSD), the second the same structured or
+  autodiff second-order term with w r φ′ in place of w r.  Cost as for a linear output.
 * Large N: the samples are processed in blocks (``lax.scan``, zero-weight padding) so that
   the Jacobian block never exceeds ~32 MB; memory is O(P² + min(N, block)·K·P).
 """
@@ -39,13 +47,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from core.activations import apply_per_neuron
+from core.activations import apply_per_neuron, get_activation
 from core.networks import NetworkSpec, forward, unflatten
 
 Array = jax.Array
@@ -164,12 +172,19 @@ def _activation_and_derivative(names: tuple[str, ...], z: Array) -> tuple[Array,
     return apply_per_neuron(names, z, 0), apply_per_neuron(names, z, 1)
 
 
-def _forward_cache(spec: NetworkSpec, theta: Array, x: Array):
+def _forward_cache(spec: NetworkSpec, theta: Array, x: Array, *, pre_activation: bool = False):
     """Forward pass keeping what backprop needs.
 
     Returns (params, hs, dsig, out): hs = [h⁰=x, h¹, …, h^{L−1}] each (N, k_l),
-    dsig = [σ′(z¹), …, σ′(z^{L−1})] each (N, k_l), out = f(x) (N, K).
+    dsig = [σ′(z¹), …, σ′(z^{L−1})] each (N, k_l), out = u = z^L (N, K), the output layer's
+    pre-activation: f(x) for a linear output.  A nonlinear output (``spec.output``) needs
+    ``pre_activation=True`` (the caller applies φ; only the MSE does): a loss written for a
+    linear output fails here rather than silently dropping φ.
     """
+    if not (spec.linear_output or pre_activation):
+        raise ValueError(
+            f"student.output: this loss needs a linear output layer, not {spec.output!r}"
+        )
     p = unflatten(spec, theta)
     hs, dsig = [x], []
     h = x
@@ -275,26 +290,55 @@ def _second_order_autodiff(spec: NetworkSpec, theta: Array, x: Array, wr: Array)
     return h.T
 
 
+def _output_layer(spec: NetworkSpec, u: Array, order: int) -> tuple[Array, ...]:
+    """(f, φ′(u), φ″(u))[: order + 1] of the output layer from its pre-activation u (N, K);
+    derivatives ``None`` for a linear output (φ′ = 1, φ″ = 0)."""
+    if spec.linear_output:
+        return (u, None, None)[: order + 1]
+    act = get_activation(spec.output)
+    return (act.f(u), act.df(u), act.d2f(u))[: order + 1]
+
+
+def _linear_output(spec: NetworkSpec) -> NetworkSpec:
+    """The same network with a linear output (same θ layout): u(x; θ) as its ``forward``."""
+    return spec if spec.linear_output else replace(spec, output="identity")
+
+
 def _hessian_block(
     spec: NetworkSpec, theta: Array, x: Array, y: Array, w: Array, *, structured: bool
 ) -> Array:
-    """Data part of ∇²L from one block of samples: (w⊙J)ᵀJ + second-order term, (P, P)."""
-    p, hs, dsig, out = _forward_cache(spec, theta, x)
-    wr = w[:, None] * (out - y)
-    jac = _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)  # (N·K, P)
-    wrep = jnp.repeat(w, spec.output_dim)
-    gn = (jac * wrep[:, None]).T @ jac
+    """Data part of ∇²L from one block of samples: (c⊙Jᵘ)ᵀJᵘ + second-order term, (P, P),
+    c = w (w(φ′² + rφ″) for a nonlinear output, see the module doc)."""
+    p, hs, dsig, u = _forward_cache(spec, theta, x, pre_activation=True)
+    out, d1, d2 = _output_layer(spec, u, 2)
+    r = out - y
+    jac = _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)  # Jᵘ (N·K, P)
+    if d1 is None:
+        wr, c = w[:, None] * r, jnp.repeat(w, spec.output_dim)
+    else:
+        wr, c = w[:, None] * r * d1, (w[:, None] * (d1 * d1 + r * d2)).reshape(-1)
+    gn = (jac * c[:, None]).T @ jac
     if spec.n_layers == 1:
-        return gn  # linear model: f is linear in θ
+        return gn  # no hidden layer: u is linear in θ
+    lin = _linear_output(spec)
     if structured and spec.n_layers == 2:
-        return gn + _second_order_one_hidden(spec, theta, x, wr)
-    return gn + _second_order_autodiff(spec, theta, x, wr)
+        return gn + _second_order_one_hidden(lin, theta, x, wr)
+    return gn + _second_order_autodiff(lin, theta, x, wr)
+
+
+def _output_jacobian(spec: NetworkSpec, theta: Array, x: Array) -> Array:
+    """J = ∂f/∂θ (N·K, P): Jᵘ, rows scaled by φ′(u) for a nonlinear output."""
+    p, hs, dsig, u = _forward_cache(spec, theta, x, pre_activation=True)
+    jac = _jacobian(spec, p, hs, dsig)
+    d1 = _output_layer(spec, u, 1)[1]
+    if d1 is not None:
+        jac = jac * d1[:, :, None]
+    return jac.reshape(-1, spec.n_params)
 
 
 def _gauss_newton_block(spec: NetworkSpec, theta: Array, x: Array, y: Array, w: Array) -> Array:
     del y
-    p, hs, dsig, _ = _forward_cache(spec, theta, x)
-    jac = _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)
+    jac = _output_jacobian(spec, theta, x)
     wrep = jnp.repeat(w, spec.output_dim)
     return (jac * wrep[:, None]).T @ jac
 
@@ -336,11 +380,13 @@ def _loss(theta, x, y, w, *, spec, maxnorm):
 
 
 def _value_and_grad(theta, x, y, w, *, spec, maxnorm):
-    p, hs, dsig, out = _forward_cache(spec, theta, x)
+    p, hs, dsig, u = _forward_cache(spec, theta, x, pre_activation=True)
+    out, d1 = _output_layer(spec, u, 1)
     r = out - y
     wr = w[:, None] * r
     value = 0.5 * jnp.sum(wr * r) + barrier(theta, maxnorm)
-    return value, _backprop(spec, p, hs, dsig, wr) + barrier_grad(theta, maxnorm)
+    e = wr if d1 is None else wr * d1  # cotangent of u
+    return value, _backprop(spec, p, hs, dsig, e) + barrier_grad(theta, maxnorm)
 
 
 def _grad(theta, x, y, w, *, spec, maxnorm):
@@ -361,8 +407,7 @@ def _gauss_newton(theta, x, y, w, *, spec, maxnorm):
 
 def _full_jacobian(theta, x, y, w, *, spec, maxnorm):
     del y, w, maxnorm
-    p, hs, dsig, _ = _forward_cache(spec, theta, x)
-    return _jacobian(spec, p, hs, dsig).reshape(-1, spec.n_params)
+    return _output_jacobian(spec, theta, x)
 
 
 def _validate(spec: NetworkSpec, data: Dataset, maxnorm: float | None):

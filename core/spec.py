@@ -93,6 +93,8 @@ class NetworkSpec:
         output_dim: k_L.
         activations: per hidden layer, a tuple of canonical activation names, one per neuron.
         bias: per layer (hidden layers then output layer), whether it has a bias.
+        output: canonical activation name φ applied elementwise to the output layer,
+            f = φ(W_L h^{L−1} + b_L); "identity" (the default) for a linear output.
     """
 
     input_dim: int
@@ -100,6 +102,7 @@ class NetworkSpec:
     output_dim: int
     activations: tuple[tuple[str, ...], ...]
     bias: tuple[bool, ...]
+    output: str = "identity"
 
     def __post_init__(self) -> None:
         if self.input_dim < 1:
@@ -115,6 +118,13 @@ class NetworkSpec:
                 raise ValueError(f"layer of width {k} has {len(acts)} activations")
         if len(self.bias) != len(self.widths) + 1:
             raise ValueError("need one bias flag per layer (hidden layers and output)")
+        if self.output not in ACTIVATION_NAMES:
+            raise ValueError(f"output activation {self.output!r} is not a canonical name")
+
+    @property
+    def linear_output(self) -> bool:
+        """Whether the output layer is linear (φ = identity)."""
+        return self.output == "identity"
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -158,6 +168,7 @@ def make_spec(
     activation: str | Sequence[str] | Sequence[Sequence[str]] = "softplus",
     bias: bool | Sequence[bool] = True,
     output_dim: int = 1,
+    output: str = "identity",
 ) -> NetworkSpec:
     """Build a :class:`NetworkSpec` from user-friendly arguments.
 
@@ -165,6 +176,7 @@ def make_spec(
     hidden layer, or a list of per-neuron tuples (one per hidden layer).  For a
     single hidden layer a flat list of length k₁ is read as per-neuron names.
     ``bias`` is one flag for every layer or one per layer (hidden and output).
+    ``output`` names the output layer's activation φ (an alias is resolved).
     """
     widths = tuple(int(k) for k in widths)
     if isinstance(activation, str):
@@ -190,4 +202,5 @@ def make_spec(
         bias_t = (bool(bias),) * (len(widths) + 1)
     else:
         bias_t = tuple(bool(b) for b in bias)
-    return NetworkSpec(int(input_dim), widths, int(output_dim), tuple(acts), bias_t)
+    out = canonical_activation(output)
+    return NetworkSpec(int(input_dim), widths, int(output_dim), tuple(acts), bias_t, out)

@@ -1,0 +1,169 @@
+"""Output activations f = φ(W_L h + b_L) (``student.output = <activation>``, MSE only):
+MLPGradientFlow's last layers ``(2, g, bias)`` ("loss" testset) and ``(1, sigmoid, false)``
+("distributed"), and nets with no hidden layer (``TeacherNet(((1, softplus, true),))``).
+
+References are independent of the objective's closed forms: ``jax.hessian`` / ``jax.grad``
+of the loss written out here with jax.nn's functions (not :mod:`core.activations`), and
+``jax.jacrev`` of that network.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import core  # noqa: F401  (float64)
+from core import objectives
+from core.networks import forward, init_params, make_spec, unflatten
+from core.objectives import Dataset, barrier, mse_objective
+
+# The output φ written with jax.nn, independent of core.activations' e^{−|z|} forms.
+PHI = {
+    "g": lambda u: jax.nn.sigmoid(4.0 * u) + jax.nn.softplus(u),
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,
+    "selu": lambda u: 1.05070098 * jnp.where(u > 0, u, 1.67326324 * (jnp.exp(u) - 1.0)),
+    "square": lambda u: u * u,
+    "identity": lambda u: u,
+}
+HIDDEN = {
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda z: z,
+    "g": PHI["g"],
+    "softplus": jax.nn.softplus,
+    "tanh": jnp.tanh,
+}
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def _reference_forward(spec, theta, x, layer_acts, phi):
+    """The net written out layer by layer: one jax.nn activation per hidden layer."""
+    p = unflatten(spec, theta)
+    h = x
+    for l in range(1, spec.n_layers + 1):
+        z = h @ p[f"w{l}"].T + (p[f"b{l}"] if spec.bias[l - 1] else 0.0)
+        h = HIDDEN[layer_acts[l - 1]](z) if l < spec.n_layers else PHI[phi](z)
+    return h
+
+
+#: (input_dim, widths, activation per hidden layer, bias per layer, output_dim, output φ).
+NETS = {
+    # MLPGradientFlow "loss": ((4, sigmoid, true), (2, identity, false), (2, g, true),
+    # (5, identity, false)) with its last layer replaced by (2, g, bias)
+    "loss-testset-g-output": (3, [4, 2], ["sigmoid", "identity"], [True, False, True], 2, "g"),
+    # "distributed": one hidden layer, output (1, sigmoid, false): the structured Hessian
+    "distributed-sigmoid": (2, [5], ["softplus"], [True, False], 1, "sigmoid"),
+    "1h-tanh-K3-bias": (2, [3], ["g"], [False, True], 3, "tanh"),
+    "1h-selu-output": (2, [3], ["tanh"], [True, True], 2, "selu"),
+    # no hidden layer: TeacherNet(((1, softplus, true),)) — u = W x + b, f = φ(u)
+    "no-hidden-softplus": (3, [], [], [True], 1, "softplus"),
+    "no-hidden-square-K2": (2, [], [], [False], 2, "square"),
+}
+
+
+def _case(name: str, n: int = 17, weighted: bool = True, seed: int = 3):
+    d, widths, acts, bias, k, phi = NETS[name]
+    spec = make_spec(d, widths, acts, bias, k, output=phi)
+    keys = jax.random.split(jax.random.PRNGKey(seed), 5)
+    theta = init_params(spec, keys[0], 1.0) + 0.3 * jax.random.normal(keys[1], (spec.n_params,))
+    x = jax.random.normal(keys[2], (n, d))
+    y = jax.random.normal(keys[3], (n, k))
+    w = jax.random.uniform(keys[4], (n,), minval=0.1, maxval=1.0) if weighted else None
+    return spec, theta, Dataset(x, y, w), acts, phi
+
+
+#: Cases run with the weight-norm barrier active (maxnorm), the others without.
+MAXNORM = {"loss-testset-g-output": 0.4, "no-hidden-softplus": 0.4}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_loss_gradient_hessian_match_autodiff(name: str) -> None:
+    """Value, closed-form gradient and structured Hessian of ½Σ w‖φ(u) − y‖² (+ barrier)
+    against autodiff of the loss written out independently."""
+    spec, theta, data, acts, phi = _case(name)
+    maxnorm = MAXNORM.get(name)
+    if maxnorm is not None:  # the barrier must actually be active somewhere
+        assert np.any(np.abs(np.asarray(theta)) > maxnorm)
+    obj = mse_objective(spec, data, maxnorm=maxnorm)
+
+    def ref(t):
+        r = _reference_forward(spec, t, data.x, acts, phi) - data.y
+        return 0.5 * jnp.sum(data.weights[:, None] * r * r) + barrier(t, maxnorm)
+
+    f_ref = _reference_forward(spec, theta, data.x, acts, phi)
+    np.testing.assert_allclose(forward(spec, theta, data.x), f_ref, rtol=1e-13)
+    value, g = obj.value_and_grad(theta)
+    np.testing.assert_allclose(value, ref(theta), rtol=1e-13)
+    np.testing.assert_allclose(obj.loss(theta), value, rtol=1e-14)
+    assert _rel(g, jax.jit(jax.grad(ref))(theta)) < 1e-12
+    h = obj.hessian(theta)
+    assert _rel(h, jax.jit(jax.hessian(ref))(theta)) < 1e-10
+    np.testing.assert_array_equal(h, h.T)
+
+
+@pytest.mark.parametrize("name", ["distributed-sigmoid", "1h-tanh-K3-bias"])
+def test_structured_and_autodiff_second_order_paths_agree(name: str) -> None:
+    """One hidden layer: the closed-form blocks with weights w r φ′ equal the
+    forward-over-reverse path on the linear-output net."""
+    spec, theta, data, _, _ = _case(name)
+    args = (theta, data.x, data.y, data.weights)
+    hess = functools.partial(objectives._hessian, spec=spec, maxnorm=None)
+    closed = jax.jit(hess)(*args)
+    generic = jax.jit(functools.partial(hess, structured=False))(*args)
+    assert _rel(generic, closed) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["loss-testset-g-output", "no-hidden-softplus"])
+def test_jacobian_and_gauss_newton_extras(name: str) -> None:
+    """extras["jacobian"] = ∂φ(u)/∂θ and extras["gauss_newton"] = Σ w JᵀJ (the PSD part)."""
+    spec, theta, data, acts, phi = _case(name)
+    obj = mse_objective(spec, data)
+    jac_ref = jax.jit(jax.jacrev(lambda t: _reference_forward(spec, t, data.x, acts, phi)))(theta)
+    jac_ref = jac_ref.reshape(-1, spec.n_params)
+    assert _rel(obj.extras["jacobian"](theta), jac_ref) < 1e-12
+    wrep = jnp.repeat(data.weights, spec.output_dim)
+    assert _rel(obj.extras["gauss_newton"](theta), (jac_ref * wrep[:, None]).T @ jac_ref) < 1e-12
+
+
+def test_sample_blocks_with_a_nonlinear_output(monkeypatch) -> None:
+    """Large-N path (zero-weight padded blocks) with φ: the same Hessian."""
+    spec, theta, data, _, _ = _case("distributed-sigmoid", n=23)
+    whole = mse_objective(spec, data).hessian(theta)
+    monkeypatch.setattr(objectives, "_BLOCK_BUDGET", 5 * spec.n_params)
+    assert _rel(mse_objective(spec, data).hessian(theta), whole) < 1e-13
+
+
+def test_hand_computed_single_neuron_output() -> None:
+    """d = 1, no hidden layer, f = sigmoid(w x + b) on two samples, by hand:
+    L = ¼Σ(s_n − y_n)², ∂L/∂w = ½Σ (s_n − y_n) s_n(1 − s_n) x_n."""
+    spec = make_spec(1, [], [], True, 1, output="sigmoid")
+    x, y = np.array([[0.5], [-2.0]]), np.array([[1.0], [0.0]])
+    w, b = 0.7, -0.1
+    s = 1 / (1 + np.exp(-(w * x[:, 0] + b)))
+    r = s - y[:, 0]
+    obj = mse_objective(spec, Dataset(jnp.asarray(x), jnp.asarray(y)))
+    value, g = obj.value_and_grad(jnp.array([w, b]))
+    np.testing.assert_allclose(value, 0.25 * np.sum(r * r), rtol=1e-14)
+    ds = s * (1 - s)
+    np.testing.assert_allclose(g, [0.5 * np.sum(r * ds * x[:, 0]), 0.5 * np.sum(r * ds)],
+                               rtol=1e-13)  # fmt: skip
+    # ∂²L/∂b² = ½Σ (s′² + r s″), s″ = s′(1 − 2s)
+    h_bb = 0.5 * np.sum(ds * ds + r * ds * (1 - 2 * s))
+    np.testing.assert_allclose(obj.hessian(jnp.array([w, b]))[1, 1], h_bb, rtol=1e-13)
+
+
+def test_losses_for_a_linear_output_refuse_a_nonlinear_one() -> None:
+    """Cross-entropy and correlation read the network output as logits / f: a spec with an
+    output activation fails loudly there (their closed forms assume a linear output)."""
+    spec, theta, data, _, _ = _case("distributed-sigmoid")
+    with pytest.raises(ValueError, match=r"student\.output"):
+        objectives._forward_cache(spec, theta, data.x)

@@ -195,7 +195,13 @@ async def test_preset_explanation_on_setup_and_w_toggles_it_on_the_run_screen():
     async with app.run_test(size=(80, 24)) as pilot:
         setup = app.screen
         panel = setup.query_one("#preset-watch", WatchPanel)
-        assert not panel.has_class("-shown")
+        await pilot.pause()
+        # opened by path (`explorer explorer/presets/symmetry_saddle.toml`): shown at once
+        assert panel.has_class("-shown") and panel.display
+        assert "Watch the loss plateau at 0.001385" in str(panel.render())
+        setup.load_preset(PRESETS / "copy_or_average.toml")
+        await pilot.pause()
+        assert "Copy or average" in str(panel.render())
         setup.load_preset(path)
         await pilot.pause()
         assert panel.has_class("-shown") and panel.display

@@ -457,6 +457,8 @@ class SetupScreen(Screen):
     def on_mount(self) -> None:
         self._update_conditional()
         self.validate()
+        # `explorer explorer/presets/NAME.toml` opens a preset as the menu does: with its text
+        self.query_one("#preset-watch", WatchPanel).show_for(explanation(self.config_path))
 
     # -- form <-> mapping --------------------------------------------------------
 

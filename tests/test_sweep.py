@@ -162,6 +162,39 @@ def test_sweep_file_errors(tmp_path):
         load_sweep(bad)
 
 
+def test_relative_data_and_teacher_paths_resolve_against_the_file_that_sets_them(tmp_path):
+    # The base config and its files in configs/, the sweep file in sweeps/: the base's
+    # relative data.path and teacher.path name files beside the base, the sweep's own
+    # (a grid value) files beside the sweep.
+    rng = np.random.default_rng(0)
+    configs, sweeps = tmp_path / "configs", tmp_path / "sweeps"
+    configs.mkdir(), sweeps.mkdir()
+    for folder, n in ((configs, 40), (sweeps, 30)):  # inputs only: the teacher labels them
+        np.savez(folder / "data.npz", x=rng.normal(size=(n, 2)))
+    w = {"w1": (2, 2), "b1": (2,), "w2": (1, 2), "b2": (1,)}
+    np.savez(configs / "teacher.npz", **{k: rng.normal(size=s) for k, s in w.items()})
+    base = (
+        'seed = 1\n[teacher]\nkind = "file"\npath = "teacher.npz"\ninput_dim = 2\n'
+        'widths = [2]\n[student]\nwidths = [2]\n[data]\nkind = "file"\npath = "data.npz"\n'
+    )
+    (configs / "base.toml").write_text(base)
+    sweep = sweeps / "sweep.toml"
+    sweep.write_text('base = "../configs/base.toml"\n[grid]\nseed = [1, 2]\n')
+    runs = load_sweep(sweep).runs
+    assert [r.config.data.path for r in runs] == [str(configs.resolve() / "data.npz")] * 2
+    assert {r.config.data.samples for r in runs} == {40}
+    assert runs[0].config.teacher.path == str((configs / "teacher.npz").resolve())
+    sweep.write_text('base = "../configs/base.toml"\n[grid]\n"data.path" = ["data.npz"]\n')
+    (run,) = load_sweep(sweep).runs
+    assert run.config.data.path == str(sweeps.resolve() / "data.npz")
+    assert run.config.data.samples == 30
+    # A data file named through a link stays refused: only its folder is resolved.
+    (configs / "link.npz").symlink_to(configs / "data.npz")
+    (configs / "base.toml").write_text(base.replace('"data.npz"', '"link.npz"'))
+    with pytest.raises(SweepError, match=r"data\.path: .*link\.npz is a symbolic link"):
+        parse_sweep({"base": "../configs/base.toml"}, str(sweep), base_dir=sweeps)
+
+
 def test_run_names_are_readable_and_unique():
     assert run_name({"seed": 1, "student.widths": [2, 3]}) == "seed=1_student.widths=2x3"
     assert run_name({"student.activation": "a b/c"}) == "student.activation=a-b-c"

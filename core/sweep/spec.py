@@ -14,8 +14,8 @@ expands to ``∏_k len(grid[k])`` runs (first key varies slowest, as in
 ``itertools.product``).  Each run's config is base ← fixed overrides ← grid values,
 validated with :func:`core.config.parse_config`; any problem is a :class:`SweepError`
 (a :class:`~core.config.ConfigError`) naming the sweep file, the grid key and the value,
-raised before anything runs.  Relative ``teacher.path`` values resolve against the file
-that sets them (the base config, or the sweep file for overrides).
+raised before anything runs.  Relative ``teacher.path`` and ``data.path`` values resolve
+against the file that sets them (the base config, or the sweep file for overrides).
 
 Run names are derived from the grid values alone (``seed=1_student.widths=2``), so
 extending a grid reuses the runs already finished; a short hash disambiguates names
@@ -114,7 +114,7 @@ def parse_sweep(
         if key in mapping:
             value = copy.deepcopy(mapping[key])
             if key != SEED_KEY and isinstance(value, Mapping):
-                value = _absolute_teacher_path(value, key, base_dir)
+                value = _absolute_paths(value, key, base_dir)
                 table = base.get(key, {})
                 base[key] = {**table, **value} if isinstance(table, Mapping) else value
             else:
@@ -131,7 +131,7 @@ def parse_sweep(
         m = copy.deepcopy(base)
         for key, value in point.items():
             try:
-                m = set_dotted(m, key, _absolute_teacher_path_value(key, value, base_dir))
+                m = set_dotted(m, key, _absolute_path_value(key, value, base_dir))
             except ValueError as e:
                 raise SweepError(source, f"grid.{key}", str(e)) from None
         try:
@@ -143,7 +143,8 @@ def parse_sweep(
 
 
 def _base_mapping(base: Any, source: str, base_dir: Path) -> dict[str, Any]:
-    """The base config as a raw TOML mapping (validated), with absolute ``teacher.path``."""
+    """The base config as a raw TOML mapping (validated), with absolute ``teacher.path``
+    and ``data.path`` (relative ones name files beside the base config)."""
     if base is None:
         return config_to_dict(default_config())
     if not isinstance(base, str) or not base:
@@ -155,24 +156,44 @@ def _base_mapping(base: Any, source: str, base_dir: Path) -> dict[str, Any]:
         return SweepError(source, "base", f"{short(base)}: {problem}{where}")
 
     raw = read_toml_mapping(path, error)
-    teacher = raw.get("teacher")
-    if isinstance(teacher, Mapping):
-        raw["teacher"] = _absolute_teacher_path(teacher, "teacher", path.parent)
+    for name in _PATH_TABLES:
+        if isinstance(raw.get(name), Mapping):
+            raw[name] = _absolute_paths(raw[name], name, path.parent)
     return raw
 
 
-def _absolute_teacher_path(table: Mapping, name: str, folder: Path) -> dict:
+#: The tables whose ``path`` names a file relative to the file that sets it, and whether
+#: a symbolic link there is followed: config refuses a linked data file (it names the link
+#: then, not its target), so only the data file's folder is resolved.
+_PATH_TABLES = {"teacher": True, "data": False}
+
+
+def _absolute(raw: str, folder: Path, *, follow: bool) -> str:
+    """``raw`` (``~`` expanded) made absolute against ``folder``; as given where it cannot
+    be resolved (a link loop…): config then says what is wrong with it."""
+    p = Path(raw).expanduser()
+    p = p if p.is_absolute() else folder / p
+    try:
+        return str(p.resolve() if follow else p.parent.resolve() / p.name)
+    except (OSError, RuntimeError):
+        return str(p)
+
+
+def _absolute_paths(table: Mapping, name: str, folder: Path) -> dict:
+    """A copy of the config table ``name`` with its file ``path`` absolute."""
     out = dict(table)
-    if name == "teacher" and isinstance(out.get("path"), str):
-        out["path"] = str((folder / out["path"]).resolve())
+    if name in _PATH_TABLES and isinstance(out.get("path"), str) and out["path"]:
+        out["path"] = _absolute(out["path"], folder, follow=_PATH_TABLES[name])
     return out
 
 
-def _absolute_teacher_path_value(key: str, value: Any, folder: Path) -> Any:
-    if key == "teacher.path" and isinstance(value, str):
-        return str((folder / value).resolve())
-    if key == "teacher" and isinstance(value, Mapping):
-        return _absolute_teacher_path(value, "teacher", folder)
+def _absolute_path_value(key: str, value: Any, folder: Path) -> Any:
+    """A grid value with the file path it sets (``teacher.path``, a ``data`` table…) absolute."""
+    name, _, rest = key.partition(".")
+    if name in _PATH_TABLES and rest == "path" and isinstance(value, str) and value:
+        return _absolute(value, folder, follow=_PATH_TABLES[name])
+    if not rest and isinstance(value, Mapping):
+        return _absolute_paths(value, name, folder)
     return value
 
 

@@ -271,7 +271,9 @@ def temp_sibling(path: Path, tag: str = "tmp") -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _write_fsynced(path: Path, data: bytes) -> None:
+def write_fsynced(path: Path, data: bytes) -> None:
+    """Create the new file ``path`` (never replacing or following anything) holding
+    ``data``, flushed to disk before returning."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -284,7 +286,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     p = Path(path)
     tmp = temp_sibling(p)
     try:
-        _write_fsynced(tmp, data)
+        write_fsynced(tmp, data)
         os.replace(tmp, p)
     finally:
         if os.path.lexists(tmp):
@@ -302,7 +304,7 @@ def write_new_files(files: Mapping[Path, bytes]) -> None:
         for path, data in files.items():
             tmp = temp_sibling(path)
             try:
-                _write_fsynced(tmp, data)
+                write_fsynced(tmp, data)
                 os.link(tmp, path, follow_symlinks=False)
             finally:
                 if os.path.lexists(tmp):

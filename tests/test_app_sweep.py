@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+#: The explorer's layout, for the bare apps below that push a SweepScreen.
+APP_CSS = Path(__file__).resolve().parents[1] / "explorer" / "app.tcss"
+
 BASE = """\
 [teacher]
 kind = "random"
@@ -179,6 +182,8 @@ def test_atlas_tab_snapshot(snap_compare, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the status line shows the folder as given: "out"
 
     class SweepApp(App):
+        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
+
         def on_mount(self) -> None:
             self.push_screen(SweepScreen(Path("out")))
 
@@ -200,6 +205,8 @@ def test_atlas_tab_of_a_sweep_without_atlas_says_so(tmp_path) -> None:
     (tmp_path / "atlas.csv").unlink()
 
     class SweepApp(App):
+        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
+
         def on_mount(self) -> None:
             self.push_screen(SweepScreen(tmp_path))
 

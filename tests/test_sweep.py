@@ -46,6 +46,9 @@ from core.sweep import (
 
 BASE = SWEEP_BASE.format(method="gd", t_max=5.0)
 
+#: The explorer's layout, for the bare app below that pushes a SweepScreen.
+APP_CSS = Path(__file__).resolve().parents[1] / "explorer" / "app.tcss"
+
 
 def write_sweep(folder: Path, grid: str, extra: str = "") -> Path:
     (folder / "base.toml").write_text(BASE)
@@ -375,6 +378,8 @@ def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
     _, out, result, _ = small_sweep
 
     class SweepApp(App):
+        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
+
         def on_mount(self) -> None:
             self.push_screen(SweepScreen(out))
 

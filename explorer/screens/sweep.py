@@ -73,12 +73,6 @@ def sort_rows(rows: list[dict[str, str]], by: str, reverse: bool = False) -> lis
 class SweepScreen(Screen):
     """The runs of one sweep output folder; Enter replays one."""
 
-    DEFAULT_CSS = """
-    SweepScreen #sweep-tabs { height: 1fr; }
-    SweepScreen #sweep-tabs TabPane { padding: 0; }
-    SweepScreen DataTable { height: 1fr; }
-    """
-
     BINDINGS: ClassVar[list] = [
         Binding("enter", "open", "Replay run", id="sweep.open"),
         Binding("a", "toggle_atlas", "Runs/Atlas", id="sweep.atlas"),

@@ -90,13 +90,6 @@ def channel_lines(channels: list[Any]) -> str:
 class NeuronInspector(Vertical):
     """Neuron table (cursor picks the neuron), channels, refinement result and response."""
 
-    DEFAULT_CSS = """
-    NeuronInspector { height: 1fr; }
-    NeuronInspector DataTable { height: 1fr; min-height: 4; }
-    NeuronInspector #inspector-response-box { height: 1fr; }
-    NeuronInspector #inspector-channels, NeuronInspector #inspector-refine { height: auto; }
-    """
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.result: Any = None  # the Inspection shown

@@ -515,10 +515,6 @@ class LinePlot(Widget):
     and label, hidden series and points below the window), never drawn over the curves.
     """
 
-    DEFAULT_CSS = """
-    LinePlot { height: 1fr; width: 1fr; }
-    """
-
     #: Build figures in a worker thread (class default; snapshot tests switch it off).
     background = True
 

@@ -35,8 +35,6 @@ def format_status(
 class StatusLine(Static):
     """The run status; ``show_clock`` false hides elapsed time (used by snapshot tests)."""
 
-    DEFAULT_CSS = "StatusLine { height: 1; }"
-
     show_clock = True
     _shown: object = None
 

@@ -446,8 +446,6 @@ class ViewPlot(Widget):
     ``LinePlot.background``, for snapshot tests).
     """
 
-    DEFAULT_CSS = "ViewPlot { height: 1fr; width: 1fr; }"
-
     @dataclass(eq=False)
     class Rendered(Message):
         key: tuple
@@ -535,8 +533,6 @@ def heatmap_rows(values: np.ndarray, scale: float, width: int, height: int) -> l
 class SignHeatmap(Widget):
     """f − g on the d = 2 grid as glyphs (rows = y, larger y on top), resampled to its size."""
 
-    DEFAULT_CSS = "SignHeatmap { height: 1fr; width: 1fr; }"
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.values: np.ndarray | None = None
@@ -610,8 +606,6 @@ class ClassMap(Widget):
     """Class regions on the d = 2 grid (softmax students): the student's class per cell,
     reverse video where the teacher's differs (rows = y, larger y on top), resampled."""
 
-    DEFAULT_CSS = "ClassMap { height: 1fr; width: 1fr; }"
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.regions: dict | None = None
@@ -659,13 +653,6 @@ class ViewPanel(Vertical):
     The screen calls :meth:`request` with the current point while the panel is on screen;
     the panel computes in a thread worker (one at a time, at most every ``LIVE_SECONDS``
     while ``live``) and shows the newest result.
-    """
-
-    DEFAULT_CSS = """
-    ViewPanel { height: 1fr; width: 1fr; }
-    ViewPanel > .view-note { height: auto; width: 1fr; }
-    ViewPanel.-current > .view-note { text-style: bold; }
-    ViewPanel > .view-body { height: 1fr; }
     """
 
     #: The objective per student spec of the current problem, shared by the panels (a new

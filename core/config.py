@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -49,6 +49,7 @@ MAX_DATA_BYTES = 4 << 30
 
 #: Named network parameters as nested tuples: (("w1", ((…), …)), ("b1", (…)), …).
 ParamTuples = tuple[tuple[str, tuple], ...]
+_T = TypeVar("_T")
 #: ``activations``: per hidden layer, one name or a tuple of per-neuron names.
 LayerActivations = tuple[str | tuple[str, ...], ...]
 #: ``bias``: one flag for every layer, or one per layer (hidden layers in order, then the
@@ -270,11 +271,17 @@ def read_toml_mapping(path: str | Path, error: Callable[[str], ConfigError]) -> 
         raise error(str(e)) from None
 
 
+def load_toml_file(path: str | Path, parse: Callable[..., _T], error: type[ConfigError]) -> _T:
+    """``parse(mapping, str(path), base_dir=path's folder)`` of the TOML file ``path``
+    (a config, a sweep); a read problem raises ``error(str(path), None, problem)``."""
+    src = str(path)
+    mapping = read_toml_mapping(path, lambda problem: error(src, None, problem))
+    return parse(mapping, src, base_dir=Path(path).parent)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file; raise :class:`ConfigError` on any problem."""
-    src = str(path)
-    mapping = read_toml_mapping(path, lambda problem: ConfigError(src, None, problem))
-    return parse_config(mapping, src, base_dir=Path(path).parent)
+    return load_toml_file(path, parse_config, ConfigError)
 
 
 def parse_config(

@@ -40,6 +40,7 @@ from core.config import (
     ConfigError,
     config_to_dict,
     default_config,
+    load_toml_file,
     parse_config,
     read_toml_mapping,
 )
@@ -94,9 +95,7 @@ class Sweep:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read, expand and validate a sweep TOML file (raises :class:`SweepError`)."""
-    src = str(path)
-    mapping = read_toml_mapping(path, lambda problem: SweepError(src, None, problem))
-    return parse_sweep(mapping, src, base_dir=Path(path).parent)
+    return load_toml_file(path, parse_sweep, SweepError)
 
 
 def parse_sweep(

@@ -34,7 +34,8 @@ from core.spec import NetworkSpec, activation_names, canonical_activation, make_
 TEACHER_KINDS = ("random", "orthonormal", "glu", "rosenbrock", "file", "explicit", "none")
 DATA_KINDS = ("gaussian", "uniform", "sobol", "gaussian-infinite", "file")
 LOSSES = ("mse", "correlation", "crossentropy")
-#: ``student.output``: the logits as they are, or softmax class probabilities (cross-entropy).
+#: ``student.output``: the logits as they are, or softmax class probabilities (cross-entropy);
+#: besides these, any activation name φ (MSE on finite data): f = φ(W_L h + b_L) elementwise.
 OUTPUTS = ("identity", "softmax")
 DYNAMICS_METHODS = ("flow", "gd", "sgd", "adam")
 SOLVERS = ("auto", "tsit5", "dopri5", "dopri8", "kvaerno5", "kencarp5", "lsoda", "bdf")
@@ -145,7 +146,8 @@ class StudentConfig:
     (instead of ``activation``, which is then ``None``) one entry per hidden layer, each a
     name or a per-neuron list of names.  ``params`` optionally fixes θ₀ (named view);
     otherwise θ₀ is LeCun-normal × ``init_scale``.  ``output = "softmax"`` (with
-    ``data.loss = "crossentropy"``) reads the k_L outputs as class probabilities.
+    ``data.loss = "crossentropy"``) reads the k_L outputs as class probabilities; any other
+    activation name φ (MSE, finite data) is the output layer's activation, f = φ(W_L h + b_L).
     ``unit_norm``: each first-layer weight vector w_i stays on the unit sphere (bias-free
     first layer; Riemannian flow, :mod:`core.manifold`); ``train_output = false``: the
     output layer's weights stay at their initial values (``params``, else all ones).
@@ -230,7 +232,7 @@ class Config:
     def student_spec(self) -> NetworkSpec:
         """Student spec: teacher's input/output dimensions, student widths/activation/bias."""
         t, s = self.teacher, self.student
-        return _Validator._student_spec(t, s.widths, s.activation, s.bias, s.activations)
+        return _Validator._student_spec(t, s.widths, s.activation, s.bias, s.activations, s.output)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -707,7 +709,9 @@ class _Validator:
         if "params" in s:
             spec = self._student_spec(teacher, widths, act, bias, activations)
             params = self.params(s["params"], "student.params", spec)
-        output = self.choice(s.get("output", "identity"), "student.output", OUTPUTS)
+        output = s.get("output", "identity")
+        if output != "softmax":  # an activation name (canonical): f = φ(W_L h + b_L)
+            output = self.activation_name(output, "student.output")
         unit_norm = self.boolean(s.get("unit_norm", False), "student.unit_norm")
         train_output = self.boolean(s.get("train_output", True), "student.train_output")
         if unit_norm and layer_biases(widths, bias)[0]:
@@ -759,10 +763,17 @@ class _Validator:
 
     @staticmethod
     def _student_spec(
-        teacher: TeacherConfig, widths, act, bias, activations: LayerActivations | None = None
+        teacher: TeacherConfig,
+        widths,
+        act,
+        bias,
+        activations: LayerActivations | None = None,
+        output: str = "identity",
     ) -> NetworkSpec:
+        """The student's spec; ``output = "softmax"`` is a linear (logit) output layer."""
         acts = per_layer_activations(widths, act, activations)
-        return make_spec(teacher.input_dim, widths, acts, bias, teacher.output_dim)
+        phi = "identity" if output == "softmax" else output
+        return make_spec(teacher.input_dim, widths, acts, bias, teacher.output_dim, phi)
 
     def data(self, t: Mapping) -> DataConfig:
         known = [f.name for f in fields(DataConfig)]
@@ -891,6 +902,7 @@ class _Validator:
                     f"{data.samples} samples × (input_dim + widths + output_dim) need "
                     f"{need / 2**30:.1f} GiB per pass (limit {MAX_DATA_BYTES / 2**30:g} GiB)",
                 )
+        self.output_checks(cfg)
         if data.kind == "gaussian-infinite":
             if not t.is_network:
                 raise self.fail(
@@ -941,6 +953,25 @@ class _Validator:
                 f"must be ≤ data.samples = {data.samples}, got {dyn.batch_size}",
             )
         self.classification_checks(cfg)
+
+    def output_checks(self, cfg: Config) -> None:
+        """An output activation φ (``student.output`` neither identity nor softmax) needs the
+        MSE on finite data: the Gaussian-kernel (infinite-data) objectives and the
+        correlation loss assume a linear output layer."""
+        s, data = cfg.student, cfg.data
+        if s.output in OUTPUTS:
+            return
+        if data.loss != "mse":
+            raise self.fail(
+                "student.output",
+                f"an output activation ({s.output!r}) needs data.loss = 'mse', not {data.loss!r}",
+            )
+        if data.kind == "gaussian-infinite":
+            raise self.fail(
+                "student.output",
+                f"an output activation ({s.output!r}) needs finite data, not data.kind = "
+                "'gaussian-infinite' (its Gaussian-kernel losses assume a linear output layer)",
+            )
 
     def data_file_targets(self, cfg: Config) -> None:
         """A data file's ``y`` against the student's K outputs: (N, K) rows (or (N,) for

@@ -480,6 +480,8 @@ def _check_two_layer(spec: NetworkSpec | None, who: str) -> None:
         )
     if any(spec.bias):
         raise ValueError(f"{who}: gaussian-infinite data needs a net without biases (bias = false)")
+    if not spec.linear_output:
+        raise ValueError(f"{who}.output: gaussian-infinite data needs a linear output layer")
     if spec.output_dim != 1:
         raise ValueError(
             f"{who}: gaussian-infinite data needs a scalar output, got output_dim {spec.output_dim}"

@@ -43,8 +43,10 @@ __all__ = ["end_to_end", "is_linear", "linear_gaussian_objective", "linear_teach
 
 
 def is_linear(spec: NetworkSpec | None) -> bool:
-    """Whether ``spec`` is a network whose every hidden activation is the identity."""
-    return spec is not None and all(a == "identity" for layer in spec.activations for a in layer)
+    """Whether ``spec`` is a network whose every activation (hidden and output) is the identity."""
+    if spec is None or not spec.linear_output:
+        return False
+    return all(a == "identity" for layer in spec.activations for a in layer)
 
 
 def end_to_end(spec: NetworkSpec, theta: Array) -> tuple[Array, Array]:

@@ -54,7 +54,9 @@ def _check_index(name: str, i: int, width: int) -> int:
 
 
 def _with_width(spec: NetworkSpec, acts: tuple[str, ...]) -> NetworkSpec:
-    return NetworkSpec(spec.input_dim, (len(acts),), spec.output_dim, (acts,), spec.bias)
+    return NetworkSpec(
+        spec.input_dim, (len(acts),), spec.output_dim, (acts,), spec.bias, spec.output
+    )
 
 
 def _check_constraint(constraint: Constraint | None, what: str) -> None:

@@ -167,3 +167,96 @@ def test_losses_for_a_linear_output_refuse_a_nonlinear_one() -> None:
     spec, theta, data, _, _ = _case("distributed-sigmoid")
     with pytest.raises(ValueError, match=r"student\.output"):
         objectives._forward_cache(spec, theta, data.x)
+
+
+# ------------------------------------------------------------------ config and runs
+
+
+def _mapping(output: str, **data) -> dict:
+    from core.config import config_to_dict, default_config
+
+    m = config_to_dict(default_config())
+    m["teacher"] = {"kind": "random", "input_dim": 2, "widths": [3], "activation": "tanh",
+                    "bias": False, "output_dim": 2}  # fmt: skip
+    m["student"] = {"widths": [2], "activation": "softplus", "output": output}
+    m["data"] = {"kind": "gaussian", "samples": 20, **data}
+    return m
+
+
+def test_config_output_activation_round_trips_and_builds_the_objective() -> None:
+    """``student.output = "sigmoid_fast"`` is stored canonically ("sigmoid"), round-trips
+    through the TOML mapping and text, and the problem's objective is the MSE of
+    φ(W_L h + b_L) against the teacher (by hand from the named parameters)."""
+    import tomllib
+
+    from core.config import config_to_dict, config_to_toml, parse_config
+    from core.problem import build_problem
+
+    cfg = parse_config(_mapping("sigmoid_fast"))
+    assert cfg.student.output == "sigmoid" and cfg.student_spec().output == "sigmoid"
+    assert parse_config(config_to_dict(cfg)) == cfg
+    assert parse_config(tomllib.loads(config_to_toml(cfg))) == cfg
+    problem = build_problem(cfg)
+    theta, x = problem.theta0, problem.data.x
+    p = unflatten(problem.spec, theta)
+    f = jax.nn.sigmoid(jax.nn.softplus(x @ p["w1"].T + p["b1"]) @ p["w2"].T + p["b2"])
+    ref = 0.5 * jnp.mean(jnp.sum((f - problem.data.y) ** 2, axis=1))
+    np.testing.assert_allclose(problem.objective.loss(theta), ref, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("output", "data", "field", "message"),
+    [
+        ("g", {"kind": "gaussian-infinite"}, "student.output",
+         "an output activation \\('g'\\) needs finite data"),
+        ("tanh", {"loss": "correlation"}, "student.output", "needs data.loss = 'mse'"),
+        ("g", {"loss": "crossentropy"}, "student.output", "needs data.loss = 'mse', not 'cross"),
+        ("swish", {}, "student.output", "unknown activation 'swish'"),
+    ],
+)  # fmt: skip
+def test_config_output_activation_refusals_name_the_field(output, data, field, message) -> None:
+    from core.config import ConfigError, parse_config
+
+    m = _mapping(output, **data)
+    if data.get("kind") == "gaussian-infinite":
+        m["teacher"].update(output_dim=1)
+        m["student"]["bias"] = False
+    with pytest.raises(ConfigError, match=f"^cfg.toml: {field}: .*{message}") as info:
+        parse_config(m, "cfg.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_infinite_data_objectives_refuse_an_output_activation() -> None:
+    """Below the config: the Gaussian-kernel objectives say which output is nonlinear."""
+    from core.gaussian import gaussian_objective
+    from core.linear_gaussian import is_linear
+    from core.teachers import network_teacher
+
+    linear = make_spec(2, [3], "erf", False)
+    phi = make_spec(2, [3], "erf", False, output="tanh")
+    teacher = network_teacher(linear, init_params(linear, jax.random.PRNGKey(0)))
+    with pytest.raises(ValueError, match=r"^student\.output: gaussian-infinite"):
+        gaussian_objective(phi, teacher)
+    assert not is_linear(make_spec(2, [3], "identity", output="g"))
+
+
+def test_run_with_an_output_activation_saves_and_loads(tmp_path) -> None:
+    """A short headless run (flow, refinement, analysis) with ``output = "g"``: the session
+    keeps the output activation in its segment spec and loads back with the same config;
+    its final loss is the objective's at the saved θ."""
+    from core.config import parse_config
+    from core.problem import build_problem
+    from core.runner import run_config
+    from core.session import load_session
+
+    m = _mapping("g")
+    m["dynamics"] = {"t_max": 5.0, "n_saves": 5}
+    m["refine"] = {"method": "none"}
+    cfg = parse_config(m)
+    session = load_session(run_config(cfg, tmp_path / "s"))
+    assert session.config == cfg
+    assert session.final_spec == cfg.student_spec() and session.final_spec.output == "g"
+    theta = session.final_segment.theta[-1]
+    problem = build_problem(cfg)
+    assert session.analysis is not None
+    np.testing.assert_allclose(session.analysis["loss"], problem.objective.loss(theta), rtol=1e-10)

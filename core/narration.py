@@ -17,8 +17,10 @@ flow has not escaped, a singular value between "learned" and "absent") the text 
 Line 1 names the phase at t (or, after the last detected phase — a live run's tail that no
 test has classified yet — what the loss and the spectrum show there); line 2 the neurons:
 a channel pair with ε, c, A, the GLU error and whether ε shrinks and the output weights
-grow (against ``earlier``, a state about half as old), a split pair, the copy/average roles,
-or the rank of a linear net's end-to-end map.  Pure NumPy apart from :func:`point_facts`
+grow (against ``earlier``, a state about half as old), inside a channel phase the pair that
+the segment's last state confirms as a channel while this one does not yet (the inspector's
+"channel (forming)", :func:`core.analysis.forming_channels`), a split pair, the copy/average
+roles, or the rank of a linear net's end-to-end map.  Pure NumPy apart from :func:`point_facts`
 (which evaluates activations through :mod:`core.analysis`); deterministic.
 """
 
@@ -411,6 +413,11 @@ def _phase_line(phase, prev, t, loss, spectrum, facts, loss0) -> str:
         here = f", Hessian index {spectrum.index}" if spectrum is not None else ""
         return f"descent since t ≈ {phase.t_start:.3g}{left}: L = {loss:.3g}{here}"
     if phase.kind == "channel":
+        if not phase.sure:  # only the spectra show it (core.phases): say so
+            return (
+                f"possibly a channel to infinity {since}: L = {loss:.3g}, falling slowly; "
+                "λmax grows, but no neuron pair passes the channel test"
+            )
         return f"channel to infinity {since}: L = {loss:.3g}, falling ever more slowly"
     # converged
     g = facts.grad_norm if facts is not None else float("nan")

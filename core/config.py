@@ -107,7 +107,7 @@ class TeacherConfig:
     """The target.  ``kind`` picks the builder in :mod:`core.teachers`.
 
     * random / file / explicit: an MLP (input_dim, widths, activation or activations, bias,
-      output_dim);
+      output_dim, and optionally ``output``: the output layer's activation φ, None = linear);
       weights i.i.d. N(0,1) (random), from an ``.npz`` (file, ``path``) or inline (explicit,
       ``params``).
     * orthonormal: Σ_j σ(v_j·x), bias-free, one hidden layer with widths[0] ≤ input_dim.
@@ -126,6 +126,7 @@ class TeacherConfig:
     path: str | None = None
     params: ParamTuples | None = None
     activations: LayerActivations | None = None
+    output: str | None = None
 
     @property
     def is_network(self) -> bool:
@@ -135,7 +136,8 @@ class TeacherConfig:
     def spec(self) -> NetworkSpec:
         """The teacher network's spec (for network kinds)."""
         acts = per_layer_activations(self.widths, self.activation, self.activations)
-        return make_spec(self.input_dim, self.widths, acts, self.bias, self.output_dim)
+        phi = self.output or "identity"
+        return make_spec(self.input_dim, self.widths, acts, self.bias, self.output_dim, phi)
 
 
 @dataclass(frozen=True)
@@ -612,6 +614,13 @@ class _Validator:
             msg = f"one flag per layer only for kind = random, file or explicit, not {kind!r}"
             raise self.fail("teacher.bias", msg)
         out_dim = self.integer(t.get("output_dim", 1), "teacher.output_dim", 1, 1000)
+        output = None  # the output layer's activation φ; None (stored so) when linear
+        if "output" in t:
+            if kind not in ("random", "file", "explicit"):
+                msg = f"only for kind = random, file or explicit, not {kind!r}"
+                raise self.fail("teacher.output", msg)
+            output = self.activation_name(t["output"], "teacher.output")
+            output = None if output == "identity" else output
         u = v = path = params = None
         if kind != "glu":
             for key in ("u", "v"):
@@ -673,8 +682,9 @@ class _Validator:
             spec = make_spec(d, widths, acts, bias, out_dim)
             params = self.params(t["params"], "teacher.params", spec)
         return TeacherConfig(
-            kind, d, widths, act, bias, out_dim, u, v, path, params, activations=activations
-        )
+            kind, d, widths, act, bias, out_dim, u, v, path, params, activations=activations,
+            output=output,
+        )  # fmt: skip
 
     def student(self, s: Mapping, teacher: TeacherConfig) -> StudentConfig:
         known = [f.name for f in fields(StudentConfig)]
@@ -956,9 +966,17 @@ class _Validator:
 
     def output_checks(self, cfg: Config) -> None:
         """An output activation φ (``student.output`` neither identity nor softmax) needs the
-        MSE on finite data: the Gaussian-kernel (infinite-data) objectives and the
-        correlation loss assume a linear output layer."""
+        MSE on finite data, and a teacher's (``teacher.output``) finite data: the
+        Gaussian-kernel (infinite-data) objectives and the correlation loss assume a linear
+        output layer."""
         s, data = cfg.student, cfg.data
+        if cfg.teacher.output is not None and data.kind == "gaussian-infinite":
+            raise self.fail(
+                "teacher.output",
+                f"an output activation ({cfg.teacher.output!r}) needs finite data, not "
+                "data.kind = 'gaussian-infinite' (its Gaussian-kernel losses assume a linear "
+                "output layer)",
+            )
         if s.output in OUTPUTS:
             return
         if data.loss != "mse":

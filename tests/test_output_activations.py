@@ -260,3 +260,33 @@ def test_run_with_an_output_activation_saves_and_loads(tmp_path) -> None:
     problem = build_problem(cfg)
     assert session.analysis is not None
     np.testing.assert_allclose(session.analysis["loss"], problem.objective.loss(theta), rtol=1e-10)
+
+
+def test_teacher_output_activation() -> None:
+    """``teacher.output`` (random / file / explicit): the teacher network's last layer
+    applies φ (its labels by hand from the named parameters); absent when linear
+    (``identity`` is stored as absent); refused for other kinds and on infinite data."""
+    from core.config import ConfigError, config_to_dict, parse_config
+    from core.problem import build_problem
+
+    m = _mapping("identity")
+    m["teacher"]["output"] = "tanh"
+    cfg = parse_config(m)
+    assert cfg.teacher.output == "tanh" and cfg.teacher.spec().output == "tanh"
+    assert parse_config(config_to_dict(cfg)) == cfg
+    problem = build_problem(cfg)
+    p = unflatten(problem.teacher.spec, problem.teacher.theta)
+    y = jnp.tanh(jnp.tanh(problem.data.x @ p["w1"].T) @ p["w2"].T)
+    np.testing.assert_allclose(problem.data.y, y, rtol=1e-13)
+    m["teacher"]["output"] = "identity"
+    assert parse_config(m).teacher.output is None
+    assert "output" not in config_to_dict(parse_config(m))["teacher"]
+    m["teacher"]["output"] = "tanh"
+    m["teacher"]["kind"] = "orthonormal"
+    with pytest.raises(ConfigError, match=r"teacher\.output: only for kind = random"):
+        parse_config(m, "cfg.toml")
+    m["teacher"].update(kind="random", output_dim=1)
+    m["student"]["bias"] = False
+    m["data"] = {"kind": "gaussian-infinite"}
+    with pytest.raises(ConfigError, match=r"^cfg.toml: teacher\.output: .*needs finite data"):
+        parse_config(m, "cfg.toml")

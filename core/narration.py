@@ -413,6 +413,11 @@ def _phase_line(phase, prev, t, loss, spectrum, facts, loss0) -> str:
         here = f", Hessian index {spectrum.index}" if spectrum is not None else ""
         return f"descent since t ≈ {phase.t_start:.3g}{left}: L = {loss:.3g}{here}"
     if phase.kind == "channel":
+        if not phase.sure:  # only the spectra show it (core.phases): say so
+            return (
+                f"possibly a channel to infinity {since}: L = {loss:.3g}, falling slowly; "
+                "λmax grows, but no neuron pair passes the channel test"
+            )
         return f"channel to infinity {since}: L = {loss:.3g}, falling ever more slowly"
     # converged
     g = facts.grad_norm if facts is not None else float("nan")

@@ -21,7 +21,24 @@ curve sees, in time order:
   while the output weights of a neuron pair diverge — found by
   :func:`core.analysis.detect_channels` on the last state when θ and the spec are given —
   or, from the spectra alone, while λmax still grows by :data:`CHANNEL_LMAX_TAIL_GROWTH`
-  or more per decade at the end of the run.
+  or more per decade at the end of the run.  Its onset: where the slow fall begins when a
+  fast fall (or a plateau) precedes it, and not before λmax stops decreasing.  When the
+  loss fell slowly from the start, the loss marks no onset, and the channel is dated by its
+  own evidence, the preceding part being a descent: with a pair, from where the pair's
+  ε = ½‖w̃_i − w̃_j‖ stops growing and |a_i − a_j| stops shrinking for good (the shipped
+  channel_to_infinity's pair does so from t ≈ 95, within its main drop); from the spectra
+  alone, from the first spectrum at which the tail test above already holds over the
+  decade before it and at every later one (the run, stopped there, would be called a
+  channel).  A channel seen only in the spectra is unsure (:attr:`Phase.sure` false, a
+  note "possibly a channel …, but no neuron pair passes the channel test").  Such is the
+  explorer's default problem with a student of width 2: its loss falls at most 2.2
+  e-folds per decade anywhere (0.46 → 0.0058 over t ∈ [0, 10⁶]); λmax grows 1.7–2.6× per
+  decade from t ≈ 2 on, and neuron 1's bias grows like log t (5.3 → 10.6 over
+  t ∈ [10⁴, 10⁶], the output bias compensating), so the weights do go to infinity, but as
+  no pair: no two neurons pass the channel test at any save, and ‖w₀ − w₁‖, down from 2.2
+  to 0.47 by t ≈ 10⁴, grows again to 0.9.  It is kept as an unsure channel from t ≈ 20 (λmax grew
+  1.25× over the decade before), a descent before, rather than called a descent to the
+  end: what diverges is not decided here, and the note says so.
 * **converged**: the run ends with ‖∇L‖∞ ≤ :data:`CONVERGED_GRAD_TOL` (or the run's looser
   ``grad_tol``); the phase starts where the loss stopped changing (it was flat from there
   to the end) or, for a loss that keeps falling towards 0, where the gradient reached that
@@ -99,7 +116,11 @@ CHANNEL_MIN_DECADES = 1.0
 CHANNEL_LMAX_TAIL_GROWTH = 1.25
 #: λmax counts as non-decreasing (for the channel's onset) through dips of this fraction
 #: (eigensolver and solver noise on a nearly constant λmax; the channel_to_infinity session
-#: dips by 0.13 % once on its way from 1.7 to 53).
+#: dips by 0.13 % once on its way from 1.7 to 53).  Step by step, so a slow decline passes
+#: (the default problem with a student of width 2: 3.32 → 3.02 over t ∈ [0, 1] by < 1 %
+#: per save): where the loss marks no onset the growth test below dates the channel.  The
+#: same slack, against the running extreme, lets a channel pair's ε and |a_i − a_j| wobble
+#: when the onset is read from the pair.
 CHANNEL_LMAX_SLACK = 1e-2
 
 KINDS = ("plateau", "descent", "channel", "converged")
@@ -115,6 +136,9 @@ class Phase:
         loss: representative loss (a plateau's level, else the loss at ``t_end``).
         index: Hessian index of a spectrum recorded inside the phase, else None.
         note: one short human sentence.
+        sure: False for a channel that only the spectra show (λmax grows) while no neuron
+            pair passes the channel test: the note says "possibly"; not in :meth:`to_json`
+            (the note carries it there).
     """
 
     kind: str
@@ -123,6 +147,7 @@ class Phase:
     loss: float
     index: int | None
     note: str
+    sure: bool = True
 
     def to_json(self) -> dict:
         return {
@@ -448,14 +473,20 @@ def _channel(tt, ll, gg, u, spectra, spec_rows, theta, keep, spec, x, last_end) 
     """The trailing channel phase, or None (criteria: CHANNEL_* and the module docstring)."""
     n = tt.shape[0]
     s = n - 1
+    # edge: the walk-back stopped at a fast fall or a plateau (something else precedes the
+    # slow tail) rather than at the run's first logged state (slow from the start)
+    edge = False
     while s - 1 >= max(last_end, 0) and np.isfinite(u[s - 1]):
         a, b = ll[s - 1], ll[s]
         if not (a > 0 and b > 0):
+            edge = True
             break
         rate = -(math.log(b) - math.log(a)) / (u[s] - u[s - 1])
         if abs(rate) > CHANNEL_MAX_RATE:
+            edge = True
             break
         s -= 1
+    edge = edge or s == last_end > 0
     if s == n - 1 or not (ll[s] - ll[-1] > PLATEAU_FLAT_REL * abs(ll[s])):
         return None
 
@@ -468,31 +499,85 @@ def _channel(tt, ll, gg, u, spectra, spec_rows, theta, keep, spec, x, last_end) 
     lmax.sort(key=lambda p: p[0])
     if u[-1] - u[s] < (PLATEAU_MIN_DECADES if pair is not None else CHANNEL_MIN_DECADES):
         return None
-    if pair is None:
-        tail = [(ts, lm) for ts, lm in lmax if math.log10(ts) >= u[-1] - CHANNEL_MIN_DECADES]
-        if len(tail) < 2 or not (tail[0][1] > 0 and tail[-1][1] > 0):
-            return None
-        du = math.log10(tail[-1][0]) - math.log10(tail[0][0])
-        if du < 0.5 * CHANNEL_MIN_DECADES:
-            return None
-        if math.log(tail[-1][1] / tail[0][1]) / du < math.log(CHANNEL_LMAX_TAIL_GROWTH):
-            return None
+    if pair is None and not _lmax_grows_before(lmax, float(tt[-1])):
+        return None
     onset_t = tt[s]
     if lmax:
         m = len(lmax) - 1
         while m > 0 and lmax[m - 1][1] <= lmax[m][1] * (1 + CHANNEL_LMAX_SLACK):
             m -= 1
         onset_t = max(onset_t, lmax[m][0])
+    if not edge:
+        # The loss fell slowly from the start, so it marks no boundary: date the channel by
+        # its own evidence, and what comes before is a descent.
+        if pair is not None:
+            onset_t = max(onset_t, _pair_onset(theta, keep, spec, pair, tt))
+        else:
+            onset_t = max(onset_t, _lmax_growth_onset(lmax))
+        if u[-1] - math.log10(onset_t) < PLATEAU_MIN_DECADES:
+            return None
     r0 = int(np.searchsorted(tt, onset_t))
     r0 = min(r0, n - 1)
     k = r0 + int(np.argmin(gg[r0:]))
     index = _index_near(spec_rows, r0, n - 1, k)
     if pair is not None:
         why = f"the output weights of neurons {pair[0]} and {pair[1]} diverge"
-    else:  # the spectra were the evidence, so there are some
-        why = f"λmax grows {lmax[0][1]:.3g} → {lmax[-1][1]:.3g}"
-    note = f"channel to infinity: L falls slowly to {ll[-1]:.3g} while {why}"
-    return Phase("channel", float(tt[r0]), float(tt[-1]), float(ll[-1]), index, note)
+        note = f"channel to infinity: L falls slowly to {ll[-1]:.3g} while {why}"
+        return Phase("channel", float(tt[r0]), float(tt[-1]), float(ll[-1]), index, note)
+    # the spectra were the evidence (so there are some); no pair confirms it
+    grown = [lm for ts, lm in lmax if ts >= tt[r0]] or [lmax[-1][1]]
+    note = (
+        f"possibly a channel to infinity: L falls slowly to {ll[-1]:.3g} while λmax grows "
+        f"{grown[0]:.3g} → {grown[-1]:.3g}, but no neuron pair passes the channel test"
+    )
+    return Phase("channel", float(tt[r0]), float(tt[-1]), float(ll[-1]), index, note, sure=False)
+
+
+def _lmax_grows_before(lmax: list[tuple[float, float]], t_end: float) -> bool:
+    """The spectra's channel test as if the run ended at ``t_end``: over the
+    CHANNEL_MIN_DECADES before it (recorded spectra spanning at least half of that), λmax
+    grew by CHANNEL_LMAX_TAIL_GROWTH or more per decade.  ``lmax``: (t > 0, λmax) sorted."""
+    lo = math.log10(t_end) - CHANNEL_MIN_DECADES
+    tail = [(ts, lm) for ts, lm in lmax if ts <= t_end and math.log10(ts) >= lo]
+    if len(tail) < 2 or not (tail[0][1] > 0 and tail[-1][1] > 0):
+        return False
+    du = math.log10(tail[-1][0]) - math.log10(tail[0][0])
+    if du < 0.5 * CHANNEL_MIN_DECADES:
+        return False
+    return math.log(tail[-1][1] / tail[0][1]) / du >= math.log(CHANNEL_LMAX_TAIL_GROWTH)
+
+
+def _lmax_growth_onset(lmax: list[tuple[float, float]]) -> float:
+    """The earliest spectrum time from which on :func:`_lmax_grows_before` holds at every
+    recorded spectrum: from there the run, stopped at any later time, would already be
+    called a channel by its spectra (the last spectrum's time when only that one passes)."""
+    m = len(lmax) - 1
+    while m > 0 and _lmax_grows_before(lmax, lmax[m - 1][0]):
+        m -= 1
+    return lmax[m][0]
+
+
+def _pair_onset(theta, keep, spec, pair: tuple[int, int], tt: np.ndarray) -> float:
+    """Where the pair (i, j) entered its channel: the start of the final stretch of states
+    from which on ε = ½‖w̃_i − w̃_j‖ never again exceeds its value and |a_i − a_j| never
+    again falls below it (each within CHANNEL_LMAX_SLACK): the two neurons approach each
+    other while their output weights diverge.  Times ``tt`` of the kept rows ``keep``."""
+    from core.analysis import first_layer
+
+    th = np.asarray(theta, dtype=np.float64)
+    i, j = pair
+    eps_max, da_min, onset = -math.inf, math.inf, float(tt[-1])
+    for r in range(len(keep) - 1, -1, -1):
+        if not np.all(np.isfinite(th[keep[r]])):
+            break
+        w1, b1, w2 = first_layer(spec, th[keep[r]])
+        wt = w1 if b1 is None else np.concatenate([w1, b1[:, None]], axis=1)
+        eps = 0.5 * float(np.linalg.norm(wt[i] - wt[j]))
+        da = abs(float(w2[0, i] - w2[0, j]))
+        if eps_max > eps * (1 + CHANNEL_LMAX_SLACK) or da_min < da * (1 - CHANNEL_LMAX_SLACK):
+            break
+        eps_max, da_min, onset = max(eps_max, eps), min(da_min, da), float(tt[r])
+    return onset
 
 
 def _channel_pair(theta, keep, spec, x) -> tuple[int, int] | None:

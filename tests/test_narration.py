@@ -153,6 +153,28 @@ def test_a_channel_phase_without_a_passing_pair_says_it_is_unsure():
     assert "no neuron pair passes the channel test here" in n.text and "unsure" in n.text
 
 
+def test_a_channel_only_the_spectra_show_is_said_to_be_possible_and_dated_after_the_descent():
+    """The default problem with a student of width 2 (measured trajectory, tests/test_phases):
+    at t = 2.35 the loss still falls in the descent; later core.phases sees a channel only in
+    the growing λmax, no pair passing the channel test, and the narration says so."""
+    from core.phases import detect_phases
+    from tests.test_phases import DEFAULT_W2_LMAX, DEFAULT_W2_TRAJ
+
+    t, loss, g = np.array(DEFAULT_W2_TRAJ, dtype=float).T
+    phases = detect_phases(t, loss, g, [(ts, np.array([0.0, lm])) for ts, lm in DEFAULT_W2_LMAX])
+    early = narrate(2.35, t, loss, phases)
+    assert early.kind == "descent" and early.text.startswith("descent since t ≈ 0")
+    onset = phases[-1].t_start
+    late = narrate(1e3, t, loss, phases)
+    assert late.kind == "channel"
+    assert late.lines[0].startswith(f"possibly a channel to infinity since t ≈ {onset:.3g}")
+    assert "but no neuron pair passes the channel test" in late.text
+    assert "ever more slowly" not in late.text
+    # a channel a pair confirms is said without doubt
+    sure = [Phase("channel", onset, 1e6, 6e-3, 0, "")]
+    assert narrate(1e3, t, loss, sure).lines[0].startswith("channel to infinity since")
+
+
 def test_copies_of_the_teacher_and_a_stranger_are_told_apart():
     tspec = make_spec(2, [2], "softplus", bias=False)
     teacher = network_teacher(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,11 @@ import pytest
 from core.config import parse_config
 from core.networks import make_spec
 from core.phases import (
+    CHANNEL_LMAX_TAIL_GROWTH,
     CONVERGED_GRAD_TOL,
     PLATEAU_FLAT_REL,
     Phase,
+    _pair_onset,
     detect_phases,
     session_phases,
 )
@@ -226,6 +229,109 @@ def test_channel_from_spectra_needs_a_growing_lambda_max():
     settled = [(ts, np.array([0.1, 5.0])) for ts, _ in growing]
     assert "channel" not in kinds(detect_phases(t, loss, g, settled))
     assert "channel" not in kinds(detect_phases(t, loss, g))  # no evidence, no channel
+
+
+# The default problem with a student of width 2 (explorer's built-in config with
+# student.widths = [2]; t_max = 1e6), measured: every 5th save (t, L, ‖∇L‖∞) and λmax of
+# every other recorded spectrum.  The loss falls at most 2.2 e-folds per decade anywhere
+# (0.46 → 0.06 by t ≈ 9, a second drop to 0.011 by t ≈ 240, then L − L∞ ∝ 1/t towards
+# 0.00582), so no fast fall separates a descent from the slow tail; λmax dips 3.32 → 3.02
+# (t ≈ 1) and then grows 1.7–2.6× per decade to the end, while neuron 1's bias grows like
+# log t; no neuron pair ever passes the channel test.
+DEFAULT_W2_TRAJ = [
+    (0, 0.4646, 0.6911), (0.01448, 0.4473, 0.6571), (0.023, 0.4377, 0.6379),
+    (0.03654, 0.4236, 0.6087), (0.05805, 0.4034, 0.5649), (0.09222, 0.3761, 0.5019),
+    (0.1465, 0.3424, 0.416), (0.2327, 0.3058, 0.3084), (0.3697, 0.2718, 0.2788),
+    (0.5873, 0.2443, 0.2506), (0.9329, 0.2211, 0.2249), (1.482, 0.1956, 0.2018),
+    (2.354, 0.1627, 0.178), (3.74, 0.12, 0.1414), (5.941, 0.07962, 0.07561),
+    (9.438, 0.06133, 0.02583), (14.99, 0.05475, 0.0176), (23.82, 0.0485, 0.0154),
+    (37.83, 0.04205, 0.01227), (60.1, 0.03597, 0.01012), (95.48, 0.02936, 0.008328),
+    (151.7, 0.01925, 0.009096), (240.9, 0.01105, 0.003303), (382.7, 0.009342, 0.001773),
+    (608, 0.008424, 0.001165), (965.9, 0.007675, 0.0008618), (1534, 0.007085, 0.000625),
+    (2437, 0.006645, 0.000434), (3872, 0.006341, 0.0002896), (6151, 0.006143, 0.0001879),
+    (9771, 0.006019, 0.00012), (1.552e4, 0.005942, 7.596e-05), (2.466e4, 0.005895, 4.79e-05),
+    (3.917e4, 0.005866, 3.015e-05), (6.223e4, 0.005848, 1.898e-05),
+    (9.885e4, 0.005838, 1.195e-05), (1.57e5, 0.005831, 7.536e-06),
+    (2.495e5, 0.005827, 4.759e-06), (3.963e5, 0.005824, 3.005e-06),
+    (6.295e5, 0.005823, 1.894e-06), (1e6, 0.005822, 1.189e-06),
+]  # fmt: skip
+DEFAULT_W2_LMAX = [
+    (0, 3.317), (0.0132, 3.298), (0.023, 3.285), (0.04009, 3.264), (0.06986, 3.232),
+    (0.1217, 3.187), (0.2121, 3.133), (0.3697, 3.08), (0.6442, 3.041), (1.123, 3.021),
+    (1.956, 3.025), (3.409, 3.089), (5.941, 3.282), (10.35, 3.547), (18.04, 3.81),
+    (31.44, 4.204), (54.79, 4.808), (95.48, 5.723), (166.4, 7.363), (289.9, 8.979),
+    (505.3, 10.2), (880.5, 11.9), (1534, 14.43), (2674, 18.05), (4660, 22.88), (8120, 28.85),
+    (1.415e4, 35.86), (2.466e4, 43.83), (4.297e4, 52.7), (7.488e4, 62.44), (1.305e5, 72.99),
+    (2.274e5, 84.32), (3.963e5, 96.45), (6.906e5, 109.4), (1e6, 118.5),
+]  # fmt: skip
+
+
+def test_a_loss_slow_from_the_start_is_a_descent_before_an_unsure_channel():
+    """Slow from the start, the loss marks no channel onset: the spectra date it, where λmax
+    has grown by CHANNEL_LMAX_TAIL_GROWTH over the decade before (as the tail test would
+    say had the run stopped there) and keeps doing so; before that it is a descent.  With
+    only λmax as evidence the phase says it is unsure."""
+    t, loss, g = np.array(DEFAULT_W2_TRAJ, dtype=float).T
+    spectra = [(ts, np.array([0.0, lm])) for ts, lm in DEFAULT_W2_LMAX]
+    phases = detect_phases(t, loss, g, spectra)
+    assert kinds(phases) == ["descent", "channel"]
+    descent, ch = phases
+    assert descent.t_start == 0.0 and descent.t_end == ch.t_start
+    # λmax has grown 1.25× over the preceding decade from t ≈ 20 on (3.02 → 3.81 by 18)
+    assert 10.0 <= ch.t_start <= 1e2
+    grown = [
+        (a, b)
+        for a, b in DEFAULT_W2_LMAX
+        if a > 0 and a <= ch.t_start and math.log10(a) >= math.log10(ch.t_start) - 1
+    ]
+    growth = grown[-1][1] / grown[0][1]
+    assert growth ** (1 / math.log10(grown[-1][0] / grown[0][0])) >= CHANNEL_LMAX_TAIL_GROWTH
+    assert ch.t_end == 1e6 and ch.loss == pytest.approx(0.005822)
+    assert not ch.sure and descent.sure
+    assert ch.note.startswith("possibly a channel to infinity")
+    assert "but no neuron pair passes the channel test" in ch.note
+    assert_time_ordered(phases)
+
+
+@pytest.mark.slow
+def test_the_default_problem_with_width_two_descends_before_its_possible_channel(tmp_path):
+    """The measured case above, run: explorer's default config with student.widths = [2]
+    (to t = 1e3; the same onset as the run to 1e6, t ≈ 17-24)."""
+    from core.config import config_to_dict, default_config
+
+    table = config_to_dict(default_config())
+    table["student"]["widths"] = [2]
+    table["dynamics"].update(t_max=1e3, n_saves=60)
+    table["refine"]["method"] = "none"
+    session = load_session(run_config(parse_config(table, "default_w2"), tmp_path / "s"))
+    phases = session_phases(session)
+    assert kinds(phases) == ["descent", "channel"]
+    assert 10.0 <= phases[-1].t_start <= 1e2 and not phases[-1].sure
+    assert "no neuron pair passes the channel test" in phases[-1].note
+
+
+def test_a_pair_dates_its_channel_where_it_converges_while_its_output_weights_diverge():
+    """The shipped channel: its pair's ε = ½‖w̃₀ − w̃₁‖ shrinks and |a₀ − a₁| grows from the
+    main drop on (t ≈ 100, before the loss's slow tail from t ≈ 264); cut the run after the
+    drop, so that the loss is slow from its start, and the pair's own motion dates it."""
+    session = load_session(SESSIONS / "channel_to_infinity")
+    seg = session.final_segment
+    t = np.asarray(seg.t)
+    x = np.asarray(build_problem(session.config).data.x)
+    keep = t >= 300.0
+    cut = detect_phases(
+        t[keep], seg.loss[keep], seg.grad_norm[keep], theta=seg.theta[keep], spec=seg.spec, x=x
+    )
+    assert kinds(cut) == ["channel"] and cut[0].sure
+    assert cut[0].t_start == t[keep][0]
+    assert "neurons 0 and 1" in cut[0].note
+    # and the pair does diverge from there: ε falls, |a₀ − a₁| grows, row by row
+    onset = _pair_onset(seg.theta, np.arange(t.size), seg.spec, (0, 1), t)
+    assert 50.0 < onset < 264.0
+    w = np.asarray(seg.theta)[t >= onset]
+    eps = 0.5 * np.linalg.norm(w[:, 0:2] - w[:, 2:4], axis=1)
+    da = np.abs(w[:, 4] - w[:, 5])
+    assert eps[-1] < 0.2 * eps[0] and da[-1] > 5 * da[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -183,8 +183,27 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class DynamicsConfig:
-    """Training dynamics; mirrors :class:`core.flow.DynamicsSettings`."""
+class DynamicsFields:
+    """How to run the dynamics: the ``[dynamics]`` keys of the run itself, one field table
+    for :class:`DynamicsConfig` (the TOML table) and :class:`core.flow.DynamicsSettings`
+    (what the flow runs).
+
+    Attributes:
+        method: "flow" | "gd" | "sgd" | "adam".
+        solver: "auto" | "tsit5" | "dopri5" | "dopri8" | "kvaerno5" | "kencarp5" | "lsoda" |
+            "bdf" (flow only; see :func:`core.flow.resolve_solver`).
+        t_max: final time (flow time, or iterations × lr).
+        rtol, atol: step-size controller tolerances (and the stiff root finder's).
+        max_seconds: wall-clock budget, compilation included; checked after every scipy
+            step and bounding every jitted chunk's step budget, so a run stops within a
+            step or a chunk of it, with reason "max_seconds".
+        max_steps: accepted solver steps / optimizer iterations.
+        grad_tol: stop as "converged" once ‖∇L‖∞ < grad_tol at a save time.
+        lr: learning rate of gd / sgd / adam.
+        batch_size: sgd minibatch size.
+        tauinv: per-parameter inverse time scales τ⁻¹ (P,), or None for ones.
+        n_saves: number of log-spaced save times over [t_first, t_max].
+    """
 
     method: str = "flow"
     solver: str = "auto"
@@ -196,9 +215,16 @@ class DynamicsConfig:
     grad_tol: float = 1e-12
     lr: float = 1e-2
     batch_size: int = 32
-    maxnorm: float | None = None
     tauinv: tuple[float, ...] | None = None
     n_saves: int = 200
+
+
+@dataclass(frozen=True)
+class DynamicsConfig(DynamicsFields):
+    """The ``[dynamics]`` table: :class:`DynamicsFields` and ``maxnorm``, the weight-norm
+    barrier's radius (part of the objective, :func:`core.objectives.barrier`; None: none)."""
+
+    maxnorm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -880,8 +906,9 @@ class _Validator:
             if any(x <= 0 for x in tauinv):
                 raise self.fail("dynamics.tauinv", "every entry must be > 0")
         return DynamicsConfig(
-            method, solver, t_max, rtol, atol, max_seconds, max_steps, grad_tol, lr, batch,
-            maxnorm, tauinv, n_saves,
+            method=method, solver=solver, t_max=t_max, rtol=rtol, atol=atol,
+            max_seconds=max_seconds, max_steps=max_steps, grad_tol=grad_tol, lr=lr,
+            batch_size=batch, tauinv=tauinv, n_saves=n_saves, maxnorm=maxnorm,
         )  # fmt: skip
 
     def refine(self, t: Mapping) -> RefineConfig:

@@ -23,13 +23,14 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core import interrupts
-from core.config import Config, ConfigError, DynamicsConfig, config_to_dict
+from core.config import Config, ConfigError, DynamicsConfig, DynamicsFields, config_to_dict
 from core.networks import NetworkSpec, params_to_lists
 from core.problem import Problem, build_problem
 from core.session import (
@@ -71,20 +72,8 @@ def dynamics_settings(dyn: DynamicsConfig, n_params: int | None = None):
     tauinv = dyn.tauinv
     if tauinv is not None and n_params is not None and len(tauinv) != n_params:
         tauinv = None
-    return DynamicsSettings(
-        method=dyn.method,
-        solver=dyn.solver,
-        t_max=dyn.t_max,
-        rtol=dyn.rtol,
-        atol=dyn.atol,
-        max_seconds=dyn.max_seconds,
-        max_steps=dyn.max_steps,
-        grad_tol=dyn.grad_tol,
-        lr=dyn.lr,
-        batch_size=dyn.batch_size,
-        tauinv=tauinv,
-        n_saves=dyn.n_saves,
-    )
+    shared = {f.name: getattr(dyn, f.name) for f in fields(DynamicsFields)}
+    return DynamicsSettings(**{**shared, "tauinv": tauinv})
 
 
 @contextmanager

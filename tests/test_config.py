@@ -174,16 +174,28 @@ def test_config_validation_does_not_import_jax() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True)
 
 
-def test_dynamics_config_defaults_match_the_flow_settings() -> None:
-    """core.config.DynamicsConfig (JAX-free, validated TOML) mirrors core.flow.DynamicsSettings;
-    the fields they share must default alike, or a config and a direct call would differ."""
+def test_every_dynamics_key_reaches_the_flow_settings() -> None:
+    """core.config.DynamicsConfig (JAX-free, validated TOML) and core.flow.DynamicsSettings
+    share one field table (DynamicsFields); a config whose every shared key differs from
+    its default gives flow settings with those values (runner.dynamics_settings)."""
     import dataclasses
 
-    from core.config import DynamicsConfig
+    from core.config import DynamicsConfig, DynamicsFields
     from core.flow import DynamicsSettings
+    from core.runner import dynamics_settings
 
-    cfg = {f.name: f.default for f in dataclasses.fields(DynamicsConfig)}
-    flow = {f.name: f.default for f in dataclasses.fields(DynamicsSettings)}
-    shared = sorted(set(cfg) & set(flow))
-    assert len(shared) >= 10
-    assert {k: cfg[k] for k in shared} == {k: flow[k] for k in shared}
+    shared = [f.name for f in dataclasses.fields(DynamicsFields)]
+    assert [f.name for f in dataclasses.fields(DynamicsSettings)] == shared
+    assert [f.name for f in dataclasses.fields(DynamicsConfig)] == [*shared, "maxnorm"]
+    table = {
+        "method": "adam", "solver": "tsit5", "t_max": 7.0, "rtol": 1e-5, "atol": 1e-7,
+        "max_seconds": 9.0, "max_steps": 123, "grad_tol": 1e-9, "lr": 0.3, "batch_size": 5,
+        "tauinv": [0.5] * 9, "n_saves": 17, "maxnorm": 4.0,
+    }  # fmt: skip
+    assert sorted(table) == sorted([*shared, "maxnorm"])
+    cfg = parse_config({"student": {"widths": [2]}, "dynamics": table})
+    settings = dynamics_settings(cfg.dynamics, cfg.student_spec().n_params)
+    defaults = DynamicsSettings()
+    for name in shared:
+        want = tuple(table[name]) if name == "tauinv" else table[name]
+        assert getattr(settings, name) == want != getattr(defaults, name), name

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.config import DynamicsFields
+
 METHODS = ("flow", "gd", "sgd", "adam")
 EXPLICIT_SOLVERS = ("tsit5", "dopri5", "dopri8")
 STIFF_SOLVERS = ("kvaerno5", "kencarp5")
@@ -137,38 +139,10 @@ _DESCRIPTIONS = {
 
 
 @dataclass(frozen=True)
-class DynamicsSettings:
-    """How to run the dynamics (the ``[dynamics]`` config table).
-
-    Attributes:
-        method: "flow" | "gd" | "sgd" | "adam".
-        solver: "auto" | "tsit5" | "dopri5" | "dopri8" | "kvaerno5" | "kencarp5" | "lsoda" |
-            "bdf" (flow only; see :func:`resolve_solver`).
-        t_max: final time (flow time, or iterations × lr).
-        rtol, atol: step-size controller tolerances (and the stiff root finder's).
-        max_seconds: wall-clock budget, compilation included; checked after every scipy
-            step and bounding every jitted chunk's step budget, so a run stops within a
-            step or a chunk of it, with reason "max_seconds".
-        max_steps: accepted solver steps / optimizer iterations.
-        grad_tol: stop as "converged" once ‖∇L‖∞ < grad_tol at a save time.
-        lr: learning rate of gd / sgd / adam.
-        batch_size: sgd minibatch size.
-        tauinv: per-parameter inverse time scales τ⁻¹ (P,), or None for ones.
-        n_saves: number of log-spaced save times over [t_first, t_max].
-    """
-
-    method: str = "flow"
-    solver: str = "auto"
-    t_max: float = 1e6
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_seconds: float = 60.0
-    max_steps: int = 10**7
-    grad_tol: float = 1e-12
-    lr: float = 1e-2
-    batch_size: int = 32
-    tauinv: tuple[float, ...] | None = None
-    n_saves: int = 200
+class DynamicsSettings(DynamicsFields):
+    """How to run the dynamics (the ``[dynamics]`` config table without ``maxnorm``, which
+    belongs to the objective): the fields of :class:`core.config.DynamicsFields`, checked
+    again here, so a direct call gets a ``ValueError`` naming the field."""
 
     def __post_init__(self) -> None:
         def bad(name: str, problem: str) -> ValueError:

@@ -412,7 +412,7 @@ def test_rmse_and_accuracy_in_the_sweep_summary() -> None:
         "classification": "minimum",
         "spectrum": {"index": 0},
     }
-    session = SimpleNamespace(report=report, analysis={"loss": 0.02})
+    session = SimpleNamespace(report=report, analysis={"loss": 0.02}, config=run.config)
     row = run_row(run, session)
     assert {"rmse", "accuracy"} <= set(RUN_COLUMNS)
     assert row["rmse"] == 0.2 and row["accuracy"] is None

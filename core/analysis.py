@@ -34,6 +34,7 @@ import scipy.linalg
 import scipy.optimize
 
 from core.activations import Activation, apply_per_neuron, get_activation
+from core.files import json_float
 from core.manifold import spectrum_hessian
 from core.networks import NetworkSpec, unflatten
 from core.objectives import Objective
@@ -121,10 +122,10 @@ class Spectrum:
 
     def to_json(self) -> dict:
         return {
-            "eigenvalues": [_json_float(v) for v in self.eigenvalues],
+            "eigenvalues": [json_float(v) for v in self.eigenvalues],
             "index": int(self.index),
             "n_zero": int(self.n_zero),
-            "tol": _json_float(self.tol),
+            "tol": json_float(self.tol),
         }
 
 
@@ -215,12 +216,12 @@ class NeuronInfo:
     def to_json(self) -> dict:
         return {
             "index": self.index,
-            "w": [_json_float(v) for v in self.w],
-            "b": None if self.b is None else _json_float(self.b),
-            "a": [_json_float(v) for v in self.a],
-            "norm": _json_float(self.norm),
+            "w": [json_float(v) for v in self.w],
+            "b": None if self.b is None else json_float(self.b),
+            "a": [json_float(v) for v in self.a],
+            "norm": json_float(self.norm),
             "nearest_teacher": self.nearest_teacher,
-            "cosine": None if self.cosine is None else _json_float(self.cosine),
+            "cosine": None if self.cosine is None else json_float(self.cosine),
             "role": self.role,
         }
 
@@ -436,12 +437,12 @@ class Channel:
     def to_json(self) -> dict:
         return {
             "neurons": [int(n) for n in self.neurons],
-            "epsilon": _json_float(self.epsilon),
-            "c": _json_float(self.c),
-            "A": _json_float(self.A),
-            "w": [_json_float(v) for v in self.w],
-            "delta": [_json_float(v) for v in self.delta],
-            "glu_error": _json_float(self.glu_error),
+            "epsilon": json_float(self.epsilon),
+            "c": json_float(self.c),
+            "A": json_float(self.A),
+            "w": [json_float(v) for v in self.w],
+            "delta": [json_float(v) for v in self.delta],
+            "glu_error": json_float(self.glu_error),
             "activation": self.activation,
         }
 
@@ -573,8 +574,8 @@ class Analysis:
             "classification": self.classification,
             "channels": [ch.to_json() for ch in self.channels],
             "neurons": [n.to_json() for n in self.neurons],
-            "grad_inf_norm": _json_float(self.grad_inf_norm),
-            "loss": _json_float(self.loss),
+            "grad_inf_norm": json_float(self.grad_inf_norm),
+            "loss": json_float(self.loss),
         }
 
 
@@ -766,11 +767,6 @@ def _check_inputs(x, input_dim: int) -> np.ndarray:
 
 def _rms(v: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(v))))
-
-
-def _json_float(v) -> float | None:
-    f = float(v)
-    return f if math.isfinite(f) else None
 
 
 __all__ = [

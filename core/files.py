@@ -156,6 +156,13 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON (non-finite numbers are stored as null)")
 
 
+def json_float(v: Any) -> float | None:
+    """``float(v)``, or None where it is NaN or ±inf: how strict JSON stores a non-finite
+    number (:func:`load_json` refuses NaN and Infinity)."""
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
 def load_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Strict ``json.loads`` with a nesting cap: no NaN/Infinity (nor numbers that overflow
     to them); raises ``ValueError`` (``JSONDecodeError`` too)."""

@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from core.analysis import DEFAULT_GRAD_TOL, default_eigen_tol
+from core.files import json_float
 
 # ---------------------------------------------------------------------------------------
 # Thresholds (all relative or per decade of t, so they do not depend on the units of the
@@ -152,9 +153,9 @@ class Phase:
     def to_json(self) -> dict:
         return {
             "kind": self.kind,
-            "t_start": _json_float(self.t_start),
-            "t_end": _json_float(self.t_end),
-            "loss": _json_float(self.loss),
+            "t_start": json_float(self.t_start),
+            "t_end": json_float(self.t_end),
+            "loss": json_float(self.loss),
             "index": None if self.index is None else int(self.index),
             "note": self.note,
         }
@@ -684,11 +685,6 @@ def _session_inputs(session):
     except Exception:  # e.g. a teacher file gone: the channel check falls back to N(0, I)
         return None
     return None if data is None else np.asarray(data.x)
-
-
-def _json_float(v) -> float | None:
-    f = float(v)
-    return f if math.isfinite(f) else None
 
 
 __all__ = [

@@ -160,13 +160,20 @@ def function_grid(
         raise ValueError(f"function grid needs input_dim = 2, got {spec.input_dim}")
     if not 0 <= output < spec.output_dim:
         raise ValueError(f"output must be in 0…{spec.output_dim - 1}, got {output}")
+    g, f, t = _on_grid(spec, theta, teacher, n, extent)
+    f = f[:, output].reshape(n, n)
+    t = None if t is None else t[:, output].reshape(n, n)
+    return {"x": g, "y": g, "student": f, "teacher": t, "diff": None if t is None else f - t}
+
+
+def _on_grid(spec: NetworkSpec, theta, teacher: Teacher | None, n: int, extent: float):
+    """The coordinates c (n,) of a grid on the square [−extent, extent]² and the student's
+    and the target's outputs at its n² points: (c, f (n², K), g (n², K) or None).  Point
+    i·n + j is (c[j], c[i]), so ``reshape(n, n)`` gives images with rows indexed by y."""
     g = np.linspace(-extent, extent, n)
     xx, yy = np.meshgrid(g, g)  # (n, n): rows = y
     pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    f = _student(spec, theta, pts)[:, output].reshape(n, n)
-    t = _target(teacher, pts)
-    t = None if t is None else t[:, output].reshape(n, n)
-    return {"x": g, "y": g, "student": f, "teacher": t, "diff": None if t is None else f - t}
+    return g, _student(spec, theta, pts), _target(teacher, pts)
 
 
 def class_regions(
@@ -202,11 +209,8 @@ def class_regions(
     k = spec.output_dim
     if k < 2:
         raise ValueError(f"class regions need output_dim ≥ 2 classes, got {k}")
-    g = np.linspace(-extent, extent, n)
-    xx, yy = np.meshgrid(g, g)  # (n, n): rows = y
-    pts = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    mine = np.argmax(_student(spec, theta, pts), axis=1).reshape(n, n)
-    t = _target(teacher, pts)
+    g, f, t = _on_grid(spec, theta, teacher, n, extent)
+    mine = np.argmax(f, axis=1).reshape(n, n)
     theirs = None if t is None else np.argmax(t, axis=1).reshape(n, n)
     out = {
         "x": g,

@@ -59,7 +59,7 @@ class SpectrumSnapshot:
 
 @dataclass
 class Session:
-    """A loaded (or to-be-saved) session.  See the module docstring for the files."""
+    """A loaded (or to-be-saved) session.  Its files: :mod:`core.session.layout`."""
 
     config: Config
     segments: list[Segment]

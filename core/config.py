@@ -1052,18 +1052,12 @@ class _Validator:
 
     def classification_checks(self, cfg: Config) -> None:
         """``data.loss = "crossentropy"`` ⇔ ``student.output = "softmax"``; labels need classes."""
-        t, s, data, dyn = cfg.teacher, cfg.student, cfg.data, cfg.dynamics
+        t, s, data = cfg.teacher, cfg.student, cfg.data
         if data.loss == "crossentropy" and s.output != "softmax":
             raise self.fail("data.loss", "'crossentropy' needs student.output = 'softmax'")
         if s.output == "softmax" and data.loss != "crossentropy":
             raise self.fail(
                 "student.output", f"'softmax' needs data.loss = 'crossentropy', not {data.loss!r}"
-            )
-        if data.loss == "correlation" and dyn.method == "sgd":
-            raise self.fail(
-                "dynamics.method",
-                "'sgd' minibatches the MSE only; use flow, gd or adam with data.loss = "
-                "'correlation'",
             )
         if data.kind == "file":
             self.data_file_targets(cfg)
@@ -1081,8 +1075,4 @@ class _Validator:
                 "teacher.output_dim",
                 "'crossentropy' needs ≥ 2 classes (one teacher output per class, label = "
                 f"argmax), got {t.output_dim}",
-            )
-        if dyn.method == "sgd":
-            raise self.fail(
-                "dynamics.method", "'sgd' minibatches the MSE only; use flow, gd or adam"
             )

@@ -28,7 +28,10 @@ cross-entropy — and it turns the zero eigenvalues into exactly 1 (MᵀM/K proj
 gauge directions, which the cross-entropy Hessian annihilates), leaving the rest of the
 spectrum that of the cross-entropy on the slice.  A ``maxnorm`` barrier active on W_L or
 b_L is not gauge invariant: it pulls θ slightly off the slice (G > 0, small) and mixes
-its curvature into those eigenvalues.
+its curvature into those eigenvalues.  Minibatches (sgd, ``extras["batch_loss"]``): G is
+a θ-only term like B, so every batch loss carries it once — E[L_b] = L, L_b = L on the
+whole data set, and its curvature stays in every batch's Hessian; on the slice it adds
+nothing (∇G = 0, and each sample's M J_nᵀe_n = 0 since Σ_o e_no = 0), so sgd stays there.
 
 The pieces are those of the MSE objective with the residual cotangent w_n r_n replaced by
 e_n: the same backpropagation, closed-form Jacobian, closed-form one-hidden-layer

@@ -306,7 +306,9 @@ def constrained_objective(objective: Objective, c: Constraint) -> Objective:
     """``objective`` on M: loss L(N θ), grad = embedded Riemannian gradient, hessian =
     ∇²(L∘N) (P, P) (the exact Jacobian of the flow field; for spectra use
     :func:`spectrum_hessian`).  extras: the base's plus ``"constraint"``, ``"retract"``
-    (jnp θ → θ) and ``"base"`` (the unconstrained objective)."""
+    (jnp θ → θ) and ``"base"`` (the unconstrained objective); a finite-data base's
+    ``"batch_loss"``/``"batch_grad"`` become L_b(N θ) and its gradient projected like
+    ``grad``."""
     if c.n_params != objective.n_params:
         raise ValueError(f"constraint is for P = {c.n_params}, objective has {objective.n_params}")
     base = objective
@@ -344,6 +346,17 @@ def constrained_objective(objective: Objective, c: Constraint) -> Objective:
 
     extras = {k: v for k, v in base.extras.items() if k not in ("gauss_newton", "jacobian")}
     extras.update(constraint=c, retract=retract_jnp, base=base)
+    if "batch_grad" in base.extras:  # sgd's minibatch L_b(N θ) and its projected gradient
+        base_batch_loss, base_batch_grad = base.extras["batch_loss"], base.extras["batch_grad"]
+
+        def batch_loss(theta, *batch):
+            return base_batch_loss(_normalise(c, theta)[0], *batch)
+
+        def batch_grad(theta, *batch):
+            x, u, r = _normalise(c, theta)
+            return _project(c, u, r, base_batch_grad(x, *batch))
+
+        extras.update(batch_loss=batch_loss, batch_grad=batch_grad)
     name = f"{base.name} ({describe(c)})"
     return dataclasses.replace(
         base, loss=loss, grad=grad, value_and_grad=value_and_grad, hessian=hessian,

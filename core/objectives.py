@@ -93,7 +93,12 @@ class Objective:
         name: a short human-readable description.
         extras: optional further callables; :func:`mse_objective` provides
             ``"gauss_newton"`` (θ → Σ_n w_n J_nᵀJ_n + ∇²B, (P, P)), ``"jacobian"``
-            (θ → J, (N·K, P), rows ordered sample-major) and ``"maxnorm"``.
+            (θ → J, (N·K, P), rows ordered sample-major) and ``"maxnorm"``.  Every
+            finite-data objective has ``"batch_loss"`` and ``"batch_grad"``:
+            (θ (P,), x (B, d), y (B, K), w (B,)) → L_b (), resp. ∇L_b (P,), the same loss
+            on the batch {(x_b, y_b, w_b)}, its θ-only terms (barrier, cross-entropy gauge)
+            added once: with the whole data set L_b = L.  sgd passes w_b = (N/B) w_{n_b}
+            for B indices n_b drawn uniformly, so E[L_b] = L (:mod:`core.flow.discrete`).
     """
 
     spec: NetworkSpec
@@ -471,8 +476,15 @@ def objective_from(
 ) -> Objective:
     """The :class:`Objective` whose loss, grad, value_and_grad and hessian are
     ``fns = (loss, grad, value_and_grad, hessian)``, each f(θ, *args, **static), bound to
-    ``args`` by :func:`bind_args`."""
+    ``args`` by :func:`bind_args`.
+
+    With finite ``data``, ``args`` is its (x, y, w) and ``extras`` gains the minibatch forms
+    ``"batch_loss"`` and ``"batch_grad"``: the same loss and grad, (θ, x_b, y_b, w_b) → …
+    on any batch (:class:`Objective`), so that L_b with the whole data set is L itself."""
     loss, grad, value_and_grad, hessian = (bind_args(f, args, **static) for f in fns)
+    if data is not None:
+        batch_loss, batch_grad = (jax.jit(functools.partial(f, **static)) for f in fns[:2])
+        extras = {**extras, "batch_loss": batch_loss, "batch_grad": batch_grad}
     return Objective(spec, loss, grad, value_and_grad, hessian, data, name, extras)
 
 

@@ -200,3 +200,27 @@ def test_app_k_compares_methods_shows_both_plots_saves_and_replays(tmp_path):
             assert [s.label for s in replayed.plot.series] == labels
 
     asyncio.run(scenario())
+
+
+def test_compare_loss_plot_draws_a_negative_loss_as_l_minus_min() -> None:
+    """A correlation loss < 0 (every method): plot 9 draws L − min L over all of them, the
+    title names min L; a positive loss is drawn as it is, under the plain title."""
+    from core.compare import MethodTrace
+    from explorer.widgets.compare import update_compare_loss
+    from explorer.widgets.panels import TrajectoryView
+    from explorer.widgets.plots import LinePlot
+
+    t = np.array([0.0, 1.0, 2.0])
+    trace = MethodTrace(
+        "sgd", 0.01, t, np.array([-0.5, -0.9, -1.2]), np.zeros(3), np.zeros(3, bool), "t_max"
+    )
+    cmp = Comparison(2.0, t, np.array([-0.5, -1.0, -1.1]), "t_max", (trace,))
+    plot = LinePlot("flow vs GD/Adam: loss  (9)", log_x=True, log_y=True)
+    update_compare_loss(plot, TrajectoryView(run=None, comparison=cmp))
+    assert "L − min L, min L = -1.2" in plot.plot.title
+    np.testing.assert_allclose(plot.plot.series[0].y, [0.7, 0.2, 0.1])
+    np.testing.assert_allclose(plot.plot.series[1].y, [0.7, 0.3, 0.0])
+    positive = dataclasses.replace(cmp, flow_loss=np.array([3.0, 2.0, 1.0]), traces=())
+    update_compare_loss(plot, TrajectoryView(run=None, comparison=positive))
+    assert plot.plot.title == "flow vs GD/Adam: loss  (9)"
+    np.testing.assert_array_equal(plot.plot.series[0].y, [3.0, 2.0, 1.0])

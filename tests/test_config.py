@@ -110,7 +110,6 @@ BAD = [
     ("[student]\nparams = {w1 = [[1, 2]]}", "student.params.w1", "shape"),
     ("[data]\nsamples = 5", "data.samples", "≥ 10"),
     ("[data]\nsamples = 100001", "data.samples", "≤ 100000"),
-    ('[data]\nloss = "correlation"\n[dynamics]\nmethod = "sgd"', "dynamics.method", "MSE only"),
     ('[data]\nkind = "gaussian-infinite"', "data.kind", "bias-free"),
     ('[data]\nkind = "gaussian-infinite"\n[teacher]\nkind = "rosenbrock"', "data.kind", "network"),
     ("[dynamics]\nt_max = 1e11", "dynamics.t_max", "≤ 1e+10"),

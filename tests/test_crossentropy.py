@@ -264,7 +264,6 @@ def test_problem_labels_are_the_teachers_argmax() -> None:
             "teacher.kind",
             "network teacher",
         ),
-        ({"dynamics": {"method": "sgd"}}, "dynamics.method", "MSE only"),
         # an output activation is for the MSE (tests/test_output_activations.py)
         ({"student": {"output": "sigmoid"}}, "student.output", "needs data.loss = 'mse'"),
     ],

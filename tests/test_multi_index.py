@@ -234,8 +234,11 @@ loss = "correlation"
     expected = -float(jnp.mean(forward(problem.spec, theta, x) * y))
     assert float(problem.objective.loss(theta)) == pytest.approx(expected, rel=1e-13)
     assert problem.fit_metrics(problem.spec, problem.theta0) == {"rmse": None}
-    path.write_text(text + '[dynamics]\nmethod = "sgd"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"dynamics\.method"):
+    # sgd minibatches this loss too (the objective's own batch loss, tests/test_sgd.py).
+    path.write_text(text + '[dynamics]\nmethod = "sgd"\nbatch_size = 16\n', encoding="utf-8")
+    assert load_config(path).dynamics.method == "sgd"
+    path.write_text(text + '[dynamics]\nmethod = "sgd"\nbatch_size = 500\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"dynamics\.batch_size: must be ≤ data\.samples"):
         load_config(path)
 
 

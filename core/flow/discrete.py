@@ -9,42 +9,44 @@ import optax
 import core  # noqa: F401  (float64)
 from core.flow.loops import _chunk_cond, _record_save, _save_buffers
 from core.flow.settings import _CONVERGED, _MAX_STEPS, _NONFINITE, RUNNING
-from core.networks import forward
-from core.objectives import Objective, barrier
+from core.objectives import Objective
 
 
-def _minibatch_grad(objective: Objective, batch_size: int):
-    """Unbiased minibatch gradient of the data term: (N/B) Σ_b w_b ∇½‖f(x_b) − y_b‖²."""
+def _batch_gradient(objective: Objective):
+    """(θ, idx (B,) int) → ∇L_b (P,), L_b the objective's own loss on the samples ``idx``
+    weighted (N/B) w_n (``objective.extras["batch_grad"]``: mse, cross-entropy, correlation,
+    their barrier and gauge terms once; a constrained objective's is Riemannian at N θ, 0 on
+    fixed coordinates), so the mean over uniform idx is ∇L; idx = 0..N−1 gives ∇L itself."""
     data = objective.data
     if data is None:
         raise ValueError(
             f"dynamics.method: sgd needs a finite data set, but objective {objective.name!r} "
             "has none (infinite-data objective); use gd, adam or flow"
         )
+    batch_grad = objective.extras.get("batch_grad")
+    if batch_grad is None:
+        raise ValueError(
+            f"dynamics.method: sgd needs a minibatch gradient, but objective {objective.name!r} "
+            "provides none (extras['batch_grad']); use gd, adam or flow"
+        )
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     n = x.shape[0]
     w = jnp.full(n, 1.0 / n) if data.weights is None else jnp.asarray(data.weights)
-    spec = objective.spec
-    maxnorm = objective.extras.get("maxnorm") if objective.extras else None
 
-    retract = objective.extras.get("retract")
-    constraint = objective.extras.get("constraint")
+    def gradient(theta, idx):
+        return batch_grad(theta, x[idx], y[idx], (n / idx.shape[0]) * w[idx])
 
-    def batch_loss(theta, idx):
-        if retract is not None:  # constrained (core.manifold): L∘N, fixed coordinates held
-            theta = retract(theta)
-            if constraint.fixed.size:
-                fixed = jax.lax.stop_gradient(theta[constraint.fixed])
-                theta = theta.at[constraint.fixed].set(fixed)
-        r = forward(spec, theta, x[idx]) - y[idx]
-        value = 0.5 * (n / idx.shape[0]) * jnp.sum(w[idx][:, None] * r * r)
-        return value + barrier(theta, maxnorm)  # the objective's weight-norm barrier
+    return gradient
 
-    grad = jax.grad(batch_loss)
+
+def _minibatch_grad(objective: Objective, batch_size: int):
+    """(θ, key) → ∇L_b for ``batch_size`` indices drawn uniformly with replacement
+    (:func:`_batch_gradient`): an unbiased estimate of ∇L."""
+    gradient = _batch_gradient(objective)
+    n = objective.data.x.shape[0]
 
     def minibatch_grad(theta, key):
-        idx = jax.random.randint(key, (batch_size,), 0, n)
-        return grad(theta, idx)
+        return gradient(theta, jax.random.randint(key, (batch_size,), 0, n))
 
     return minibatch_grad
 

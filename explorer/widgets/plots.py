@@ -364,7 +364,8 @@ def decade_ticks(lo: float, hi: float, max_ticks: int = 6) -> tuple[list[float],
     """Tick positions in log10 space spanning [lo, hi] and labels of the original values.
 
     Integer decades when the span covers at least one, thinned to ≤ ``max_ticks``;
-    otherwise a few evenly spaced positions labelled with 3 significant digits.
+    otherwise a few evenly spaced positions labelled with 3 significant digits, or as many
+    more as tell them apart (:func:`distinct_labels`).
     """
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [], []
@@ -372,7 +373,7 @@ def decade_ticks(lo: float, hi: float, max_ticks: int = 6) -> tuple[list[float],
         if hi == lo:
             return [lo], [f"{10**lo:.3g}"]
         pos = list(np.linspace(lo, hi, 3))
-        return pos, [f"{10**p:.3g}" for p in pos]
+        return pos, distinct_labels([10**p for p in pos])
     first, last = math.ceil(lo), math.floor(hi)
     step = max(1, math.ceil((last - first + 1) / max_ticks))
     pos = [float(p) for p in range(first, last + 1, step)]
@@ -408,6 +409,31 @@ def symlog_ticks(
             picked.append((d, label))
     picked.sort()
     return [d for d, _ in picked], [lab for _, lab in picked]
+
+
+def distinct_labels(values: Sequence[float]) -> list[str]:
+    """Labels of ``values`` with 3 significant digits, or with as many more (up to 15) as
+    make them all different.
+
+    A narrow window far from 0 needs them: the weights plot after a surgery at t = 10⁶
+    shows t ∈ [10⁶, 10⁶ + 40], whose ticks read "1e+06" three times with 3 digits;
+    here "1000000", "1000020", "1000040".  Beyond 3 digits, values in [1e-4, 1e15) are
+    written without an exponent (with the decimals those digits need).
+    """
+    labels = [f"{v:.3g}" for v in values]
+    digits = 3
+    while len(set(labels)) < len(labels) and digits < 15:
+        digits += 1
+        labels = [_plain(v, digits) for v in values]
+    return labels
+
+
+def _plain(v: float, digits: int) -> str:
+    """``v`` to ``digits`` significant digits, without an exponent where that reads."""
+    a = abs(v)
+    if not (1e-4 <= a < 1e15):
+        return f"{v:.{digits}g}"
+    return f"{v:.{max(0, digits - 1 - math.floor(math.log10(a)))}f}"
 
 
 def _decade_label(p: float) -> str:

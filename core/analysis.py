@@ -662,10 +662,10 @@ def inspect_point(objective: Objective, theta, teacher: Teacher | None, t: float
     """
     spec = objective.spec
     if len(spec.widths) != 1:
+        layers = f"{len(spec.widths)} hidden layers" if spec.widths else "no hidden neurons"
         return Inspection(
             t,
-            f"t={t:.4g}: {len(spec.widths)} hidden layers — neuron views need one hidden layer; "
-            "see the spectrum plot",
+            f"t={t:.4g}: {layers} — neuron views need one hidden layer; see the spectrum plot",
         )
     theta = np.asarray(theta, dtype=np.float64)
     x = analysis_inputs(objective)

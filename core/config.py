@@ -8,7 +8,7 @@ unknown keys are errors that name the closest known key.
 
 Errors are :class:`ConfigError` whose ``str()`` is the single line
 ``"<file>: <field>: <problem>"``, e.g.
-``cfg.toml: student.widths: must be a non-empty list of positive integers, got [0]``.
+``cfg.toml: student.widths: must be a list of positive integers ([] for no hidden layer), got [0]``.
 
 Paths (``teacher.path``, ``data.path``) are resolved relative to the config file and
 stored absolute, so a config copied into a session folder still finds its files; a data
@@ -487,13 +487,12 @@ class _Validator:
         return value
 
     def widths(self, value: Any, name: str) -> tuple[int, ...]:
-        ok = (
-            isinstance(value, list | tuple)
-            and len(value) > 0
-            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value)
+        """Hidden widths; ``[]`` is a net with no hidden layer (one layer, input to output)."""
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value
         )
         if not ok:
-            msg = f"must be a non-empty list of positive integers, got {_fmt(value)}"
+            msg = f"must be a list of positive integers ([] for no hidden layer), got {_fmt(value)}"
             raise self.fail(name, msg)
         if sum(value) > 10_000:
             raise self.fail(name, f"total width {sum(value)} is too large (≤ 10000)")
@@ -750,6 +749,12 @@ class _Validator:
             output = self.activation_name(output, "student.output")
         unit_norm = self.boolean(s.get("unit_norm", False), "student.unit_norm")
         train_output = self.boolean(s.get("train_output", True), "student.train_output")
+        for key, on in (("unit_norm", unit_norm), ("train_output", not train_output)):
+            if on and not widths:
+                raise self.fail(
+                    f"student.{key}",
+                    "needs a hidden layer (with widths = [] the only layer is the output layer)",
+                )
         if unit_norm and layer_biases(widths, bias)[0]:
             raise self.fail(
                 "student.unit_norm",

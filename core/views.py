@@ -297,7 +297,8 @@ def _network_teacher_2d(teacher: Teacher | None) -> bool:
 
 
 def _linear(spec: NetworkSpec) -> bool:
-    return all(a == "identity" for acts in spec.activations for a in acts)
+    """Every activation, the output layer's included, is the identity."""
+    return spec.linear_output and all(a == "identity" for acts in spec.activations for a in acts)
 
 
 def singular_values(spec: NetworkSpec, thetas) -> np.ndarray:
@@ -394,6 +395,8 @@ def loss_slice(objective: Objective, theta, *, n: int = 41, radius: float | None
 def _weights_reason(spec: NetworkSpec) -> str | None:
     if spec.input_dim != 2:
         return f"weight view needs input_dim = 2 (this net has d = {spec.input_dim})"
+    if not spec.widths:
+        return "weight view needs one hidden layer (this net has no hidden neurons)"
     if len(spec.widths) != 1:
         return f"weight view needs one hidden layer (this net has {len(spec.widths)})"
     return None
@@ -403,6 +406,8 @@ def _singular_reason(spec: NetworkSpec) -> str | None:
     if _linear(spec):
         return None
     names = sorted({a for acts in spec.activations for a in acts if a != "identity"})
+    if not spec.linear_output:
+        names.append(f"output {spec.output}")
     return f"singular values need a linear network (this one has {', '.join(names)} units)"
 
 

@@ -669,14 +669,12 @@ def _weights_panel(ax: Any, session: Any) -> None:
 
 
 def _all_linear(session: Any) -> bool:
-    """Every segment a linear network (σ = identity) and core.views present."""
+    """Every segment a linear network (σ = identity, linear output) and core.views present."""
     try:
-        import core.views  # noqa: F401
+        from core.views import why_not
     except ImportError:
         return False
-    return all(
-        a == "identity" for seg in session.segments for layer in seg.spec.activations for a in layer
-    )
+    return all(why_not("singular", seg.spec) is None for seg in session.segments)
 
 
 def _teacher_or_none(session: Any) -> Any | None:

@@ -168,7 +168,7 @@ def test_rerun_of_saved_config_reproduces_trajectory(cli_session, tmp_path):
 
 
 BAD_CONFIGS = [
-    ("[student]\nwidths = [0]\n", "student.widths: must be a non-empty list of positive integers"),
+    ("[student]\nwidths = [0]\n", "student.widths: must be a list of positive integers"),
     ("[dynamics]\nt_max = 1e12\n", "dynamics.t_max: must be ≤ 1e+10"),
     ("[data]\nsampels = 100\n", "data.sampels: unknown key; did you mean 'samples'?"),
     ("seed = [\n", "invalid TOML"),

@@ -84,8 +84,8 @@ def write(tmp_path, text):
 
 BAD = [
     # (TOML text, field named in the message, a word of the reason)
-    ("[student]\nwidths = [0]", "student.widths", "non-empty list of positive integers"),
-    ("[student]\nwidths = []", "student.widths", "non-empty"),
+    ("[student]\nwidths = [0]", "student.widths", "list of positive integers"),
+    ("[student]\nwidths = [2, 0]", "student.widths", "([] for no hidden layer)"),
     ("[student]\nwidth = [3]", "student.width", "did you mean 'widths'"),
     ("[studnt]\nwidths = [3]", "studnt", "did you mean 'student'"),
     ("seed = -1", "seed", "≥ 0"),

@@ -290,3 +290,65 @@ def test_teacher_output_activation() -> None:
     m["data"] = {"kind": "gaussian-infinite"}
     with pytest.raises(ConfigError, match=r"^cfg.toml: teacher\.output: .*needs finite data"):
         parse_config(m, "cfg.toml")
+
+
+# ------------------------------------------------------------ no hidden layer (widths = [])
+
+
+def _no_hidden_mapping() -> dict:
+    """MLPGradientFlow's ``TeacherNet(((1, softplus, true),))``: d = 2 straight to one
+    softplus output with a bias, teacher and student alike."""
+    m = _mapping("softplus")
+    m["teacher"] = {"kind": "random", "input_dim": 2, "widths": [], "bias": True,
+                    "output": "softplus"}  # fmt: skip
+    m["student"] = {"widths": [], "bias": True, "output": "softplus"}
+    m["data"] = {"kind": "gaussian", "samples": 30}
+    return m
+
+
+def test_no_hidden_layer_config_and_refusals() -> None:
+    """``widths = []`` parses (one layer: w1 (K, d), b1), round-trips; unit_norm and a fixed
+    output layer need a hidden layer; surgery and the weight view say why they do not apply."""
+    from core.config import ConfigError, config_to_dict, parse_config
+    from core.surgery import split_neuron
+    from core.views import why_not
+
+    cfg = parse_config(_no_hidden_mapping())
+    spec = cfg.student_spec()
+    assert spec.widths == () and spec.shapes == {"w1": (1, 2), "b1": (1,)}
+    assert cfg.teacher.spec().output == "softplus"
+    assert parse_config(config_to_dict(cfg)) == cfg
+    assert why_not("weights", spec) == (
+        "weight view needs one hidden layer (this net has no hidden neurons)"
+    )
+    assert why_not("singular", spec) is not None  # softplus output: not a linear map
+    with pytest.raises(ValueError, match="exactly one hidden layer, got widths \\[\\]"):
+        split_neuron(spec, jnp.zeros(spec.n_params), 0, 0.5)
+    for key, value in (("unit_norm", True), ("train_output", False)):
+        m = _no_hidden_mapping()
+        m["student"].update({key: value, "bias": False})
+        with pytest.raises(ConfigError, match=f"^cfg.toml: student.{key}: needs a hidden layer"):
+            parse_config(m, "cfg.toml")
+
+
+def test_no_hidden_layer_run_reaches_the_teacher(tmp_path) -> None:
+    """A headless run of the one-layer softplus net: refinement finds the teacher's
+    parameters (the loss is 0 there), the analysis has no neurons or channels, and the
+    inspection says there are no hidden neurons."""
+    from core.analysis import inspect_point
+    from core.config import parse_config
+    from core.problem import build_problem
+    from core.runner import run_config
+    from core.session import load_session
+
+    m = _no_hidden_mapping()
+    m["dynamics"] = {"t_max": 5.0, "n_saves": 5}
+    cfg = parse_config(m)
+    session = load_session(run_config(cfg, tmp_path / "s"))
+    assert session.final_spec.widths == ()
+    assert session.analysis["neurons"] == [] and session.analysis["channels"] == []
+    assert session.analysis["classification"] == "minimum"
+    problem = build_problem(cfg)
+    np.testing.assert_allclose(session.refined_theta, problem.teacher.theta, atol=1e-8)
+    note = inspect_point(problem.objective, session.refined_theta, problem.teacher, 5.0).note
+    assert "no hidden neurons" in note

@@ -5,7 +5,9 @@ The archive holds
 * ``x`` (N, d): the inputs, real and finite, 1 ≤ N ≤ :data:`MAX_FILE_SAMPLES`;
 * ``y`` (optional): the targets — (N, K) (or (N,) for K = 1) for the MSE; for the
   cross-entropy integer class labels (N,) in [0, K) or non-negative target rows (N, K)
-  (one-hot: the same loss).  Without ``y`` the config's teacher labels ``x``.
+  (one-hot: the same loss).  Without ``y`` the config's teacher labels ``x``;
+* ``w`` (optional, (N,)): non-negative sample weights, not all zero, normalised here to
+  sum 1 (the losses are Σ_n w_n ℓ_n; without ``w`` every sample weighs 1/N).
 
 and nothing else (a misspelt name is an error, not an ignored array).  The file is read
 once, bounded (:func:`core.files.read_bytes`: a regular file — no symbolic link, FIFO or
@@ -37,7 +39,7 @@ MAX_DATA_FILE_BYTES = 1 << 30
 #: Most samples in a file: the same cap as generated data (``data.samples``).
 MAX_FILE_SAMPLES = 100_000
 #: The arrays an archive may hold.
-ARRAY_NAMES = ("x", "y")
+ARRAY_NAMES = ("x", "y", "w")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,12 +51,14 @@ class DataFile:
         sha256: hex SHA-256 of the file's bytes.
         x: inputs (N, d) float64, read-only.
         y: targets as stored (float64 (N,) or (N, K), read-only), or None.
+        w: sample weights (N,) float64 normalised to sum 1 (read-only), or None (1/N each).
     """
 
     path: Path
     sha256: str
     x: np.ndarray
     y: np.ndarray | None
+    w: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -91,7 +95,8 @@ def parse_data_file(data: bytes, path: Path) -> DataFile:
     arrays = npz_arrays(io.BytesIO(data), MAX_DATA_FILE_BYTES, hint="np.savez of x and y")
     extra = sorted(set(arrays) - set(ARRAY_NAMES))
     if extra:
-        raise FileReadError(f"unexpected array {short(extra[0])!r} (holds x and optionally y)")
+        msg = f"unexpected array {short(extra[0])!r} (holds x and optionally y and w)"
+        raise FileReadError(msg)
     if "x" not in arrays:
         raise FileReadError("missing array 'x' (the inputs, shape (N, d))")
     x = _real_finite(arrays["x"], "x")
@@ -108,8 +113,26 @@ def parse_data_file(data: bytes, path: Path) -> DataFile:
                 f"array 'y' has shape {list(y.shape)}, expected ({n},) or ({n}, K): one row "
                 "per row of x"
             )
+    w = _sample_weights(arrays["w"], n) if "w" in arrays else None
     sha = hashlib.sha256(data).hexdigest()
-    return DataFile(path, sha, x, y)
+    return DataFile(path, sha, x, y, w)
+
+
+def _sample_weights(a: np.ndarray, n: int) -> np.ndarray:
+    """``w`` (N,) checked (real, finite, ≥ 0, not all 0) and normalised to sum 1."""
+    w = _real_finite(a, "w")
+    if w.shape != (n,):
+        raise FileReadError(
+            f"array 'w' has shape {list(w.shape)}, expected ({n},): one weight per row of x"
+        )
+    if np.any(w < 0):
+        raise FileReadError(f"array 'w' has negative weights (smallest {w.min():g}); need w ≥ 0")
+    total = float(np.sum(w))
+    if not total > 0:
+        raise FileReadError("array 'w' is all zeros: at least one sample needs a weight > 0")
+    out = w / total
+    out.setflags(write=False)
+    return out
 
 
 @functools.lru_cache(maxsize=4)  # a few files of ≤ 1 GiB each

@@ -168,7 +168,8 @@ def make_data(config: Config, teacher: Teacher) -> Dataset | None:
 
 def _file_dataset(config: Config, teacher: Teacher) -> Dataset:
     """``data.path``'s x with its y (class labels made one-hot for cross-entropy) or the
-    teacher's labels; the file must still be the one the config recorded (sha256)."""
+    teacher's labels, and its sample weights w (normalised to sum 1) if it has them; the
+    file must still be the one the config recorded (sha256)."""
     from core.datafile import read_data_file
     from core.files import FileReadError
 
@@ -185,8 +186,9 @@ def _file_dataset(config: Config, teacher: Teacher) -> Dataset:
             f"{str(d.sha256)[:12]}…)",
         )
     x = jax.numpy.asarray(file.x)
+    w = None if file.w is None else jax.numpy.asarray(file.w)
     if file.y is None:
-        data = Dataset(x, teacher(x))
+        data = Dataset(x, teacher(x), w)
         if d.loss == "crossentropy":
             from core.crossentropy import label_dataset
 
@@ -196,8 +198,8 @@ def _file_dataset(config: Config, teacher: Teacher) -> Dataset:
     if d.loss == "crossentropy" and file.y.ndim == 1:
         from core.crossentropy import one_hot
 
-        return Dataset(x, one_hot(file.labels(k), k))
-    return Dataset(x, jax.numpy.asarray(file.y).reshape(file.n_samples, k))
+        return Dataset(x, one_hot(file.labels(k), k), w)
+    return Dataset(x, jax.numpy.asarray(file.y).reshape(file.n_samples, k), w)
 
 
 def make_objective(

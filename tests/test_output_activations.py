@@ -352,3 +352,61 @@ def test_no_hidden_layer_run_reaches_the_teacher(tmp_path) -> None:
     np.testing.assert_allclose(session.refined_theta, problem.teacher.theta, atol=1e-8)
     note = inspect_point(problem.objective, session.refined_theta, problem.teacher, 5.0).note
     assert "no hidden neurons" in note
+
+
+# ------------------------------------------------------- per-sample weights in a data file
+
+
+def _weighted_problem(folder, loss: str = "mse", output: str = "identity", **arrays):
+    from core.config import parse_config
+    from core.problem import build_problem
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "data.npz", **arrays)
+    student = {"widths": [2], "activation": "tanh", "output": output}
+    m = {"seed": 1, "student": student, "data": {"kind": "file", "path": "data.npz", "loss": loss}}
+    return build_problem(parse_config(m, str(folder / "c.toml"), base_dir=folder))
+
+
+@pytest.mark.parametrize(("loss", "output"), [("mse", "identity"), ("mse", "sigmoid"),
+                                              ("crossentropy", "softmax")])  # fmt: skip
+def test_sample_weights_equal_repeated_samples(tmp_path, loss: str, output: str) -> None:
+    """Integer weights w = (3, 1, 2, 1, …) give the same loss, gradient and Hessian as the
+    data set with each row repeated w_n times (weights normalised to sum 1 = the mean over
+    the repeated set); the weights are stored normalised."""
+    rng = np.random.default_rng(4)
+    n = 12
+    x = rng.normal(size=(n, 2))
+    y = rng.integers(0, 2, size=n).astype(float) if loss == "crossentropy" else rng.normal(size=n)
+    counts = rng.integers(1, 4, size=n).astype(float)
+    counts[5] = 0.0  # a zero weight drops the sample
+    weighted = _weighted_problem(tmp_path / "w", loss, output, x=x, y=y, w=counts)
+    reps = np.repeat(np.arange(n), counts.astype(int))
+    repeated = _weighted_problem(tmp_path / "r", loss, output, x=x[reps], y=y[reps])
+    np.testing.assert_allclose(weighted.data.weights, counts / counts.sum(), rtol=1e-15)
+    assert repeated.data.weights is None
+    theta = repeated.theta0
+    a, b = weighted.objective, repeated.objective
+    np.testing.assert_allclose(a.loss(theta), b.loss(theta), rtol=1e-12)
+    assert _rel(a.grad(theta), b.grad(theta)) < 1e-12
+    assert _rel(a.hessian(theta), b.hessian(theta)) < 1e-11
+    fa, fb = weighted.fit_metrics(weighted.spec, theta), repeated.fit_metrics(repeated.spec, theta)
+    assert fa.keys() == fb.keys() and all(fa[k] == pytest.approx(fb[k], rel=1e-12) for k in fa)
+
+
+@pytest.mark.parametrize(
+    ("w", "message"),
+    [
+        (-np.ones(12), "negative weights"),
+        (np.zeros(12), "all zeros"),
+        (np.ones(11), r"array 'w' has shape \[11\], expected \(12,\)"),
+        (np.full(12, np.nan), "NaN or inf"),
+    ],
+)
+def test_sample_weight_errors_name_the_field(tmp_path, w, message) -> None:
+    from core.config import ConfigError
+
+    x, y = np.ones((12, 2)), np.ones(12)
+    with pytest.raises(ConfigError, match=f"^.*c.toml: data.path: data.npz: .*{message}") as e:
+        _weighted_problem(tmp_path, x=x, y=y, w=w)
+    assert "\n" not in str(e.value)

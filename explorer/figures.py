@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -591,28 +591,21 @@ def _spectrum_panel(ax: Any, session: Any) -> None:
         lmax.append([np.nan])
     if lmin_t:
         st = np.concatenate(lmin_t)
-        ax.plot(
-            st,
-            np.concatenate(lmax),
-            color=COLOURS[1],
-            linestyle="-",
-            marker="^",
-            markevery=0.08,
-            markerfacecolor="none",
-            label="λmax",
-            zorder=3,
-        )
-        ax.plot(
-            st,
-            np.concatenate(lmin),
-            color=COLOURS[0],
-            linestyle="--",
-            marker="v",
-            markevery=0.08,
-            markerfacecolor="none",
-            label="λmin",
-            zorder=3,
-        )
+        for values, colour, style, marker, label in (
+            (lmax, COLOURS[1], "-", "^", "λmax"),
+            (lmin, COLOURS[0], "--", "v", "λmin"),
+        ):
+            ax.plot(
+                st,
+                np.concatenate(values),
+                color=colour,
+                linestyle=style,
+                marker=marker,
+                markevery=0.08,
+                markerfacecolor="none",
+                label=label,
+                zorder=3,
+            )
     ref = session.refined or {}
     note = "" if ref.get("converged", True) else "\n(not converged)"
     for j, s in enumerate(refined):
@@ -775,27 +768,57 @@ def view_figure(session: Any, view: str, *, t: float | None = None) -> Figure:
     return fig
 
 
-def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
-    """Student f(s u; θ) against teacher g(s u) along one line, and f − g for d = 2."""
-    from core.views import function_grid, function_line
+def _line_figure(
+    session: Any,
+    problem: Any,
+    seg_i: int,
+    row: int,
+    *,
+    width: float,
+    height: float,
+    probabilities: bool = False,
+) -> tuple[Figure, Any, dict, dict]:
+    """A function view's figure, two panels wide (``width``) for d = 2 (the line, the
+    plane), else one, and the student's and teacher's outputs along the line
+    (:func:`core.views.function_line`) at the run's start and at ``row`` of segment
+    ``seg_i``: (figure, its axes, line at t = 0, line at the row)."""
+    from core.views import function_line
 
-    seg = session.segments[seg_i]
-    spec, teacher = seg.spec, problem.teacher
-    if problem.config.data.loss == "crossentropy" and spec.output_dim >= 2:
-        return _class_view(session, problem, seg_i, row)
-    d2 = spec.input_dim == 2
-    fig = Figure(figsize=(10.0 if d2 else 6.5, 4.2), layout="constrained")
+    seg, start = session.segments[seg_i], session.segments[0]
+    d2 = seg.spec.input_dim == 2
+    fig = Figure(figsize=(width if d2 else 6.5, height), layout="constrained")
     axes = fig.subplots(1, 2 if d2 else 1, squeeze=False)[0]
-    ax = axes[0]
-    start = session.segments[0]
-    line0 = function_line(start.spec, start.theta[0], teacher)
-    line = function_line(spec, seg.theta[row], teacher)
-    k_out = line["student"].shape[1]
-    n_show = min(k_out, 4)
+    kw = {"probabilities": probabilities}
+    line0 = function_line(start.spec, start.theta[0], problem.teacher, **kw)
+    line = function_line(seg.spec, seg.theta[row], problem.teacher, **kw)
+    return fig, axes, line0, line
+
+
+def _draw_lines(
+    ax: Any,
+    line0: dict,
+    line: dict,
+    n_show: int,
+    label: Callable[[int], str],
+    *,
+    teacher: tuple[str | None, float, str],
+    start_label: str,
+) -> None:
+    """The line panel: for each of the first ``n_show`` outputs j, the teacher's (dashed,
+    when there is one), the student's (solid with markers, ``label(j)``) and the student's
+    at t = 0 (dotted), in output j's colour; legend entries and the s axis.  ``teacher`` =
+    (its colour, None: output j's; line width; legend label)."""
+    t_colour, t_width, t_label = teacher
     for j in range(n_show):
         col = COLOURS[j % len(COLOURS)]
         if line["teacher"] is not None:  # None: no teacher (a data file's own targets)
-            ax.plot(line["s"], line["teacher"][:, j], color="0.1", linestyle="--", linewidth=2.0)
+            ax.plot(
+                line["s"],
+                line["teacher"][:, j],
+                color=t_colour or col,
+                linestyle="--",
+                linewidth=t_width,
+            )
         ax.plot(
             line["s"],
             line["student"][:, j],
@@ -804,14 +827,38 @@ def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
             marker=MARKERS[j % len(MARKERS)],
             markevery=0.1,
             markerfacecolor="none",
-            label=f"student f, output {j}" if k_out > 1 else "student f",
+            label=label(j),
         )
         ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
     if line["teacher"] is not None:
-        ax.plot([], [], color="0.1", linestyle="--", linewidth=2.0, label="teacher g")
-    ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="student at t = 0")
+        ax.plot([], [], color="0.1", linestyle="--", linewidth=t_width, label=t_label)
+    ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label=start_label)
     u = ", ".join(f"{v:.2f}" for v in line["direction"])
     ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
+
+
+def _function_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
+    """Student f(s u; θ) against teacher g(s u) along one line, and f − g for d = 2."""
+    from core.views import function_grid
+
+    seg = session.segments[seg_i]
+    spec, teacher = seg.spec, problem.teacher
+    if problem.config.data.loss == "crossentropy" and spec.output_dim >= 2:
+        return _class_view(session, problem, seg_i, row)
+    d2 = spec.input_dim == 2
+    fig, axes, line0, line = _line_figure(session, problem, seg_i, row, width=10.0, height=4.2)
+    ax = axes[0]
+    k_out = line["student"].shape[1]
+    n_show = min(k_out, 4)
+    _draw_lines(
+        ax,
+        line0,
+        line,
+        n_show,
+        lambda j: f"student f, output {j}" if k_out > 1 else "student f",
+        teacher=("0.1", 2.0, "teacher g"),
+        start_label="student at t = 0",
+    )
     ax.set_ylabel("output")
     more = f"; first {n_show} of {k_out} outputs" if k_out > n_show else ""
     ax.set_title(f"along a line through input space{more}", loc="left")
@@ -869,39 +916,26 @@ def _class_view(session: Any, problem: Any, seg_i: int, row: int) -> Figure:
     d = 2 the class regions of student and teacher with the training points."""
     from matplotlib.colors import ListedColormap
 
-    from core.views import class_regions, function_line
+    from core.views import class_regions
 
     seg = session.segments[seg_i]
     spec, teacher = seg.spec, problem.teacher
     k = spec.output_dim
     d2 = spec.input_dim == 2
-    fig = Figure(figsize=(11.0 if d2 else 6.5, 4.8), layout="constrained")
-    axes = fig.subplots(1, 2 if d2 else 1, squeeze=False)[0]
+    fig, axes, line0, line = _line_figure(
+        session, problem, seg_i, row, width=11.0, height=4.8, probabilities=True
+    )
     ax = axes[0]
-    start = session.segments[0]
-    line0 = function_line(start.spec, start.theta[0], teacher, probabilities=True)
-    line = function_line(spec, seg.theta[row], teacher, probabilities=True)
     n_show = min(k, len(COLOURS))
-    for j in range(n_show):
-        col = COLOURS[j % len(COLOURS)]
-        if line["teacher"] is not None:
-            ax.plot(line["s"], line["teacher"][:, j], color=col, linestyle="--", linewidth=1.5)
-        ax.plot(
-            line["s"],
-            line["student"][:, j],
-            color=col,
-            linestyle="-",
-            marker=MARKERS[j % len(MARKERS)],
-            markevery=0.1,
-            markerfacecolor="none",
-            label=f"p{j + 1}, class {j + 1}",
-        )
-        ax.plot(line0["s"], line0["student"][:, j], color=col, linestyle=":", linewidth=1.0)
-    if line["teacher"] is not None:
-        ax.plot([], [], color="0.1", linestyle="--", linewidth=1.5, label="teacher's class (0/1)")
-    ax.plot([], [], color="0.4", linestyle=":", linewidth=1.0, label="p at t = 0")
-    u = ", ".join(f"{v:.2f}" for v in line["direction"])
-    ax.set_xlabel(f"s   (x = s·u, u = ({u}))")
+    _draw_lines(
+        ax,
+        line0,
+        line,
+        n_show,
+        lambda j: f"p{j + 1}, class {j + 1}",
+        teacher=(None, 1.5, "teacher's class (0/1)"),
+        start_label="p at t = 0",
+    )
     ax.set_ylabel("p = softmax(f)")
     ax.set_ylim(-0.03, 1.03)
     title = "class probabilities along a line"

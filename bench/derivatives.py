@@ -255,38 +255,55 @@ def fmt_ms(s: float) -> str:
     return f"{1e3 * s:.3g}"
 
 
+#: The timing columns every table starts with (see :func:`_timing_cells`).
+TIMING_HEAD = (
+    "| k | N | P | ours H (ms) | floor JᵀJ (ms) | ours/floor | t.a.f.H (ms) | t.a.f./ours"
+    " | t.func.H (ms) | t.func/ours | ours grad (ms) | torch grad (ms) | torch/ours grad"
+)
+
+
+def _timing_cells(r: dict, *, reps: bool) -> list[str]:
+    """The 13 cells of :data:`TIMING_HEAD` for row ``r`` ("—" for torch's without torch);
+    ``reps``: torch's Hessian times say how many repeats they are when fewer than 5."""
+    cells = [str(r["k"]), str(r["N"]), str(r["P"]), fmt_ms(r["ours_h"]), fmt_ms(r["floor"])]
+    cells.append(f"{r['ours_h'] / r['floor']:.2f}")
+    if "taf_h" not in r:  # no torch
+        return [*cells, "—", "—", "—", "—", fmt_ms(r["ours_g"]), "—", "—"]
+    taf = fmt_ms(r["taf_h"])
+    if reps and r["taf_reps"] < 5:
+        taf += f" ({r['taf_reps']} rep)"
+    tf = fmt_ms(r["tfunc_h"])
+    if r["tfunc_extrapolated_from"]:
+        n_sub = r["tfunc_extrapolated_from"]
+        tf = f"~{tf} (N′={n_sub}×{r['N'] // n_sub})"
+    elif reps and r["tfunc_reps"] < 5:
+        tf += f" ({r['tfunc_reps']} rep)"
+    return [
+        *cells,
+        taf,
+        f"{r['taf_h'] / r['ours_h']:.1f}",
+        tf,
+        f"{r['tfunc_h'] / r['ours_h']:.1f}",
+        fmt_ms(r["ours_g"]),
+        fmt_ms(r["torch_g"]),
+        f"{r['torch_g'] / r['ours_g']:.2f}",
+    ]
+
+
+def _markdown(extra_head: str, rows: list[list[str]]) -> str:
+    """A Markdown table: :data:`TIMING_HEAD` and the columns ``extra_head`` ("| a | b"),
+    one line of cells a row."""
+    n_cols = (TIMING_HEAD + extra_head).count("|")
+    lines = [TIMING_HEAD + extra_head + " |", "|" + "---|" * n_cols]
+    return "\n".join([*lines, *("| " + " | ".join(cells) + " |" for cells in rows)])
+
+
 def table(rows: list[dict]) -> str:
-    head = (
-        "| k | N | P | ours H (ms) | floor JᵀJ (ms) | ours/floor | t.a.f.H (ms) | t.a.f./ours"
-        " | t.func.H (ms) | t.func/ours | ours grad (ms) | torch grad (ms) | torch/ours grad"
-        " | rel. diff vs torch |"
-    )
-    lines = [head, "|" + "---|" * 14]
+    cells = []
     for r in rows:
-        if "taf_h" not in r:  # no torch
-            lines.append(
-                f"| {r['k']} | {r['N']} | {r['P']} | {fmt_ms(r['ours_h'])} | {fmt_ms(r['floor'])}"
-                f" | {r['ours_h'] / r['floor']:.2f} |"
-                + " — |" * 4
-                + f" {fmt_ms(r['ours_g'])} |"
-                + " — |" * 3
-            )
-            continue
-        taf = fmt_ms(r["taf_h"]) + ("" if r["taf_reps"] >= 5 else f" ({r['taf_reps']} rep)")
-        tf = fmt_ms(r["tfunc_h"])
-        if r["tfunc_extrapolated_from"]:
-            n_sub = r["tfunc_extrapolated_from"]
-            tf = f"~{tf} (N′={n_sub}×{r['N'] // n_sub})"
-        elif r["tfunc_reps"] < 5:
-            tf += f" ({r['tfunc_reps']} rep)"
-        lines.append(
-            f"| {r['k']} | {r['N']} | {r['P']} | {fmt_ms(r['ours_h'])} | {fmt_ms(r['floor'])}"
-            f" | {r['ours_h'] / r['floor']:.2f} | {taf} | {r['taf_h'] / r['ours_h']:.1f}"
-            f" | {tf} | {r['tfunc_h'] / r['ours_h']:.1f} | {fmt_ms(r['ours_g'])}"
-            f" | {fmt_ms(r['torch_g'])} | {r['torch_g'] / r['ours_g']:.2f}"
-            f" | {r['max_abs_diff_vs_torch']:.1e} |"
-        )
-    return "\n".join(lines)
+        diff = f"{r['max_abs_diff_vs_torch']:.1e}" if "taf_h" in r else "—"
+        cells.append([*_timing_cells(r, reps=True), diff])
+    return _markdown(" | rel. diff vs torch", cells)
 
 
 # ------------------------------------------------------------------- cross-entropy rows
@@ -412,35 +429,14 @@ def ce_point(k: int, n: int, repeats: int, torch=None) -> dict:
 
 
 def ce_table(rows: list[dict]) -> str:
-    head = (
-        "| k | N | P | ours H (ms) | floor JᵀJ (ms) | ours/floor | t.a.f.H (ms) | t.a.f./ours"
-        " | t.func.H (ms) | t.func/ours | ours grad (ms) | torch grad (ms) | torch/ours grad"
-        " | rel. diff L, ∇L, H vs torch | rounds H, grad |"
-    )
-    lines = [head, "|" + "---|" * 15]
+    cells = []
     for r in rows:
-        cells = [str(r["k"]), str(r["N"]), str(r["P"]), fmt_ms(r["ours_h"]), fmt_ms(r["floor"])]
-        cells.append(f"{r['ours_h'] / r['floor']:.2f}")
+        diff = "—"
         if "taf_h" in r:
-            tf = fmt_ms(r["tfunc_h"])
-            if r["tfunc_extrapolated_from"]:
-                n_sub = r["tfunc_extrapolated_from"]
-                tf = f"~{tf} (N′={n_sub}×{r['N'] // n_sub})"
-            cells += [
-                fmt_ms(r["taf_h"]),
-                f"{r['taf_h'] / r['ours_h']:.1f}",
-                tf,
-                f"{r['tfunc_h'] / r['ours_h']:.1f}",
-                fmt_ms(r["ours_g"]),
-                fmt_ms(r["torch_g"]),
-                f"{r['torch_g'] / r['ours_g']:.2f}",
-                f"{r['diff_loss']:.0e}, {r['diff_grad']:.0e}, {r['diff_h']:.0e}",
-            ]
-        else:
-            cells += ["—"] * 4 + [fmt_ms(r["ours_g"])] + ["—"] * 3
-        cells.append(f"{r['ours_h_reps']}, {r['ours_g_reps']}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            diff = f"{r['diff_loss']:.0e}, {r['diff_grad']:.0e}, {r['diff_h']:.0e}"
+        rounds = f"{r['ours_h_reps']}, {r['ours_g_reps']}"
+        cells.append([*_timing_cells(r, reps=False), diff, rounds])
+    return _markdown(" | rel. diff L, ∇L, H vs torch | rounds H, grad", cells)
 
 
 def ce_rows(quick: bool, torch) -> str:

@@ -433,9 +433,10 @@ def _cursor(session: Any, axes: Sequence[Any], t: float | None) -> list:
 
 
 def phase_label(ph: Any) -> str:
-    """Text for a phase in the bar: its kind, and a plateau's loss level and Hessian index."""
+    """Text for a phase in the bar: its kind (with "?" where core is unsure of it, e.g. a
+    channel seen in λmax alone), and a plateau's loss level and Hessian index."""
     if ph.kind != "plateau":
-        return ph.kind
+        return ph.kind if getattr(ph, "sure", True) else f"{ph.kind}?"
     idx = "" if ph.index is None else f", index {ph.index}"
     return f"plateau L={ph.loss:.3g}{idx}"
 

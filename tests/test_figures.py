@@ -521,3 +521,14 @@ def test_overview_cursor_at_the_chosen_state():
     assert f"state at t = {want:.4g}" in labels
     lines = [np.asarray(ln.get_xdata(), float) for ln in panels(fig)[1].get_lines()]
     assert want in {float(x[0]) for x in lines if x.size and np.ptp(x) == 0}
+
+
+def test_phase_bar_marks_a_phase_core_is_unsure_of():
+    from core.phases import Phase
+    from explorer.figures import phase_label
+
+    sure = Phase("channel", 1.0, 10.0, 0.1, 0, "channel to infinity")
+    unsure = Phase("channel", 1.0, 10.0, 0.1, 0, "possibly a channel", sure=False)
+    plateau = Phase("plateau", 1.0, 10.0, 1.3851e-3, 1, "")
+    assert [phase_label(p) for p in (sure, unsure)] == ["channel", "channel?"]
+    assert phase_label(plateau) == "plateau L=0.00139, index 1"

@@ -244,7 +244,9 @@ def narrate(
         prev = _previous(phases, phase)
         first = _phase_line(phase, prev, t, loss, spectrum, facts, loss0)
     lines = [first]
-    second = _neuron_line(kind, facts, earlier, spectrum)
+    # an unsure channel's first line already says that no pair passes the channel test
+    said = phase is not None and phase.kind == "channel" and not phase.sure and kind == "channel"
+    second = _neuron_line("" if said else kind, facts, earlier, spectrum)
     if second:
         lines.append(second)
     return Narration(float(t), kind, tuple(lines))

@@ -343,3 +343,13 @@ def test_a_forming_channel_is_named_as_the_inspector_marks_it():
     assert "unsure" not in text
     before = int(np.searchsorted(t, 0.5 * channel.t_start))  # in the descent before it
     assert "forming" not in say(before)
+
+
+def test_an_unsure_channel_says_no_pair_passes_once_not_on_both_lines():
+    spec = make_spec(2, [2], "softplus", bias=False)
+    th = np.asarray(flatten(spec, {"w1": [[1.0, 0.0], [0.0, 1.0]], "w2": [[1.0, 1.0]]}))
+    facts = _facts(spec, th, x=gaussian_sample(2))
+    unsure = [Phase("channel", 1e2, 1e9, 1e-8, 0, "", sure=False)]
+    n = narrate(1e6, T, np.ones(T.size), unsure, facts)
+    assert n.lines[0].startswith("possibly a channel to infinity")
+    assert n.text.count("no neuron pair passes the channel test") == 1

@@ -76,22 +76,25 @@ SNAPSHOTS_120 = [
 ]
 
 
-@pytest.mark.parametrize(("name", "view"), SNAPSHOTS_80)
-def test_view_snapshot_80x24(snap_compare, name, view) -> None:
+def _snapshot(snap_compare, name: str, keys: list[str], size: tuple[int, int]) -> bool:
+    """The replay of session ``name`` after pressing ``keys``, views settled, against its
+    snapshot."""
+
     async def show(pilot) -> None:
-        await pilot.press(*_keys(name, view))
+        await pilot.press(*keys)
         await settle_views(pilot)
 
-    assert snap_compare(_replay_app(name), terminal_size=(80, 24), run_before=show)
+    return snap_compare(_replay_app(name), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize(("name", "view"), SNAPSHOTS_80)
+def test_view_snapshot_80x24(snap_compare, name, view) -> None:
+    assert _snapshot(snap_compare, name, _keys(name, view), (80, 24))
 
 
 @pytest.mark.parametrize(("name", "view"), SNAPSHOTS_120)
 def test_view_page_snapshot_120x40(snap_compare, name, view) -> None:
-    async def show(pilot) -> None:
-        await pilot.press(*_keys(name, view))
-        await settle_views(pilot)
-
-    assert snap_compare(_replay_app(name), terminal_size=(120, 40), run_before=show)
+    assert _snapshot(snap_compare, name, _keys(name, view), (120, 40))
 
 
 def _panel(app, view: str):
@@ -234,12 +237,31 @@ async def test_views_that_do_not_apply_say_why() -> None:
 def test_class_regions_snapshot_monochrome_80x24(snap_compare, monkeypatch) -> None:
     """NO_COLOR: classes 1 2 3 and the × of disagreement are glyphs, not colours alone."""
     monkeypatch.setenv("NO_COLOR", "1")
+    assert _snapshot(snap_compare, "three_classes", ["5"], (80, 24))
 
-    async def show(pilot) -> None:
-        await pilot.press("5")
-        await settle_views(pilot)
 
-    assert snap_compare(_replay_app("three_classes"), terminal_size=(80, 24), run_before=show)
+async def _function_view_at_cursor(pilot):
+    """Show the function view (key 5), views settled; the replayed segment and θ at the
+    cursor."""
+    await pilot.press("5")
+    await settle_views(pilot)
+    screen = pilot.app.screen
+    s, j = screen.index[screen.position]
+    seg = pilot.app.replay.segments[s]
+    return seg, seg.theta[j]
+
+
+def _marked_cells(rendered, start: int, rows: int, w: int) -> np.ndarray:
+    """(rows, w) bool: the class map's cells drawn in CLASS_DISAGREE_STYLE; its body starts
+    at character ``start`` of the render, rows of w cells and a newline."""
+    from explorer.widgets.views import CLASS_DISAGREE_STYLE
+
+    marked = np.zeros((rows, w), dtype=bool)
+    for span in rendered.spans:
+        if CLASS_DISAGREE_STYLE in str(span.style) and span.start < start + rows * (w + 1):
+            row, col = divmod(span.start - start, w + 1)
+            marked[row, col] = True
+    return marked
 
 
 def _screen_cells(grid_mask: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -283,17 +305,14 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
     replayed θ, draws the student's class digits, in reverse video where the teacher's differs,
     the f − g heatmap is hidden, and the line shows p = softmax(f) with the teacher's class."""
     from core.views import class_regions, function_line
-    from explorer.widgets.views import CLASS_DISAGREE_STYLE, ClassMap, SignHeatmap
+    from explorer.widgets.views import ClassMap, SignHeatmap
 
     app = _replay_app("three_classes")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("5")
-        await settle_views(pilot)
-        screen = app.screen
-        s, j = screen.index[screen.position]
-        seg = app.replay.segments[s]
+        seg, theta = await _function_view_at_cursor(pilot)
+        teacher = app.screen.problem.teacher
         panel = _panel(app, "function")
-        want = class_regions(seg.spec, seg.theta[j], screen.problem.teacher)
+        want = class_regions(seg.spec, theta, teacher)
         got = panel.result.data["classes"]
         np.testing.assert_array_equal(got["student"], want["student"])
         np.testing.assert_array_equal(got["disagree"], want["disagree"])
@@ -313,16 +332,11 @@ async def test_softmax_function_view_shows_the_class_regions() -> None:
         assert 0 < 1 - want["agreement"] < 0.1
         w, h = class_map.content_size.width, class_map.content_size.height
         wrong = _screen_cells(want["disagree"], w, h - 2)
-        marked = np.zeros_like(wrong)
-        start = len(text.splitlines()[0]) + 1
-        for span in rendered.spans:
-            if CLASS_DISAGREE_STYLE in str(span.style) and span.start < start + len(body) * (w + 1):
-                row, col = divmod(span.start - start, w + 1)
-                marked[row, col] = True
+        marked = _marked_cells(rendered, len(text.splitlines()[0]) + 1, len(body), w)
         assert wrong.any() and np.array_equal(marked, wrong)
         assert f"≠teacher {1 - want['agreement']:.0%}," in text.splitlines()[0]
         assert text.splitlines()[-1].startswith("1 2 3 class")
-        line = function_line(seg.spec, seg.theta[j], screen.problem.teacher, probabilities=True)
+        line = function_line(seg.spec, theta, teacher, probabilities=True)
         np.testing.assert_array_equal(panel.result.data["line"]["student"], line["student"])
         np.testing.assert_allclose(line["student"].sum(axis=1), 1.0, rtol=1e-12)
         note = str(panel.query_one(".view-note").render())
@@ -378,18 +392,14 @@ async def test_class_map_without_a_teacher_marks_the_misclassified_training_poin
     on the cells holding a misclassified training point, the training accuracy in the title."""
     from core.views import class_regions
     from explorer.app import ExplorerApp
-    from explorer.widgets.views import CLASS_DISAGREE_STYLE, ClassMap
+    from explorer.widgets.views import ClassMap
 
     out, x, labels = labelled_session(tmp_path)
     app = ExplorerApp(replay=load_session(out))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("5")
-        await settle_views(pilot)
-        screen = app.screen
-        s, j = screen.index[screen.position]
-        seg = app.replay.segments[s]
+        seg, theta = await _function_view_at_cursor(pilot)
         got = _panel(app, "function").result.data["classes"]
-        want = class_regions(seg.spec, seg.theta[j], None, points=x, labels=labels)
+        want = class_regions(seg.spec, theta, None, points=x, labels=labels)
         assert got["teacher"] is None and got["disagree"] is None
         np.testing.assert_array_equal(got["labels"], labels)
         np.testing.assert_array_equal(got["wrong_cells"], want["wrong_cells"])
@@ -400,12 +410,7 @@ async def test_class_map_without_a_teacher_marks_the_misclassified_training_poin
         assert lines[0].startswith(f"train acc {want['accuracy']:.0%}")
         assert lines[-1].endswith("wrong label")
         w, h = class_map.content_size.width, class_map.content_size.height
-        marked = np.zeros((h - 2, w), dtype=bool)
-        start = len(lines[0]) + 1
-        for span in rendered.spans:
-            if CLASS_DISAGREE_STYLE in str(span.style) and span.start < start + (h - 2) * (w + 1):
-                row, col = divmod(span.start - start, w + 1)
-                marked[row, col] = True
+        marked = _marked_cells(rendered, len(lines[0]) + 1, h - 2, w)
         np.testing.assert_array_equal(marked, _screen_cells(want["wrong_cells"], w, h - 2))
 
 

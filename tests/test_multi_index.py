@@ -204,30 +204,18 @@ def test_finite_data_correlation_converges_to_the_infinite_data_one() -> None:
     assert rms[0] / rms[1] > 2.0
 
 
-def test_config_accepts_correlation_on_finite_data(tmp_path) -> None:
-    from core.config import ConfigError, load_config
+def test_config_accepts_correlation_on_finite_data() -> None:
+    from core.config import ConfigError, parse_config
     from core.problem import build_problem
 
-    text = """
-seed = 2
-[teacher]
-kind = "random"
-input_dim = 3
-widths = [2]
-activation = "he2"
-bias = false
-[student]
-widths = [2]
-activation = "he2"
-bias = false
-[data]
-kind = "gaussian"
-samples = 200
-loss = "correlation"
-"""
-    path = tmp_path / "c.toml"
-    path.write_text(text, encoding="utf-8")
-    problem = build_problem(load_config(path))
+    he2 = {"widths": [2], "activation": "he2", "bias": False}
+    mapping = {
+        "seed": 2,
+        "teacher": {"kind": "random", "input_dim": 3, **he2},
+        "student": he2,
+        "data": {"kind": "gaussian", "samples": 200, "loss": "correlation"},
+    }
+    problem = build_problem(parse_config(mapping))
     assert problem.objective.name == "correlation"
     theta = jnp.asarray(problem.theta0)
     x, y = problem.data.x, problem.data.y
@@ -235,11 +223,10 @@ loss = "correlation"
     assert float(problem.objective.loss(theta)) == pytest.approx(expected, rel=1e-13)
     assert problem.fit_metrics(problem.spec, problem.theta0) == {"rmse": None}
     # sgd minibatches this loss too (the objective's own batch loss, tests/test_sgd.py).
-    path.write_text(text + '[dynamics]\nmethod = "sgd"\nbatch_size = 16\n', encoding="utf-8")
-    assert load_config(path).dynamics.method == "sgd"
-    path.write_text(text + '[dynamics]\nmethod = "sgd"\nbatch_size = 500\n', encoding="utf-8")
+    sgd = {"method": "sgd", "batch_size": 16}
+    assert parse_config({**mapping, "dynamics": sgd}).dynamics.method == "sgd"
     with pytest.raises(ConfigError, match=r"dynamics\.batch_size: must be ≤ data\.samples"):
-        load_config(path)
+        parse_config({**mapping, "dynamics": {**sgd, "batch_size": 500}})
 
 
 # ------------------------------------------------------------------ the β threshold

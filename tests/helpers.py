@@ -1,5 +1,5 @@
-"""What several test files (and ``bench/sweep.py``) share: tiny problems, pilot waiting,
-async test bodies and counting what JAX traces.
+"""What several test files (and ``bench/sweep.py``) share: tiny problems, a reference
+minimiser, pilot waiting, async test bodies and counting what JAX traces.
 
 Imported as ``helpers`` by the tests (pytest puts ``tests/`` on ``sys.path``) and as
 ``tests.helpers`` from the repository root.  Nothing here imports JAX or Textual at
@@ -98,6 +98,23 @@ max_seconds = 600
 [refine]
 method = "newton"
 """
+
+
+def trust_exact(objective: Any, theta0: Any, gtol: float, maxiter: int) -> Any:
+    """scipy's exact-Hessian trust region on ``objective`` (its loss, grad and hessian) from
+    ``theta0``: an independent reference minimiser (not :mod:`core.refine`); the
+    ``OptimizeResult``."""
+    import numpy as np
+    import scipy.optimize
+
+    return scipy.optimize.minimize(
+        lambda t: float(objective.loss(t)),
+        np.asarray(theta0),
+        jac=lambda t: np.asarray(objective.grad(t)),
+        hess=lambda t: np.asarray(objective.hessian(t)),
+        method="trust-exact",
+        options={"gtol": gtol, "maxiter": maxiter},
+    )
 
 
 # ----------------------------------------------------------------------------- pilot tests

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
+from helpers import trust_exact
 
 import core  # noqa: F401  (float64)
 from core.activations import get_activation
@@ -387,15 +387,7 @@ def _fit_glu_teacher(maxiters: list[int]):
     th0 = np.asarray(init_params(spec, jax.random.PRNGKey(0)))
     points = []
     for maxiter in maxiters:
-        res = scipy.optimize.minimize(
-            lambda t: float(obj.loss(t)),
-            th0,
-            jac=lambda t: np.asarray(obj.grad(t)),
-            hess=lambda t: np.asarray(obj.hessian(t)),
-            method="trust-exact",
-            options={"gtol": 1e-14, "maxiter": maxiter},
-        )
-        points.append(res.x)
+        points.append(trust_exact(obj, th0, 1e-14, maxiter).x)
     return obj, u, v, points
 
 

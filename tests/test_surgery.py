@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
+from helpers import trust_exact
 
 import core  # noqa: F401  (float64)
 from core.analysis import hessian_spectrum
@@ -38,14 +38,7 @@ def small_minimum(data):
     best = None
     for seed in range(4):
         th0 = np.asarray(init_params(spec, jax.random.PRNGKey(seed)))
-        res = scipy.optimize.minimize(
-            lambda t: float(obj.loss(t)),
-            th0,
-            jac=lambda t: np.asarray(obj.grad(t)),
-            hess=lambda t: np.asarray(obj.hessian(t)),
-            method="trust-exact",
-            options={"gtol": 1e-13, "maxiter": 300},
-        )
+        res = trust_exact(obj, th0, 1e-13, 300)
         g = float(np.max(np.abs(obj.grad(res.x))))
         if best is None or g < best[1]:
             best = (res.x, g)

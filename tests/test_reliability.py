@@ -471,17 +471,16 @@ def check_config_mapping(mapping) -> None:
     assert parse_config(load_toml(config_to_toml(cfg)), "fuzz.toml") == cfg
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
-@given(mapping=CONFIG_MAPPINGS)
-def test_fuzzed_configs_parse_or_raise_one_line_config_error(mapping):
-    check_config_mapping(mapping)
+def fuzzed(check, strategy, examples: int):
+    """A Hypothesis test calling ``check`` on ``examples`` draws of ``strategy``."""
+    fuzz = settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    return fuzz(given(strategy)(check))
 
 
-@pytest.mark.slow
-@settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(mapping=CONFIG_MAPPINGS)
-def test_fuzzed_configs_many(mapping):
-    check_config_mapping(mapping)
+test_fuzzed_configs_parse_or_raise_one_line_config_error = fuzzed(
+    check_config_mapping, CONFIG_MAPPINGS, 600
+)
+test_fuzzed_configs_many = pytest.mark.slow(fuzzed(check_config_mapping, CONFIG_MAPPINGS, 5000))
 
 
 SWEEP_GRIDS = st.dictionaries(
@@ -506,17 +505,10 @@ def check_sweep_grid(grid) -> None:
     assert time.monotonic() - tic < 5.0
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(grid=SWEEP_GRIDS)
-def test_fuzzed_sweep_grids_expand_or_raise_one_line_sweep_error(grid):
-    check_sweep_grid(grid)
-
-
-@pytest.mark.slow
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(grid=SWEEP_GRIDS)
-def test_fuzzed_sweep_grids_many(grid):
-    check_sweep_grid(grid)
+test_fuzzed_sweep_grids_expand_or_raise_one_line_sweep_error = fuzzed(
+    check_sweep_grid, SWEEP_GRIDS, 300
+)
+test_fuzzed_sweep_grids_many = pytest.mark.slow(fuzzed(check_sweep_grid, SWEEP_GRIDS, 3000))
 
 
 # ----------------------------------------------------------------------------- teacher files

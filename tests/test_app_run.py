@@ -15,6 +15,15 @@ import pytest
 from helpers import start_run, tiny_config, wait_for
 
 
+async def opens_and_closes(pilot, key: str, modal: str, close: str) -> None:
+    """``key`` opens the screen class named ``modal``; ``close`` dismisses it."""
+    await pilot.press(key)
+    await pilot.pause(0.1)
+    assert type(pilot.app.screen).__name__ == modal
+    await pilot.press(close)
+    await pilot.pause(0.1)
+
+
 def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
     from core.analysis import neuron_table
     from core.networks import forward
@@ -156,11 +165,7 @@ def test_run_pause_inspect_refine_surgery_save_replay(tmp_path: Path) -> None:
             await wait_for(pilot, lambda: screen.state == "done", "idle after merge", 10)
 
             # Quit with unsaved work asks first; "n" keeps the app.
-            await pilot.press("q")
-            await pilot.pause(0.1)
-            assert type(app.screen).__name__ == "ConfirmScreen"
-            await pilot.press("n")
-            await pilot.pause(0.1)
+            await opens_and_closes(pilot, "q", "ConfirmScreen", "n")
             assert app.screen is screen
 
             # Save (s) to a chosen folder.
@@ -222,11 +227,7 @@ def test_failing_run_shows_error_and_keeps_last_finite_state() -> None:
             await pilot.pause(0.3)
             assert "error" in str(screen.query_one("#status").render())
             # Still usable: the help overlay opens and closes.
-            await pilot.press("question_mark")
-            await pilot.pause(0.1)
-            assert type(app.screen).__name__ == "HelpScreen"
-            await pilot.press("escape")
-            await pilot.pause(0.1)
+            await opens_and_closes(pilot, "question_mark", "HelpScreen", "escape")
             assert app.screen is screen
 
     asyncio.run(scenario())

@@ -113,6 +113,8 @@ class TeacherConfig:
     * orthonormal: Σ_j σ(v_j·x), bias-free, one hidden layer with widths[0] ≤ input_dim.
     * glu: y = (v·x) σ′(u·x) with ``u``, ``v`` of length input_dim.
     * rosenbrock: the standardized Rosenbrock function of input_dim ≥ 2 variables.
+
+    ``seed``: the seed of a random / orthonormal teacher's draw (default: the top-level seed).
     """
 
     kind: str = "random"
@@ -127,6 +129,7 @@ class TeacherConfig:
     params: ParamTuples | None = None
     activations: LayerActivations | None = None
     output: str | None = None
+    seed: int | None = None
 
     @property
     def is_network(self) -> bool:
@@ -153,6 +156,8 @@ class StudentConfig:
     ``unit_norm``: each first-layer weight vector w_i stays on the unit sphere (bias-free
     first layer; Riemannian flow, :mod:`core.manifold`); ``train_output = false``: the
     output layer's weights stay at their initial values (``params``, else all ones).
+    ``seed``: the seed of θ₀'s random draw (default: the top-level ``seed``), so that a
+    sweep can vary the initialisation with the teacher fixed.
     """
 
     widths: tuple[int, ...] = (4,)
@@ -164,6 +169,7 @@ class StudentConfig:
     output: str = "identity"
     unit_norm: bool = False
     train_output: bool = True
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -706,9 +712,16 @@ class _Validator:
             acts = per_layer_activations(widths, act, activations)
             spec = make_spec(d, widths, acts, bias, out_dim)
             params = self.params(t["params"], "teacher.params", spec)
+        seed = None
+        if "seed" in t:
+            seed = self.integer(t["seed"], "teacher.seed", 0, 2**63 - 1)
+            if kind not in ("random", "orthonormal"):
+                raise self.fail(
+                    "teacher.seed", f"only for kind = random or orthonormal, not {kind!r}"
+                )
         return TeacherConfig(
             kind, d, widths, act, bias, out_dim, u, v, path, params, activations=activations,
-            output=output,
+            output=output, seed=seed,
         )  # fmt: skip
 
     def student(self, s: Mapping, teacher: TeacherConfig) -> StudentConfig:
@@ -768,9 +781,14 @@ class _Validator:
             w1 = np.asarray(params_dict(params)["w1"], dtype=np.float64)
             if np.any(np.linalg.norm(w1, axis=1) == 0):
                 raise self.fail("student.params", "unit_norm needs every row of w1 nonzero")
+        seed = None
+        if "seed" in s:
+            seed = self.integer(s["seed"], "student.seed", 0, 2**63 - 1)
+            if params is not None:
+                raise self.fail("student.seed", "draws θ₀, which student.params already fixes")
         return StudentConfig(
             widths, act, bias, scale, params, activations=activations, output=output,
-            unit_norm=unit_norm, train_output=train_output,
+            unit_norm=unit_norm, train_output=train_output, seed=seed,
         )  # fmt: skip
 
     def layer_activations(

@@ -16,7 +16,8 @@
   :func:`core.linear_gaussian.linear_gaussian_objective`);
 * θ₀ (P,): the explicit ``student.params`` or ``init_params(spec, k_S, init_scale)``,
 
-where (k_T, k_S) = split(PRNGKey(seed)).
+where k_T = split(PRNGKey(teacher.seed or seed))[0] and k_S = split(PRNGKey(student.seed
+or seed))[1] (one ``seed`` gives both, as before the two optional seeds existed).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def build_teacher(config: Config) -> Teacher:
     t = config.teacher
     if t.kind == "none":  # a data file's own targets
         return no_teacher(t.input_dim, t.output_dim)
-    k_teacher, _ = _keys(config.seed)
+    k_teacher, _ = _keys(config.seed if t.seed is None else t.seed)
     try:
         if t.kind == "random":
             return random_teacher(t.spec(), k_teacher)
@@ -292,7 +293,7 @@ def _initial_theta(config: Config, spec: NetworkSpec) -> np.ndarray:
             return np.asarray(flatten(spec, params_dict(s.params)), dtype=np.float64)
         except ValueError as e:
             raise ConfigError(config.source, "student.params", str(e)) from None
-    _, k_student = _keys(config.seed)
+    _, k_student = _keys(config.seed if s.seed is None else s.seed)
     theta = np.asarray(init_params(spec, k_student, s.init_scale), dtype=np.float64)
     if config.data.loss == "crossentropy":
         from core.crossentropy import centre_logits

@@ -346,6 +346,12 @@ def test_problem_key_is_the_landscape_not_the_dynamics():
     assert key(seed=2) == same  # θ₀ only: the teacher is explicit and the data seed fixed
     assert key(dynamics={"method": "gd", "lr": 0.5}, refine={"method": "none"}) == same
     assert key(student={**base["student"], "init_scale": 0.1}) == same
+    assert key(student={**base["student"], "seed": 9}) == same  # the init's own seed
+    # fixed output weights come from student.params: then params are the landscape
+    fixed = {**base["student"], "train_output": False}
+    p1 = {"w1": [[1.0, 0.0], [0.0, 1.0]], "w2": [[1.0, 1.0]]}
+    p2 = {"w1": [[1.0, 0.0], [0.0, 1.0]], "w2": [[1.0, -1.0]]}
+    assert key(student={**fixed, "params": p1}) != key(student={**fixed, "params": p2})
     assert key(student={**base["student"], "widths": [3]}) != same
     assert key(data={"kind": "gaussian", "samples": 100}) != key(
         seed=2, data={"kind": "gaussian", "samples": 100}

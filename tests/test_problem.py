@@ -68,6 +68,36 @@ def test_seed_reproducible_and_data_seed_separate():
     assert not np.allclose(np.asarray(a.data.x), np.asarray(d.data.x))  # … other inputs
 
 
+def test_student_and_teacher_seeds_vary_one_draw_and_default_to_the_seed():
+    from core.config import config_to_dict
+
+    a = build_problem(base())
+    same = build_problem(base(student={"seed": 5}, teacher={"seed": 5}))
+    np.testing.assert_array_equal(a.theta0, same.theta0)  # seed = 5 is the default of both
+    np.testing.assert_array_equal(np.asarray(a.teacher.theta), np.asarray(same.teacher.theta))
+    other = build_problem(base(student={"seed": 6}))  # another init, the same teacher and data
+    assert not np.allclose(a.theta0, other.theta0)
+    np.testing.assert_array_equal(np.asarray(a.teacher.theta), np.asarray(other.teacher.theta))
+    np.testing.assert_array_equal(np.asarray(a.data.y), np.asarray(other.data.y))
+    # seed = 6 with the student's seed pinned to 5: the teacher moves, θ₀ does not
+    pinned = build_problem(base(seed=6, student={"seed": 5}))
+    np.testing.assert_array_equal(a.theta0, pinned.theta0)
+    assert not np.allclose(np.asarray(a.teacher.theta), np.asarray(pinned.teacher.theta))
+    t = build_problem(base(teacher={"seed": 7}))
+    assert not np.allclose(np.asarray(a.teacher.theta), np.asarray(t.teacher.theta))
+    assert config_to_dict(other.config)["student"]["seed"] == 6
+    assert "seed" not in config_to_dict(a.config)["student"]  # absent stays absent
+    with pytest.raises(ConfigError, match=r"student.seed"):
+        base(student={"seed": -1})
+    with pytest.raises(ConfigError, match=r"teacher.seed"):
+        base(teacher={"seed": "x"})
+    with pytest.raises(ConfigError, match=r"teacher.seed: only for kind = random or orthonormal"):
+        base(teacher={"kind": "rosenbrock", "seed": 3})
+    with pytest.raises(ConfigError, match=r"student.seed: draws θ₀"):
+        base(student={"seed": 3, "params": {"w1": [[1, 0], [0, 1]], "b1": [0, 0],
+                                            "w2": [[1, 1]], "b2": [0]}})  # fmt: skip
+
+
 def test_explicit_teacher_and_student_params():
     tparams = {"w1": [[1.0, -1.0]], "b1": [0.5], "w2": [[2.0]], "b2": [0.1]}
     sparams = {"w1": [[0.3, 0.2], [-0.1, 0.4]], "b1": [0.0, 0.1], "w2": [[1.0, -1.0]], "b2": [0.0]}

@@ -136,7 +136,8 @@ def problem_key(config: Config, teacher: Mapping[str, Any] | None = None) -> str
     """JSON text that is equal for two runs exactly when they explore one loss landscape.
 
     The config without what only steers the dynamics (``seed``, ``dynamics`` except
-    ``maxnorm``, ``refine``, ``student.init_scale``, ``student.params``), with the teacher's
+    ``maxnorm``, ``refine``, ``student.seed``, ``student.init_scale``, ``student.params`` —
+    kept with ``train_output = false``, whose fixed output weights come from it), with the teacher's
     actual weights added to its table (``teacher``: the report's ``{"kind", "params"}``,
     when it has params) and the seed of the input sample where the data are sampled.
     """
@@ -145,8 +146,9 @@ def problem_key(config: Config, teacher: Mapping[str, Any] | None = None) -> str
     d.pop("refine", None)
     d.pop("seed", None)
     student = dict(d.get("student", {}))
-    for k in ("init_scale", "params"):
-        student.pop(k, None)
+    for k in ("seed", "init_scale", "params"):
+        if k != "params" or student.get("train_output", True):
+            student.pop(k, None)
     d["student"] = student
     d["maxnorm"] = dynamics.get("maxnorm")
     if teacher is not None and teacher.get("params") is not None:

@@ -120,6 +120,24 @@ def trust_exact(objective: Any, theta0: Any, gtol: float, maxiter: int) -> Any:
 # ----------------------------------------------------------------------------- pilot tests
 
 
+def sweep_app(folder: Any) -> Any:
+    """A bare Textual app showing the sweep view of ``folder`` (``SweepScreen``) with the
+    explorer's layout (app.tcss, as in ``ExplorerApp``)."""
+    from pathlib import Path
+
+    from textual.app import App
+
+    from explorer.screens.sweep import SweepScreen
+
+    class SweepApp(App):
+        CSS_PATH = Path(__file__).resolve().parents[1] / "explorer" / "app.tcss"
+
+        def on_mount(self) -> None:
+            self.push_screen(SweepScreen(folder))
+
+    return SweepApp()
+
+
 async def wait_for(pilot: Any, cond: Callable[[], Any], what: str, timeout: float = 120.0) -> None:
     """Let the app run (the flow and the workers run in threads) until ``cond()`` holds;
     fail naming ``what`` after ``timeout`` seconds (generous: only a failing test waits)."""

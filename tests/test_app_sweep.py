@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-#: The explorer's layout, for the bare apps below that push a SweepScreen.
-APP_CSS = Path(__file__).resolve().parents[1] / "explorer" / "app.tcss"
+from helpers import sweep_app
 
 BASE = """\
 [teacher]
@@ -173,45 +171,25 @@ def _fixed_sweep_folder(folder: Path) -> None:
 
 
 def test_atlas_tab_snapshot(snap_compare, tmp_path, monkeypatch) -> None:
-    from textual.app import App
-
-    from explorer.screens.sweep import SweepScreen
-
     (tmp_path / "out").mkdir()
     _fixed_sweep_folder(tmp_path / "out")
     monkeypatch.chdir(tmp_path)  # the status line shows the folder as given: "out"
-
-    class SweepApp(App):
-        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
-
-        def on_mount(self) -> None:
-            self.push_screen(SweepScreen(Path("out")))
 
     async def show_atlas(pilot) -> None:
         await pilot.press("a")
         await pilot.pause(0.1)
 
-    assert snap_compare(SweepApp(), terminal_size=(100, 20), run_before=show_atlas)
+    assert snap_compare(sweep_app(Path("out")), terminal_size=(100, 20), run_before=show_atlas)
 
 
 def test_atlas_tab_of_a_sweep_without_atlas_says_so(tmp_path) -> None:
     """A sweep folder written before atlases (or still on its first pass) has no atlas.csv:
     the tab is empty and the status line says when it will be written."""
-    from textual.app import App
-
-    from explorer.screens.sweep import SweepScreen
-
     _fixed_sweep_folder(tmp_path)
     (tmp_path / "atlas.csv").unlink()
 
-    class SweepApp(App):
-        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
-
-        def on_mount(self) -> None:
-            self.push_screen(SweepScreen(tmp_path))
-
     async def scenario() -> None:
-        app = SweepApp()
+        app = sweep_app(tmp_path)
         async with app.run_test(size=(100, 20)) as pilot:
             await pilot.press("a")
             await pilot.pause(0.1)

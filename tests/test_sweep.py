@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SWEEP_BASE
+from helpers import SWEEP_BASE, sweep_app
 
 from core.config import ConfigError, load_config
 from core.session import load_session
@@ -45,9 +45,6 @@ from core.sweep import (
 )
 
 BASE = SWEEP_BASE.format(method="gd", t_max=5.0)
-
-#: The explorer's layout, for the bare app below that pushes a SweepScreen.
-APP_CSS = Path(__file__).resolve().parents[1] / "explorer" / "app.tcss"
 
 
 def write_sweep(folder: Path, grid: str, extra: str = "") -> Path:
@@ -368,7 +365,6 @@ def test_small_sweep_on_two_workers_then_rerun_skips_everything(small_sweep, cli
 
 
 def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
-    from textual.app import App
     from textual.widgets import DataTable
 
     from core.sweep import OUTCOMES
@@ -377,14 +373,8 @@ def test_sweep_screen_sorts_by_outcome_and_enter_replays(small_sweep):
 
     _, out, result, _ = small_sweep
 
-    class SweepApp(App):
-        CSS_PATH = APP_CSS  # the explorer's layout (app.tcss), as in ExplorerApp
-
-        def on_mount(self) -> None:
-            self.push_screen(SweepScreen(out))
-
     async def scenario() -> None:
-        app = SweepApp()
+        app = sweep_app(out)
         async with app.run_test(size=(120, 30)) as pilot:
             screen = app.screen
             assert isinstance(screen, SweepScreen)

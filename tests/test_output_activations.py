@@ -57,11 +57,12 @@ def _reference_forward(spec, theta, x, layer_acts, phi):
 
 #: (input_dim, widths, activation per hidden layer, bias per layer, output_dim, output φ).
 NETS = {
-    # MLPGradientFlow "loss": ((4, sigmoid, true), (2, identity, false), (2, g, true),
-    # (5, identity, false)) with its last layer replaced by (2, g, bias)
-    "loss-testset-g-output": (3, [4, 2], ["sigmoid", "identity"], [True, False, True], 2, "g"),
-    # "distributed": one hidden layer, output (1, sigmoid, false): the structured Hessian
-    "distributed-sigmoid": (2, [5], ["softplus"], [True, False], 1, "sigmoid"),
+    # MLPGradientFlow's "loss" testset: d = 2, ((4, sigmoid, true), (2, identity, false),
+    # (2, g, true)) — the last layer is the output, with g and a bias
+    "loss-testset-g-output": (2, [4, 2], ["sigmoid", "identity"], [True, False, True], 2, "g"),
+    # its "distributed" testset: ((2, g, false), (1, sigmoid, false)), one hidden layer (the
+    # structured Hessian)
+    "distributed-sigmoid": (2, [2], ["g"], [False, False], 1, "sigmoid"),
     "1h-tanh-K3-bias": (2, [3], ["g"], [False, True], 3, "tanh"),
     "1h-selu-output": (2, [3], ["tanh"], [True, True], 2, "selu"),
     # no hidden layer: TeacherNet(((1, softplus, true),)) — u = W x + b, f = φ(u)

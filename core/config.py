@@ -684,22 +684,7 @@ class _Validator:
             if d < 2:
                 raise self.fail("teacher.input_dim", "a rosenbrock teacher needs input_dim ≥ 2")
         elif kind == "file":
-            if "path" not in t:
-                raise self.fail("teacher.path", "required for kind = 'file' (an .npz file)")
-            raw = t["path"]
-            if not isinstance(raw, str) or not raw:
-                raise self.fail("teacher.path", f"must be a file name, got {_fmt(raw)}")
-            try:
-                p = Path(raw).expanduser()
-                if not p.is_absolute():
-                    p = self.base_dir / p
-                p = p.resolve()
-                found = p.is_file()
-            except (OSError, RuntimeError) as e:  # a name too long, a link loop…
-                why = getattr(e, "strerror", None) or type(e).__name__
-                raise self.fail("teacher.path", f"cannot use {_fmt(raw)}: {why}") from None
-            if not found:
-                raise self.fail("teacher.path", f"file not found: {short(p, 160)}")
+            p = self.file_path(t, "teacher.path", "an .npz file", follow=True)
             acts = per_layer_activations(widths, act, activations)
             try:  # format, names, shapes and finite values, now rather than mid-run
                 load_params_npz(p, make_spec(d, widths, acts, bias, out_dim).shapes)
@@ -859,27 +844,41 @@ class _Validator:
                     raise self.fail(f"data.{key}", f"only used by kind = 'file', not {kind!r}")
         return DataConfig(kind, samples, loss, seed, path, sha)
 
-    def data_file(self, t: Mapping) -> DataFile:
-        """``data.path`` resolved against the config's folder, read and validated
-        (:func:`core.datafile.read_data_file`), and its hash checked against ``data.sha256``."""
+    def file_path(self, t: Mapping, field: str, what: str, *, follow: bool) -> Path:
+        """The file named by ``t["path"]`` (the key ``field``, a file holding ``what``),
+        ``~`` expanded, relative names resolved against the config's folder.
+
+        ``follow``: links are followed and the target must be a regular file; otherwise a
+        link is refused (the file itself must be named) and only its folder is resolved.
+        """
         if "path" not in t:
-            raise self.fail("data.path", "required for kind = 'file' (an .npz with x and y)")
+            raise self.fail(field, f"required for kind = 'file' ({what})")
         raw = t["path"]
         if not isinstance(raw, str) or not raw:
-            raise self.fail("data.path", f"must be a file name, got {_fmt(raw)}")
+            raise self.fail(field, f"must be a file name, got {_fmt(raw)}")
         try:
             p = Path(raw).expanduser()
             if not p.is_absolute():
                 p = self.base_dir / p
-            if p.is_symlink():
-                raise self.fail("data.path", f"{short(p, 160)} is a symbolic link; name the file")
-            p = p.parent.resolve() / p.name
-            found = p.exists()
+            if follow:
+                p = p.resolve()
+                found = p.is_file()
+            else:
+                if p.is_symlink():
+                    raise self.fail(field, f"{short(p, 160)} is a symbolic link; name the file")
+                p = p.parent.resolve() / p.name
+                found = p.exists()
         except (OSError, RuntimeError) as e:  # a name too long, a link loop…
             why = getattr(e, "strerror", None) or type(e).__name__
-            raise self.fail("data.path", f"cannot use {_fmt(raw)}: {why}") from None
+            raise self.fail(field, f"cannot use {_fmt(raw)}: {why}") from None
         if not found:
-            raise self.fail("data.path", f"file not found: {short(p, 160)}")
+            raise self.fail(field, f"file not found: {short(p, 160)}")
+        return p
+
+    def data_file(self, t: Mapping) -> DataFile:
+        """``data.path`` resolved against the config's folder, read and validated
+        (:func:`core.datafile.read_data_file`), and its hash checked against ``data.sha256``."""
+        p = self.file_path(t, "data.path", "an .npz with x and y", follow=False)
         try:  # regular file, size, npz, names, shapes, finite values
             file = read_data_file(p)
         except FileReadError as e:

@@ -425,12 +425,23 @@ def test_rmse_and_accuracy_in_the_sweep_summary() -> None:
 def test_setup_screen_keeps_per_layer_activations() -> None:
     """A config naming ``activations`` opens in the explorer's setup form valid, and the form
     hands it back unchanged (the one-name activation select does not override it)."""
+    cfg = parse_config(_mapping(widths=[3, 2], activations=["g", ["tanh", "relu"]]))
+
+    async def check(pilot, screen) -> None:
+        assert screen.config.student_spec() == cfg.student_spec()
+        assert not screen.query_one("#run").disabled
+
+    in_setup_form(cfg, check)
+
+
+def in_setup_form(cfg, check) -> None:
+    """Open ``cfg`` in the explorer's setup form, which must find it valid, then
+    ``await check(pilot, screen)``."""
     import asyncio
 
     from explorer.app import ExplorerApp
     from explorer.screens.setup import SetupScreen
 
-    cfg = parse_config(_mapping(widths=[3, 2], activations=["g", ["tanh", "relu"]]))
     app = ExplorerApp(cfg, autostart=False)
 
     async def scenario() -> None:
@@ -439,8 +450,7 @@ def test_setup_screen_keeps_per_layer_activations() -> None:
             screen = app.screen
             assert isinstance(screen, SetupScreen)
             assert screen.error is None
-            assert screen.config.student_spec() == cfg.student_spec()
-            assert not screen.query_one("#run").disabled
+            await check(pilot, screen)
 
     asyncio.run(scenario())
 
@@ -595,32 +605,24 @@ def test_per_layer_bias_refusals() -> None:
 def test_setup_screen_keeps_per_layer_bias() -> None:
     """Per-layer bias flags open in the setup form valid and kept, their checkbox labelled
     with the loaded flags; ticking the box replaces them by one flag for every layer."""
-    import asyncio
-
-    from explorer.app import ExplorerApp
-    from explorer.screens.setup import SetupScreen, widget_id
+    from explorer.screens.setup import widget_id
 
     cfg = parse_config(_per_layer_bias_mapping(*PER_LAYER_BIAS_NETS[0]))
-    app = ExplorerApp(cfg, autostart=False)
 
-    async def scenario() -> None:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
-            screen = app.screen
-            assert isinstance(screen, SetupScreen)
-            assert screen.error is None and screen.config == cfg
-            box = screen.query_one("#" + widget_id("student.bias"))
-            assert str(box.label) == "per layer: on | off | on | off"
-            teacher_box = screen.query_one("#" + widget_id("teacher.bias"))
-            assert str(teacher_box.label) == "per layer: on | off | on | off"
-            box.value = True
-            await pilot.pause()
-            assert screen.error is None
-            assert screen.config.student.bias is True
-            assert screen.config.teacher.bias == cfg.teacher.bias
-            assert str(box.label) == "on"
+    async def check(pilot, screen) -> None:
+        assert screen.config == cfg
+        box = screen.query_one("#" + widget_id("student.bias"))
+        assert str(box.label) == "per layer: on | off | on | off"
+        teacher_box = screen.query_one("#" + widget_id("teacher.bias"))
+        assert str(teacher_box.label) == "per layer: on | off | on | off"
+        box.value = True
+        await pilot.pause()
+        assert screen.error is None
+        assert screen.config.student.bias is True
+        assert screen.config.teacher.bias == cfg.teacher.bias
+        assert str(box.label) == "on"
 
-    asyncio.run(scenario())
+    in_setup_form(cfg, check)
 
 
 def test_square_differs_from_mlpgf_and_the_docs_say_so() -> None:

@@ -33,26 +33,36 @@ plus the barrier's diagonal.  A diagonal block collects every partner q, the stu
 own pair q = i included (there D and E are both evaluated at (‖w_i‖², ‖w_i‖², ‖w_i‖²)).
 Only the n × (n + k) scalar partials depend on the kernel; the sums over q are
 Σ_q (c_q A_iq), Σ_q (c_q A₃_iq) u_q, …, and the one d × d term per student
-Σ_q c_q B₃_iq u_q u_qᵀ, so the assembly costs O(n(n + k)d² + n²d²) flops and one pass
+Σ_q c_q B₃_iq u_q u_qᵀ, so the assembly costs O(n(n + k)d² + n²d²) flops and a few passes
 over the (nd + n)² output, against the P-fold forward-mode sweep of ``jax.jacfwd``.
 
-The scalar partials are computed exactly as the autodiff Hessian of the gradient does,
-so the two agree to rounding at every point, degenerate ones included:
+The scalar partials are the ones the gradient and its autodiff Hessian use:
 
 * closed-form kernels: A, B are forward-mode JVPs of κ in c₁₁ and c₁₂ (as in
-  ``core.gaussian``'s gradient) and the second partials JVPs of those in c₁₁, c₂₂, c₁₂;
-  the relu kernel's power-series branch at coincident/opposite weights, its zero-norm
-  convention (K = 0 with zero derivatives) and the guarded square roots therefore give the
-  same finite limits as in the gradient;
+  ``core.gaussian``'s gradient) and the second partials JVPs of those in c₁₁, c₂₂, c₁₂
+  (zero-norm and guarded-square-root conventions carry over unchanged);
 * quadrature kernels: Price's theorem, E[·] over (u, v) ~ N(0, C):
   A = ½E[σ″τ], B = E[σ′τ′], A₁ = ¼E[σ⁗τ], A₂ = ¼E[σ″τ″], A₃ = B₁ = ½E[σ‴τ′],
   B₂ = ½E[σ′τ‴], B₃ = E[σ″τ″] (the custom JVP of ``core.gaussian._quadrature_kernel``).
 
-No point needs a fallback: the chain rule above is linear in the partials, and the
-partials are the same finite numbers autodiff produces.  The result is symmetrised,
-½(H + Hᵀ), as the autodiff Hessian was, so it is exactly symmetric.
-:func:`autodiff_hessian` keeps that previous Hessian as the reference for tests and
-``bench/gaussian.py``.
+relu·relu pairs are the exception.  The arc-cosine kernel behaves like (det C)^{3/2} near
+parallel weights, so its second c-partials are unbounded there (like 1/sin θ) and D, E
+would be large cancelling sums.  For those pairs D = ∂²_xx κ and E = ∂²_xy κ are written in
+w-space (x̂ = x/|x|, p = ŷ − cos θ x̂, σ = x̂ + ŷ, δ = x̂ − ŷ, θ = 2 atan2(|δ|, |σ|)):
+
+    ∂²_xx κ = |y|/(2π|x|) [p pᵀ/|p| + |p| (I − x̂x̂ᵀ)],
+    ∂²_xy κ = (1/2π) [(π − θ) I + ½(|δ|/|σ|) σσᵀ − ½(|σ|/|δ|) δδᵀ],
+
+finite with exact limits at θ = 0 (∂²_xx κ = 0, ∂²_xy κ = I/2) and θ = π (both 0), and 0 for
+a zero-norm weight (the kernel's K = 0 convention).  So no point needs a fallback to
+autodiff.  Where relu weights are exactly or nearly parallel the autodiff reference is the
+less accurate one (it differentiates (det C)^{3/2} through rounding noise in det C, ~1e-8);
+``tests/test_gaussian_hessian.py`` checks those points with exactly representable Gram
+entries, the exact θ = 0, π blocks and the O(ε) approach to them.
+
+The result is exactly symmetric by construction, without ½(H + Hᵀ) (see :func:`_assemble`).
+:func:`autodiff_hessian` keeps the previous Hessian as the reference for tests and
+``bench/gaussian.py --part hessian``.
 """
 
 from __future__ import annotations

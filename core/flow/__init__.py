@@ -38,7 +38,8 @@ t = iterations × lr:  θ_{k+1} = θ_k + τ⁻¹ ⊙ u_k where u_k is the optax 
 full-batch gradient (gd: u = −lr ∇L; adam) or for a minibatch gradient (sgd, ``batch_size``
 samples drawn uniformly with replacement, key = fold_in(PRNGKey(seed), k), so runs are
 reproducible and resumable; the gradient of the objective's own loss on the batch,
-``extras["batch_grad"]``, whatever the loss: mse, cross-entropy, correlation).  Iterations run inside ``lax.while_loop``.
+``extras["batch_grad"]``, whatever the loss: mse, cross-entropy, correlation).  Iterations
+run inside ``lax.while_loop``.
 
 For diffrax and optax, all iteration happens in one jitted function per (objective,
 settings), compiled once and reused across chunks and across calls (see

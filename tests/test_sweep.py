@@ -123,7 +123,7 @@ def test_no_base_uses_default_config_and_empty_grid_is_one_run():
 @pytest.mark.parametrize(
     ("grid", "field", "problem"),
     [
-        ('"student.widths" = [[2], [0]]', "grid.student.widths", "value [0]: must be a non-empty"),
+        ('"student.widths" = [[2], [0]]', "grid.student.widths", "value [0]: must be a list of positive integers"),
         ('"student.activation" = ["tanh", "sofplus"]', "grid.student.activation", "'softplus'"),
         ('"student.widht" = [[2]]', "grid.student.widht", "unknown key"),
         ('"dynamics.method" = ["gd", "newton"]', "grid.dynamics.method", "must be one of"),

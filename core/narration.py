@@ -565,7 +565,7 @@ def _forming_words(ch: Channel, facts: PointFacts, earlier: PointFacts | None) -
     return (
         f"channel forming: neurons {i}, {j}{moving} ({eps_txt}), output weights {pm}"
         + (f" {a_trend}" if a_trend else "")
-        + " (the pair passes the channel test later in this phase)"
+        + "; it passes the channel test later"
     )
 
 

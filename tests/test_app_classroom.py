@@ -124,6 +124,30 @@ async def test_narration_names_each_presets_phenomenon_at_its_moment(name):
                 assert s not in text, f"{name} at t={t}: {s!r} in {text!r}"
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@sync
+async def test_a_long_narration_wraps_and_shows_every_word(size):
+    """The forming-channel line is long: wrapped, every one of its lines is on screen."""
+    import math
+
+    from explorer.app import ExplorerApp
+    from explorer.widgets.narration import NarrationLine
+
+    session = load_session(SESSIONS / "channel_to_infinity")
+    app = ExplorerApp(replay=session)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.problem is not None, "problem rebuilt")
+        text = await _narration_at(pilot, screen, _position(session, 1e4))
+        assert "it passes the channel test later" in text
+        await pilot.pause()
+        line = screen.query_one(NarrationLine)
+        width = line.content_region.width
+        needed = sum(max(1, math.ceil(len(row) / width)) for row in text.splitlines())
+        assert needed >= 3 if size[0] == 80 else needed >= 2
+        assert line.content_region.height >= needed, (needed, line.content_region)
+
+
 @sync
 async def test_narration_follows_the_replay_keys():
     """End (a key, not a position set by hand) moves the narration to the end of the run."""

@@ -294,10 +294,13 @@ def session_phases(session) -> list[Phase]:
             # Hessian is positive definite, which a channel (λmax ~ 1/ε²) never passes.
             tail = out.pop()
             if out and out[-1].kind == "descent":
+                # the merged phase's least-‖∇L‖ row lies in the tail (‖∇L‖ falls into the
+                # basin), so its index is the tail's: the rule of detect_phases for one phase
                 head = out[-1].note.rsplit(" to ", 1)[0]
                 out[-1] = dataclasses.replace(
-                    out[-1], t_end=tail.t_end, loss=tail.loss, note=f"{head} to {tail.loss:.3g}"
-                )
+                    out[-1], t_end=tail.t_end, loss=tail.loss, index=tail.index,
+                    note=f"{head} to {tail.loss:.3g}",
+                )  # fmt: skip
             else:
                 out.append(dataclasses.replace(tail, kind="descent", note="slow descent"))
         out.append(handover)

@@ -571,3 +571,19 @@ def test_a_handed_over_run_ends_converged_and_its_tail_is_no_channel():
 
     bare = dataclasses.replace(session, refined=None)
     assert "channel" in [p.kind for p in session_phases(bare)]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SESSIONS.iterdir() if p.is_dir()))
+def test_shipped_reports_hold_the_phases_core_detects_today(name):
+    """A shipped session's stored report (what `explorer report` prints) says what
+    core.phases finds now: regenerate it (scripts/make_demo_sessions.py NAME) when this fails."""
+    from core.phases import session_phases
+    from core.session import load_session
+
+    session = load_session(SESSIONS / name)
+    stored = session.report["phases"]
+    now = session_phases(session)
+    assert [(p["kind"], p["index"]) for p in stored] == [(p.kind, p.index) for p in now]
+    for p, q in zip(stored, now, strict=True):
+        assert math.isclose(p["t_start"], q.t_start, rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(p["t_end"], q.t_end, rel_tol=1e-9, abs_tol=1e-12)

@@ -412,3 +412,31 @@ def test_per_neuron_and_per_layer_activations_are_shown_and_kept() -> None:
             assert screen.config.teacher.activations is None
 
     asyncio.run(scenario())
+
+
+def test_init_seed_varies_theta0_alone_and_empty_means_the_seed() -> None:
+    from explorer.app import ExplorerApp
+    from explorer.screens.setup import SetupScreen
+
+    app = ExplorerApp(autostart=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, SetupScreen)
+            field = screen.query_one("#f-student--seed")
+            assert field.value == ""  # absent from the default config: θ₀ from `seed`
+            assert screen.config.student.seed is None
+            field.value = "11"
+            await pilot.pause()
+            assert screen.error is None and screen.config.student.seed == 11
+            assert screen.config.seed == app.config.seed  # the teacher's draw unchanged
+            field.value = "-2"
+            await pilot.pause()
+            assert screen.error.field == "student.seed"
+            assert screen.query_one("#e-student--seed").display
+            field.value = ""
+            await pilot.pause()
+            assert screen.error is None and screen.config.student.seed is None
+
+    asyncio.run(scenario())

@@ -155,7 +155,10 @@ def form_fields() -> list[tuple[str, list[Field]]]:
                 Field("student.bias", "bias", "check"),
                 *[f for f in constraints if f.key.split(".")[1] in student_keys],
                 Field("student.init_scale", "init scale", "input", value_type="float"),
-                Field("seed", "seed", "input", value_type="int"),
+                # empty: θ₀ drawn from the seed below; a number varies θ₀ alone
+                Field("student.seed", "init seed", "input", value_type="int"),
+                # seeds the teacher, θ₀ and the data sample unless they have their own seed
+                Field("seed", "seed (all)", "input", value_type="int"),
             ],
         ),
         (

@@ -488,20 +488,16 @@ def _title(session: Any) -> str:
 
 
 def loss_offset(session: Any) -> float:
-    """min L over the session's recorded (and refined) losses when it is < 0, else 0.
+    """min L over the session's recorded (and refined) losses when it is < 0, else 0: the
+    app's rule (:func:`explorer.widgets.plots.loss_offset`, the one place it is written) —
+    a loss with values ≤ 0 (the correlation loss −E[f f*]) is drawn as L − min L."""
+    from explorer.widgets.plots import loss_offset as offset_of
 
-    A loss with values ≤ 0 (the correlation loss −E[f f*]) is drawn as L − min L on the
-    log axis, labelled so; not on a symlog axis, where a loss moving from −0.963 to
-    −1.044 (multi_index_below) would be a flat line (the app's loss plot does the same,
-    :func:`explorer.widgets.plots.loss_offset`).  Losses ≥ 0 are drawn as they are.
-    """
     values = [np.asarray(seg.loss, np.float64) for seg in session.segments]
     ref = session.refined
     if ref and isinstance(ref.get("loss"), int | float):
         values.append(np.array([ref["loss"]], np.float64))
-    finite = [v[np.isfinite(v)] for v in values]
-    low = min((float(v.min()) for v in finite if v.size), default=0.0)
-    return low if low < 0 else 0.0
+    return offset_of(*values)
 
 
 def _loss_panel(ax: Any, session: Any) -> None:

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.config import DynamicsFields
+from core.config import DYNAMICS_METHODS, SOLVERS, DynamicsFields
 
-METHODS = ("flow", "gd", "sgd", "adam")
+METHODS = DYNAMICS_METHODS  # the names core.config validates: one list
 EXPLICIT_SOLVERS = ("tsit5", "dopri5", "dopri8")
 STIFF_SOLVERS = ("kvaerno5", "kencarp5")
 SCIPY_SOLVERS = ("lsoda", "bdf")
 JAX_SOLVERS = (*EXPLICIT_SOLVERS, *STIFF_SOLVERS)
-SOLVERS = ("auto", *JAX_SOLVERS, *SCIPY_SOLVERS)
+if set(SOLVERS) != {"auto", *JAX_SOLVERS, *SCIPY_SOLVERS}:  # config's names, grouped here
+    raise ImportError("core.flow.settings: solver groups do not match core.config.SOLVERS")
 # solver = "auto": scipy's LSODA (exact Hessian as Jacobian) up to this many parameters,
 # Tsit5 above.  Measured on 2 shared CPU cores, 2026-12-01, softplus teacher-student
 # (bench/dynamics.py's problem(); rtol 1e-3, atol 1e-6; wall seconds to t_max including
